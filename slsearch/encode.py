@@ -1,0 +1,112 @@
+"""The one embedding path: clips and sentences -> global vectors + token states.
+
+Training's dev evaluation, indexing and queries all call `encode_videos` / `encode_texts`, so a
+clip is always embedded the same way. Inside: batching, sorting by length (less padding), eval
+mode and no_grad; results come back in input order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from slsearch.console import progress_bar
+from slsearch.errors import SlsearchError
+
+
+@dataclass
+class Encoded:
+    vectors: np.ndarray  # (N, D) float32, L2-normalised global vectors
+    tokens: list[np.ndarray]  # N arrays (L_i, d) float32: the valid token states only
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def _batched(model, items: Sequence[Any], lengths: Sequence[int], batch_size: int,
+             run: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+             progress: bool, desc: str) -> Encoded:
+    """Run `run(indices) -> (tokens, mask, global)` over length-sorted batches; reassemble in order."""
+    if batch_size <= 0:
+        raise SlsearchError(f"batch_size must be positive, got {batch_size}")
+    n = len(items)
+    vectors = np.zeros((n, model.embed_dim), np.float32)
+    tokens: list[np.ndarray | None] = [None] * n
+    order = np.argsort(-np.asarray(lengths), kind="stable")  # longest first: memory peak shows at once
+    was_training = model.training
+    model.eval()
+    bar = progress_bar(transient=True) if progress else None
+    try:
+        if bar:
+            bar.start()
+            task = bar.add_task(desc, total=n, rate="")
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size].tolist()
+                tok, mask, glob = run(idx)
+                tok, mask, glob = tok.float().cpu().numpy(), mask.cpu().numpy(), glob.float().cpu().numpy()
+                for row, i in enumerate(idx):
+                    tokens[i] = tok[row, mask[row]]
+                    vectors[i] = glob[row]
+                if bar:
+                    bar.update(task, advance=len(idx))
+    finally:
+        if bar:
+            bar.stop()
+        model.train(was_training)
+    return Encoded(vectors, tokens)  # type: ignore[arg-type]
+
+
+def prepare_videos(model, inputs: Sequence[Any]) -> list[np.ndarray]:
+    """Items -> per-frame features (T, F) via the model's front end; checks the temporal stride."""
+    feats = []
+    for item in inputs:
+        f = model.video.front_end.prepare(item)
+        if f.shape[0] < model.temporal_stride:
+            name = getattr(item, "id", item if not isinstance(item, np.ndarray) else "<array>")
+            raise SlsearchError(f"{name}: clip has {f.shape[0]} frames, fewer than the temporal stride "
+                                f"{model.temporal_stride}")
+        feats.append(f)
+    return feats
+
+
+def encode_videos(model, inputs: Sequence[Any], batch_size: int = 32, progress: bool = False) -> Encoded:
+    """Clips -> Encoded. An item is a pose array (T, 543, 3), a feature array (T, F) already made by
+    the front end, or a path / manifest Clip that `slsearch.data.poses.load_pose` reads."""
+    if len(inputs) == 0:
+        return Encoded(np.zeros((0, model.embed_dim), np.float32), [])
+    feats = prepare_videos(model, inputs)
+    device = model.device
+
+    def run(idx: list[int]):
+        T = max(feats[i].shape[0] for i in idx)
+        x = torch.zeros(len(idx), T, feats[idx[0]].shape[1])
+        for row, i in enumerate(idx):
+            x[row, : feats[i].shape[0]] = torch.from_numpy(feats[i])
+        lengths = torch.tensor([feats[i].shape[0] for i in idx])
+        out = model.encode_video(x.to(device), lengths.to(device))
+        return out["tokens"], out["mask"], out["global"]
+
+    return _batched(model, feats, [f.shape[0] for f in feats], batch_size, run, progress, "encoding clips")
+
+
+def encode_texts(model, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> Encoded:
+    """Sentences -> Encoded (token states of the mBART encoder, global vectors)."""
+    if isinstance(texts, str):
+        raise SlsearchError("encode_texts takes a list of sentences, not one string")
+    if len(texts) == 0:
+        return Encoded(np.zeros((0, model.embed_dim), np.float32), [])
+    for t in texts:
+        if not isinstance(t, str) or not t.strip():
+            raise SlsearchError(f"cannot encode an empty sentence ({t!r})")
+    device = model.device
+
+    def run(idx: list[int]):
+        ids, mask = model.tokenizer([texts[i] for i in idx])
+        out = model.encode_text(ids.to(device), mask.to(device))
+        return out["tokens"], out["mask"], out["global"]
+
+    return _batched(model, texts, [len(t) for t in texts], batch_size, run, progress, "encoding texts")

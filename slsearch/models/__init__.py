@@ -1,0 +1,1 @@
+"""Towers, similarity, losses, tokenizer and checkpoints."""

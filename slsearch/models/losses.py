@@ -1,0 +1,50 @@
+"""C²RL training objective: implicit content learning (contrastive) + explicit context learning (LM).
+
+- `cico`: symmetric InfoNCE over the batch on the CiCo fine-grained score, learnable logit scale;
+- `global`: symmetric InfoNCE on the pooled global vectors (the FAISS first stage);
+- `lm`: cross-entropy of the decoder's sentence given the video tokens, label smoothing 0.2.
+Logit scales are clamped at ln(100), as CLIP/CiCo do. Returns a dict of weighted named losses.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from slsearch.models.similarity import CICO_TEMPERATURE, cico_similarity
+
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+def symmetric_infonce(scores: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """scores (B, B) video x text with matching pairs on the diagonal -> mean of both CE directions."""
+    logits = scores * logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+    target = torch.arange(scores.shape[0], device=scores.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+class C2RLLoss(nn.Module):
+    def __init__(self, cico_weight: float = 1.0, global_weight: float = 1.0, lm_weight: float = 1.0,
+                 label_smoothing: float = 0.2, temperature: float = CICO_TEMPERATURE):
+        super().__init__()
+        self.cico_weight, self.global_weight, self.lm_weight = cico_weight, global_weight, lm_weight
+        self.label_smoothing = label_smoothing
+        self.temperature = temperature
+
+    def forward(self, video_tokens, video_mask, text_tokens, text_mask, video_global, text_global,
+                logit_scale_fine, logit_scale_global, lm_logits=None, lm_labels=None) -> dict[str, torch.Tensor]:
+        losses: dict[str, torch.Tensor] = {}
+        if self.cico_weight:
+            fine = cico_similarity(video_tokens, video_mask, text_tokens, text_mask, self.temperature)  # (B, B)
+            losses["cico_loss"] = self.cico_weight * symmetric_infonce(fine, logit_scale_fine)
+        if self.global_weight:
+            coarse = video_global.float() @ text_global.float().T  # (B, B), vectors are unit length
+            losses["global_loss"] = self.global_weight * symmetric_infonce(coarse, logit_scale_global)
+        if self.lm_weight and lm_logits is not None:
+            losses["lm_loss"] = self.lm_weight * F.cross_entropy(
+                lm_logits.float().flatten(0, 1), lm_labels.flatten(), ignore_index=-100,
+                label_smoothing=self.label_smoothing)
+        return losses

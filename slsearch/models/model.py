@@ -1,0 +1,125 @@
+"""SignTextModel: video tower + text tower + C²RL decoder, and its config.
+
+`forward` returns a dict whose keys are the argument names of `C2RLLoss`, so a training step is
+`losses = loss_fn(**model(**batch))`. Encoding for search goes through `slsearch.encode`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import math
+import torch
+from torch import nn
+from transformers import MBartConfig
+
+from slsearch.data.features import FEATURE_DIM
+from slsearch.models.decoder import TextDecoder, decoder_config, shift_for_lm
+from slsearch.models.text_tower import TextTower, scratch_text_config
+from slsearch.models.tokenizer import TextTokenizer
+from slsearch.models.video_tower import FRONT_ENDS, TEMPORAL_STRIDE, VideoTower
+
+
+@dataclass
+class ModelConfig:
+    front_end: str = "pose"  # which FrontEnd turns frames into vectors (video_tower.FRONT_ENDS)
+    input_dim: int = FEATURE_DIM  # per-frame feature width the front end reads
+    video_dim: int = 256  # width of the video tower's conv and transformer
+    video_layers: int = 2  # transformer layers over the T/4 tokens
+    video_heads: int = 4
+    video_ffn: int = 1024
+    conv_kernel: int = 5  # temporal receptive field of each conv block, in frames
+    dropout: float = 0.1
+    token_dim: int = 256  # d: width of token states of both towers (CiCo score, decoder memory)
+    embed_dim: int = 256  # D: width of the global vectors that go into FAISS
+    text_dim: int = 256  # scratch mBART encoder width (ignored when text_mbart is set)
+    text_layers: int = 2
+    text_heads: int = 4
+    text_ffn: int = 1024
+    max_text_tokens: int = 64  # sentences are cut to this many tokens
+    decoder_layers: int = 3  # C²RL: a 3-layer mBART decoder
+    decoder_heads: int = 4
+    decoder_ffn: int = 1024
+    vocab_size: int = 0  # filled in from the tokenizer
+    cico_temperature: float = 0.07  # tau' of the CiCo softmax
+    init_logit_scale: float = 2.659  # ln(1/0.07), CLIP's start for both learnable scales
+    text_mbart: dict[str, Any] | None = None  # MBartConfig of a pretrained text encoder, when one is used
+    text_model_source: str | None = None  # where that pretrained encoder came from (for the record)
+
+    def text_config(self) -> MBartConfig:
+        if self.text_mbart is not None:
+            cfg = MBartConfig(**self.text_mbart)
+            cfg.vocab_size = self.vocab_size
+            return cfg
+        return scratch_text_config(self.vocab_size, self.text_dim, self.text_layers, self.text_heads,
+                                   self.text_ffn, self.dropout, max_positions=self.max_text_tokens + 4)
+
+
+class SignTextModel(nn.Module):
+    temporal_stride = TEMPORAL_STRIDE
+
+    def __init__(self, config: ModelConfig, tokenizer: TextTokenizer):
+        super().__init__()
+        if config.vocab_size != tokenizer.vocab_size:
+            raise ValueError(f"config vocab_size {config.vocab_size} != tokenizer's {tokenizer.vocab_size}")
+        self.config = config
+        self.tokenizer = tokenizer
+        front = FRONT_ENDS[config.front_end](config.video_dim, config.input_dim, config.dropout)
+        self.video = VideoTower(front, config.video_dim, config.conv_kernel, config.video_layers,
+                                config.video_heads, config.video_ffn, config.dropout, config.token_dim,
+                                config.embed_dim)
+        self.text = TextTower(config.text_config(), config.token_dim, config.embed_dim)
+        self.decoder = TextDecoder(decoder_config(config.vocab_size, config.token_dim, config.decoder_layers,
+                                                  config.decoder_heads, config.decoder_ffn, config.dropout,
+                                                  max_positions=config.max_text_tokens + 4))
+        self.logit_scale_fine = nn.Parameter(torch.tensor(config.init_logit_scale))
+        self.logit_scale_global = nn.Parameter(torch.tensor(config.init_logit_scale))
+        self.checkpoint_hash = "untrained"  # set by save_model / load_model
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def token_dim(self) -> int:
+        return self.config.token_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale_fine.device
+
+    def encode_video(self, features: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.video(features, lengths)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.text(input_ids, attention_mask)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor, with_lm: bool = True) -> dict[str, torch.Tensor]:
+        """features (B, T, F), lengths (B,), input_ids/attention_mask (B, L) -> the loss's arguments."""
+        v = self.video(features, lengths)
+        t = self.text(input_ids, attention_mask)
+        out = {"video_tokens": v["tokens"], "video_mask": v["mask"], "text_tokens": t["tokens"],
+               "text_mask": t["mask"], "video_global": v["global"], "text_global": t["global"],
+               "logit_scale_fine": self.logit_scale_fine, "logit_scale_global": self.logit_scale_global}
+        if with_lm:
+            dec_in, dec_mask, labels = shift_for_lm(input_ids, attention_mask, self.tokenizer.bos_id,
+                                                    self.tokenizer.pad_id)
+            out["lm_logits"] = self.decoder(v["tokens"], v["mask"], dec_in, dec_mask)  # (B, L, vocab)
+            out["lm_labels"] = labels
+        return out
+
+
+def build_model(config: ModelConfig, tokenizer: TextTokenizer) -> SignTextModel:
+    config.vocab_size = tokenizer.vocab_size
+    config.max_text_tokens = tokenizer.max_length
+    return SignTextModel(config, tokenizer)
+
+
+def config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    known = set(ModelConfig.__dataclass_fields__)
+    unknown = set(d) - known
+    if unknown:
+        raise KeyError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+    return ModelConfig(**d)
