@@ -33,8 +33,8 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback, is_eager=True,
-                                           help="Print the version and exit."),
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
 ) -> None:
     """slsearch: search sign-language video with text, and text with video."""
 
@@ -58,9 +58,46 @@ def info(as_json: bool = typer.Option(False, "--json", help="Machine-readable ou
 
 # --- commands ---------------------------------------------------------------------------------
 
+def print_batch_summary(summary, title: str) -> None:
+    """A batch's counts as a table, then every failure on its own line."""
+    from rich.table import Table
+
+    d = summary.as_dict()
+    table = Table(title=title, show_header=False)
+    for k in ("total", "ok", "cached", "failed", "frames", "seconds", "frames_per_second"):
+        table.add_row(k, str(d[k]))
+    for k, v in summary.extra.items():
+        table.add_row(k, str(v))
+    console.print(table)
+    for line in summary.failures:
+        console.print(f"[red]failed[/red] {line}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def extract(
+    paths: list[str] = typer.Argument(..., help="Videos, frame folders, pose files, folders or manifests."),
+    out: str = typer.Option(..., "--out", help="Folder for one .npz pose per clip and manifest.jsonl."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes for MediaPipe (default: all cores)."),
+    fps: float = typer.Option(25.0, help="Resample every clip to this frame rate (0 keeps the source rate)."),
+    strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any clip fails."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Extract MediaPipe Holistic poses (cached) from videos into .npz files and a manifest."""
+    from slsearch.data.extract_corpus import extract_corpus
+
+    summary = extract_corpus(paths, out, workers=workers, fps=fps or None, progress=not as_json)
+    if as_json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        print_batch_summary(summary, "slsearch extract")
+    if summary.ok == 0 or (strict and summary.failures):
+        raise typer.Exit(1)
+
+
 def run() -> None:
     """Entry point that turns SlsearchError into a one-line message (exit 2)."""
     try:
-        app()
+        app(standalone_mode=True)
     except SlsearchError as e:
-        fail(str(e))
+        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None

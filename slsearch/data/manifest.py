@@ -278,9 +278,7 @@ def collect_clips(paths: Iterable[str | Path], text_field: str | None = None) ->
         elif p.suffix.lower() in MANIFEST_EXTENSIONS or p.suffix.lower() == ".json":
             clips.extend(read_manifest(p, text_field))
         elif p.suffix.lower() in VIDEO_EXTENSIONS | POSE_EXTENSIONS:
-            if not p.exists():
-                raise InputError(p, "file not found")
-            clips.append(Clip(id=p.stem, path=p))
+            clips.append(Clip(id=p.stem, path=p))  # a missing file is reported by the batch, which goes on
         elif not p.exists():
             raise InputError(p, "not found")
         else:

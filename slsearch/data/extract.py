@@ -1,0 +1,223 @@
+"""MediaPipe Holistic pose extraction: frames -> (T, 543, 3), in parallel, cached on disk.
+
+mediapipe 0.10.21 is the last release with bundled models and `mp.solutions.holistic`;
+model_complexity=1 is the only complexity whose model ships in the wheel (0 and 2 download).
+The cache key is the source's content hash plus start/end, fps and EXTRACTOR_VERSION, so a
+second run over the same files extracts nothing, and renaming a file does not matter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from slsearch.data import layout as L
+from slsearch.data.manifest import Clip
+from slsearch.data.poses import PoseSequence, _read_npz, save_pose_npz
+from slsearch.data.video import FRAME_FOLDER_FPS, content_hash, iter_frames, probe
+from slsearch.errors import InputError
+
+EXTRACTOR_VERSION = "mediapipe-0.10.21/holistic-c1/v1"  # bump when extraction output changes
+MODEL_COMPLEXITY = 1
+
+_holistic = None  # one tracker per process, reset between videos
+
+
+def _libc_fflush() -> None:
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+@contextmanager
+def _quiet_stderr():
+    """Silence MediaPipe's C++ start-up warnings (written straight to fd 2) so progress bars stay readable."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        _libc_fflush()  # C++ logs sit in stdio buffers: flush them into /dev/null, not onto the terminal later
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SLSEARCH_CACHE", Path.home() / ".cache" / "slsearch")) / "poses"
+
+
+def _tracker():
+    global _holistic
+    if _holistic is None:
+        with _quiet_stderr():
+            import mediapipe as mp
+
+            _holistic = mp.solutions.holistic.Holistic(
+                static_image_mode=False, model_complexity=MODEL_COMPLEXITY, smooth_landmarks=True,
+                refine_face_landmarks=False, min_detection_confidence=0.5, min_tracking_confidence=0.5,
+            )
+    _holistic.reset()  # tracking state must not leak from one video into the next
+    return _holistic
+
+
+def _landmarks(lm, n: int) -> np.ndarray:
+    if lm is None:
+        return np.full((n, 3), np.nan, np.float32)
+    return np.array([(p.x, p.y, p.z) for p in lm.landmark], np.float32)[:n]
+
+
+def extract_pose(path: str | Path, fps: float | None = None, start: float | None = None,
+                 end: float | None = None) -> PoseSequence:
+    """Run MediaPipe Holistic on every (resampled) frame of a video file or frame folder."""
+    path = Path(path)
+    holistic = _tracker()
+    rows = []
+    with _quiet_stderr():  # the graph's threads log warnings each time the tracker restarts
+        for frame in iter_frames(path, fps=fps, start=start, end=end):
+            r = holistic.process(np.ascontiguousarray(frame))
+            rows.append(np.concatenate([
+                _landmarks(r.pose_landmarks, L.N_POSE), _landmarks(r.face_landmarks, L.N_FACE),
+                _landmarks(r.left_hand_landmarks, L.N_HAND), _landmarks(r.right_hand_landmarks, L.N_HAND),
+            ]))
+    if not rows:
+        raise InputError(path, "no frames in the selected range")
+    data = np.stack(rows)
+    if not np.isfinite(data[:, L.POSE, 0]).any():
+        raise InputError(path, f"no person detected in any of its {len(rows)} frames")
+    if fps is None:
+        fps = FRAME_FOLDER_FPS if path.is_dir() else probe(path).fps
+    return PoseSequence(data, float(fps))
+
+
+def cache_key(path: Path, fps: float | None, start: float | None, end: float | None) -> str:
+    spec = f"{content_hash(path)}|{start}|{end}|{fps}|{EXTRACTOR_VERSION}"
+    return hashlib.sha256(spec.encode()).hexdigest()
+
+
+def cache_path(key: str, cache_dir: str | Path | None = None) -> Path:
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    return root / key[:2] / f"{key}.npz"
+
+
+def extract_pose_cached(path: str | Path, fps: float | None = None, start: float | None = None,
+                        end: float | None = None, cache_dir: str | Path | None = None) -> PoseSequence:
+    """extract_pose, but read from / written to the cache."""
+    path = Path(path)
+    target = cache_path(cache_key(path, fps, start, end), cache_dir)
+    if target.exists():
+        try:
+            return _read_npz(target)
+        except InputError:
+            target.unlink(missing_ok=True)  # a damaged cache entry is recomputed, not trusted
+    seq = extract_pose(path, fps=fps, start=start, end=end)
+    save_pose_npz(target, seq.data, seq.fps)
+    return seq
+
+
+@dataclass
+class ExtractResult:
+    clip: Clip
+    frames: int = 0
+    cached: bool = False  # found in the cache, nothing extracted
+    error: str | None = None  # one line, "path: reason"
+    cache_file: Path | None = None
+
+
+def _silence_worker() -> None:
+    """Pool initializer: a worker reports through its results, so its stderr (C++ logs) can go."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def _extract_one(clip: Clip, fps: float | None, cache_dir: str | None) -> ExtractResult:
+    """Worker body: never raises for bad input, so one corrupt file cannot stop a batch."""
+    try:
+        path = Path(clip.path) if clip.path is not None else None
+        if path is None:
+            raise InputError(clip.id, "manifest row has no file path")
+        if not path.exists():
+            raise InputError(path, "file not found")
+        target = cache_path(cache_key(path, fps, clip.start, clip.end), cache_dir)
+        if target.exists():
+            return ExtractResult(clip, frames=_read_npz(target).frames, cached=True, cache_file=target)
+        seq = extract_pose_cached(path, fps=fps, start=clip.start, end=clip.end, cache_dir=cache_dir)
+        return ExtractResult(clip, frames=seq.frames, cache_file=target)
+    except InputError as e:
+        return ExtractResult(clip, error=str(e))
+    except Exception as e:  # decoder or MediaPipe failures on odd files: report, keep going
+        return ExtractResult(clip, error=f"{clip.path}: extraction failed ({type(e).__name__}: {e})")
+
+
+def extract_many(clips: Sequence[Clip], workers: int | None = None, fps: float | None = 25.0,
+                 cache_dir: str | Path | None = None,
+                 on_result: Callable[[ExtractResult], None] | None = None) -> list[ExtractResult]:
+    """Extract (or find cached) poses of many video clips in parallel worker processes.
+
+    Results come back in the order of `clips`; failures carry a one-line `error`. `on_result`
+    is called as each finishes (progress bars). A worker that dies (a decoder crash) is
+    replaced and only the clip it was working on is reported as failed.
+    """
+    workers = max(1, workers or os.cpu_count() or 1)
+    cache = str(cache_dir) if cache_dir else None
+    results: dict[int, ExtractResult] = {}
+
+    def done(i: int, r: ExtractResult) -> None:
+        results[i] = r
+        if on_result:
+            on_result(r)
+
+    pending = list(range(len(clips)))
+    strikes: dict[int, int] = {}
+    while pending:
+        # spawn, not fork: the parent may hold torch/OpenMP threads that a forked child would inherit broken.
+        with ProcessPoolExecutor(max_workers=min(workers, len(clips)), mp_context=get_context("spawn"),
+                                 initializer=_silence_worker) as pool:
+            in_flight: dict = {}
+            try:
+                while pending or in_flight:
+                    # At most `workers` clips in flight, so a crash has few suspects.
+                    while pending and len(in_flight) < workers:
+                        i = pending.pop(0)
+                        in_flight[pool.submit(_extract_one, clips[i], fps, cache)] = i
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        done(in_flight.pop(fut), fut.result())
+            except BrokenProcessPool:
+                # Every clip in flight is a suspect: retried once in a fresh pool, failed on a second crash.
+                for i in in_flight.values():
+                    strikes[i] = strikes.get(i, 0) + 1
+                    if strikes[i] >= 2:
+                        done(i, ExtractResult(clips[i], error=f"{clips[i].path}: the extractor crashed on this file"))
+                    else:
+                        pending.insert(0, i)
+    return [results[i] for i in range(len(clips))]
+
+
+class RateTracker:
+    """Frames per second over a batch, for progress bars and summaries."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.frames = 0
+
+    def add(self, frames: int) -> str:
+        self.frames += frames
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        return f"{self.frames / dt:.0f} frames/s"

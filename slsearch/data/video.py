@@ -1,0 +1,159 @@
+"""Decoding: video files (PyAV, streamed) and PHOENIX-style frame folders into RGB frames.
+
+Frames are yielded one at a time so a long video never sits in memory whole. A target fps
+keeps the frame whose timestamp is nearest each tick of the target clock; `start`/`end`
+(seconds) cut a clip out of a longer video.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from slsearch.data.manifest import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from slsearch.errors import InputError
+
+FRAME_FOLDER_FPS = 25.0  # PHOENIX-2014T frame folders are 25 fps
+
+
+@dataclass
+class VideoInfo:
+    fps: float
+    frames: int  # as the container declares it (0 when unknown)
+    duration: float  # seconds
+    width: int
+    height: int
+
+
+def _open(path: Path):
+    import av
+
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise InputError(path, f"unsupported video type {path.suffix!r} (use {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as e:
+        raise InputError(path, f"not a readable video ({type(e).__name__}: {e.strerror if hasattr(e, 'strerror') and e.strerror else e})") from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(path, "has no video stream")
+    return container
+
+
+def frame_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise InputError(folder, "frame folder has no PNG/JPG images")
+    return files
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Frame rate, frame count, duration and size of a video file or frame folder."""
+    path = Path(path)
+    if path.is_dir():
+        files = frame_files(path)
+        import cv2
+
+        first = cv2.imread(str(files[0]))
+        if first is None:
+            raise InputError(files[0], "not a readable image")
+        return VideoInfo(FRAME_FOLDER_FPS, len(files), len(files) / FRAME_FOLDER_FPS, first.shape[1], first.shape[0])
+    container = _open(path)
+    try:
+        s = container.streams.video[0]
+        fps = float(s.average_rate or s.guessed_rate or 25)
+        duration = float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
+        return VideoInfo(fps, int(s.frames or 0), duration, s.codec_context.width, s.codec_context.height)
+    finally:
+        container.close()
+
+
+def _select(times: Iterator[tuple[float, np.ndarray]], fps: float | None, start: float | None,
+            end: float | None) -> Iterator[np.ndarray]:
+    """Cut to [start, end) and resample to `fps` by keeping the nearest frame per target tick."""
+    t0 = start or 0.0
+    next_tick = t0
+    step = (1.0 / fps) if fps else None
+    prev: tuple[float, np.ndarray] | None = None
+    for t, frame in times:
+        if start is not None and t < start - 1e-6:
+            continue
+        if end is not None and t >= end - 1e-6:
+            break
+        if step is None:
+            yield frame
+            continue
+        # Emit a frame for every tick we have passed: the nearer of the previous and current frame.
+        while t >= next_tick - 1e-9:
+            if prev is not None and abs(prev[0] - next_tick) < abs(t - next_tick):
+                yield prev[1]
+            else:
+                yield frame
+            next_tick += step
+        prev = (t, frame)
+
+
+def _video_frames(path: Path) -> Iterator[tuple[float, np.ndarray]]:
+    import av
+
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = stream.time_base or Fraction(1, 25)
+        rate = float(stream.average_rate or 25)
+        n = 0
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.pts * tb) if frame.pts is not None else n / rate
+                n += 1
+                yield t, frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as e:
+            if n == 0:
+                raise InputError(path, f"not a readable video ({e})") from None
+            # A truncated file: keep what decoded, as players do.
+        if n == 0:
+            raise InputError(path, "video has no frames")
+    finally:
+        container.close()
+
+
+def _folder_frames(folder: Path) -> Iterator[tuple[float, np.ndarray]]:
+    import cv2
+
+    for i, f in enumerate(frame_files(folder)):
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise InputError(f, "not a readable image")
+        yield i / FRAME_FOLDER_FPS, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def iter_frames(path: str | Path, fps: float | None = None, start: float | None = None,
+                end: float | None = None) -> Iterator[np.ndarray]:
+    """RGB frames (H, W, 3) uint8 of a video file or frame folder, streamed."""
+    path = Path(path)
+    if start is not None and end is not None and end <= start:
+        raise InputError(path, f"end ({end}) is not after start ({start})")
+    source = _folder_frames(path) if path.is_dir() else _video_frames(path)
+    return _select(source, fps, start, end)
+
+
+def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, or of a frame folder's image names and bytes (in order)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = frame_files(path) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()
