@@ -6,12 +6,30 @@ import json
 from typing import Optional
 
 import typer
+import typer.core
 
 from slsearch import __version__
 from slsearch.console import console, err_console
 from slsearch.errors import SlsearchError
 
+
+
+class _Group(typer.core.TyperGroup):
+    """Turns SlsearchError from any command into a one-line message and exit code 2.
+
+    Done here rather than around `app()` so that tests through typer's CliRunner see the same.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SlsearchError as e:
+            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=_Group,
     help="slsearch: search sign-language video with text, and text with video.",
     no_args_is_help=True,
     add_completion=False,
@@ -95,9 +113,5 @@ def extract(
 
 
 def run() -> None:
-    """Entry point that turns SlsearchError into a one-line message (exit 2)."""
-    try:
-        app(standalone_mode=True)
-    except SlsearchError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise SystemExit(2) from None
+    """Console-script entry point."""
+    app()

@@ -27,7 +27,7 @@ from slsearch.data import layout as L
 from slsearch.data.manifest import Clip
 from slsearch.data.poses import PoseSequence, _read_npz, save_pose_npz
 from slsearch.data.video import FRAME_FOLDER_FPS, content_hash, iter_frames, probe
-from slsearch.errors import InputError
+from slsearch.errors import InputError, SlsearchError
 
 EXTRACTOR_VERSION = "mediapipe-0.10.21/holistic-c1/v1"  # bump when extraction output changes
 MODEL_COMPLEXITY = 1
@@ -115,19 +115,39 @@ def cache_path(key: str, cache_dir: str | Path | None = None) -> Path:
     return root / key[:2] / f"{key}.npz"
 
 
+def _cached_or_extract(path: Path, fps: float | None, start: float | None, end: float | None,
+                       cache_dir: str | Path | None) -> tuple[PoseSequence, bool, Path]:
+    """Read the cache entry, or extract in this process and write it. Returns (pose, was_cached, entry)."""
+    target = cache_path(cache_key(path, fps, start, end), cache_dir)
+    if target.exists():
+        try:
+            return _read_npz(target), True, target
+        except InputError:
+            target.unlink(missing_ok=True)  # a damaged cache entry is recomputed, not trusted
+    seq = extract_pose(path, fps=fps, start=start, end=end)
+    save_pose_npz(target, seq.data, seq.fps)
+    return seq, False, target
+
+
 def extract_pose_cached(path: str | Path, fps: float | None = None, start: float | None = None,
                         end: float | None = None, cache_dir: str | Path | None = None) -> PoseSequence:
-    """extract_pose, but read from / written to the cache."""
+    """The pose of one video from the cache, or extracted in a worker process and cached.
+
+    MediaPipe runs in a worker even for one clip: its C++ side logs to the process's stderr
+    and keeps threads alive, neither of which belongs in the caller's process.
+    """
     path = Path(path)
     target = cache_path(cache_key(path, fps, start, end), cache_dir)
     if target.exists():
         try:
             return _read_npz(target)
         except InputError:
-            target.unlink(missing_ok=True)  # a damaged cache entry is recomputed, not trusted
-    seq = extract_pose(path, fps=fps, start=start, end=end)
-    save_pose_npz(target, seq.data, seq.fps)
-    return seq
+            target.unlink(missing_ok=True)
+    clip = Clip(id=path.name, path=path, start=start, end=end)
+    result = extract_many([clip], workers=1, fps=fps, cache_dir=cache_dir)[0]
+    if result.error:
+        raise SlsearchError(result.error)
+    return _read_npz(result.cache_file)
 
 
 @dataclass
@@ -154,11 +174,8 @@ def _extract_one(clip: Clip, fps: float | None, cache_dir: str | None) -> Extrac
             raise InputError(clip.id, "manifest row has no file path")
         if not path.exists():
             raise InputError(path, "file not found")
-        target = cache_path(cache_key(path, fps, clip.start, clip.end), cache_dir)
-        if target.exists():
-            return ExtractResult(clip, frames=_read_npz(target).frames, cached=True, cache_file=target)
-        seq = extract_pose_cached(path, fps=fps, start=clip.start, end=clip.end, cache_dir=cache_dir)
-        return ExtractResult(clip, frames=seq.frames, cache_file=target)
+        seq, cached, target = _cached_or_extract(path, fps, clip.start, clip.end, cache_dir)
+        return ExtractResult(clip, frames=seq.frames, cached=cached, cache_file=target)
     except InputError as e:
         return ExtractResult(clip, error=str(e))
     except Exception as e:  # decoder or MediaPipe failures on odd files: report, keep going

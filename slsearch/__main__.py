@@ -1,0 +1,3 @@
+from slsearch.cli import run
+
+run()
