@@ -1,0 +1,358 @@
+"""`slsearch index` and `slsearch remove`: embed clips into an index folder, add to it, drop from it.
+
+    clips (collect_clips) -> content hash -> [--add: skip known hashes] -> pose (load_pose; videos
+    through cached MediaPipe extraction) -> encode_videos -> global vectors -> FAISS
+                                                           -> token states  -> tokens.f16.npy
+    their sentences -> encode_texts -> texts.faiss + text_tokens.f16.npy
+
+A clip that cannot be read is reported (one line: file and reason) and skipped; the summary counts
+them. Everything is written through `store.IndexWriter`, so the previous index stays usable until
+the new one is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from slsearch.console import err_console, progress_bar
+from slsearch.data.manifest import VIDEO_EXTENSIONS, Clip, collect_clips
+from slsearch.errors import InputError, SlsearchError
+from slsearch.index import faiss_index
+from slsearch.index.choose import FLAT_MAX_VECTORS, IndexSpec, choose_index, parse_memory, spec_for_type
+from slsearch.index.store import CLIP_SCHEMA, TEXT_SCHEMA, Collection, IndexWriter, StoredIndex
+
+EMBED_BATCH = 32  # clips per encode_videos call (and per progress step)
+
+
+@dataclass
+class Failure:
+    path: str
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.path}: {self.reason}" if not self.reason.startswith(self.path) else self.reason
+
+
+def source_hash(clip: Clip) -> str:
+    """Content hash of the clip's file or frame folder, plus its start/end when it is a cut."""
+    from slsearch.data.video import content_hash
+
+    if clip.path is None:
+        raise InputError(clip.id, "manifest row has no file path")
+    path = Path(clip.path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    h = content_hash(path)
+    if clip.start is not None or clip.end is not None:
+        h = hashlib.sha256(f"{h}|{clip.start}|{clip.end}".encode()).hexdigest()
+    return h
+
+
+def _load_model(model_dir: str | Path | None, model: Any) -> tuple[Any, str | None]:
+    if model is not None:
+        return model, str(Path(model_dir).resolve()) if model_dir else None
+    if model_dir is None:
+        raise SlsearchError("indexing needs a model: pass --model CHECKPOINT_DIR")
+    from slsearch.models.checkpoint import load_model
+
+    return load_model(model_dir), str(Path(model_dir).resolve())
+
+
+def _extract_videos(clips: list[Clip], failures: dict[str, Failure], progress: bool) -> None:
+    """Run MediaPipe over video / frame-folder clips in parallel; the poses land in the cache."""
+    videos = [c for c in clips if c.path is not None and (Path(c.path).is_dir()
+                                                          or Path(c.path).suffix.lower() in VIDEO_EXTENSIONS)]
+    if not videos:
+        return
+    from slsearch.data.extract import extract_many
+
+    bar = progress_bar() if progress else None
+    if bar:
+        bar.start()
+        task = bar.add_task("extracting poses", total=len(videos), rate="")
+    try:
+        for r in extract_many(videos, on_result=(lambda r: bar.update(task, advance=1)) if bar else None):
+            if r.error:
+                failures[r.clip.id] = Failure(str(r.clip.path), r.error)
+    finally:
+        if bar:
+            bar.stop()
+
+
+def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[str, Failure],
+                 progress: bool, batch_size: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Poses -> encode_videos in batches; token states stream into the segment. Returns rows, vectors."""
+    from slsearch.data.poses import load_pose
+    from slsearch.encode import encode_videos
+
+    rows: list[dict[str, Any]] = []
+    vectors: list[np.ndarray] = []
+    bar = progress_bar() if progress else None
+    t0 = time.perf_counter()
+    if bar:
+        bar.start()
+        task = bar.add_task("embedding clips", total=len(clips), rate="")
+    try:
+        for start in range(0, len(clips), batch_size):
+            batch, poses = [], []
+            for clip in clips[start:start + batch_size]:
+                if clip.id in failures:
+                    continue
+                try:
+                    poses.append(load_pose(clip))
+                    batch.append(clip)
+                except (InputError, SlsearchError) as e:
+                    failures[clip.id] = Failure(str(clip.path), str(e))
+            for clip, seq, enc in _encode_isolating_failures(model, batch, poses, failures, encode_videos):
+                offset, count = writer.append(enc[1])
+                vectors.append(enc[0])
+                rows.append({"id": clip.id, "path": str(clip.path), "duration": seq.duration,
+                             "frames": seq.frames, "fps": seq.fps, "text": clip.text, "split": clip.split,
+                             "signer": clip.signer, "token_segment": segment, "token_offset": offset,
+                             "token_count": count})
+            if bar:
+                done = min(start + batch_size, len(clips))
+                bar.update(task, completed=done, rate=f"{done / (time.perf_counter() - t0):.1f} clips/s")
+    finally:
+        if bar:
+            bar.stop()
+    return rows, (np.stack(vectors) if vectors else np.zeros((0, model.embed_dim), np.float32))
+
+
+def _encode_isolating_failures(model, clips, poses, failures, encode_videos):
+    """Encode a batch; if it fails, encode one by one so only the bad clips are skipped."""
+    if not clips:
+        return []
+    try:
+        enc = encode_videos(model, [p.data for p in poses])
+        return [(c, p, (enc.vectors[i], enc.tokens[i])) for i, (c, p) in enumerate(zip(clips, poses))]
+    except (SlsearchError, ValueError):
+        pass
+    out = []
+    for c, p in zip(clips, poses):
+        try:
+            enc = encode_videos(model, [p.data])
+            out.append((c, p, (enc.vectors[0], enc.tokens[0])))
+        except (SlsearchError, ValueError) as e:
+            failures[c.id] = Failure(str(c.path), str(e).removeprefix("<array>: "))
+    return out
+
+
+def _new_index(vectors: np.ndarray, ids: np.ndarray, index_type: str | None, budget: int | None,
+               what: str) -> tuple[Any, dict[str, Any]]:
+    """Choose (or take the requested) index type, build it and tune its search parameter."""
+    n, dim = vectors.shape
+    spec: IndexSpec = spec_for_type(index_type, n, dim, budget) if index_type else choose_index(n, dim, budget)[0]
+    index = faiss_index.build(spec, vectors, ids)
+    tuning = faiss_index.tune(index, spec, vectors, ids)
+    if not tuning["reached"]:
+        err_console.print(f"[yellow]warning:[/yellow] {what}: {spec.factory} reaches recall@10 "
+                          f"{tuning['recall_at_10']:.3f} at best (target {tuning['target']})")
+    info = {"index_type": spec.kind, "factory": spec.factory, "reason": spec.reason,
+            "build_params": spec.build_params, "search_params": tuning["params"], "tuning": tuning,
+            "gpu": faiss_index.gpu_available()}
+    return index, info
+
+
+def _texts_collection(model, clip_rows: list[dict[str, Any]], prev: Collection | None, writer: IndexWriter,
+                      index_type: str | None, budget: int | None, progress: bool) -> Collection | None:
+    """Sentences of the clips: known ones keep their ids, new ones are embedded and added;
+    sentences no clip carries any more are dropped. Sets each row's text_id."""
+    from slsearch.encode import encode_texts
+
+    wanted = list(dict.fromkeys(r["text"] for r in clip_rows if r["text"]))
+    prev_meta = prev.meta.to_pylist() if prev is not None else []
+    known = {r["text"]: r for r in prev_meta}
+    kept = [known[t] for t in wanted if t in known]
+    new_texts = [t for t in wanted if t not in known]
+    next_id = prev.next_id if prev is not None else 0
+    new_rows: list[dict[str, Any]] = []
+    vectors = np.zeros((0, model.embed_dim), np.float32)
+    if new_texts:
+        segment, seg_writer = writer.new_token_segment("texts", model.token_dim)
+        enc = encode_texts(model, new_texts, progress=progress)
+        vectors = enc.vectors
+        for i, (text, tok) in enumerate(zip(new_texts, enc.tokens)):
+            offset, count = seg_writer.append(tok)
+            new_rows.append({"faiss_id": next_id + i, "text": text, "token_segment": segment,
+                             "token_offset": offset, "token_count": count})
+    if not kept and not new_rows:
+        return None
+    new_ids = np.arange(next_id, next_id + len(new_rows), dtype=np.int64)
+    if prev is not None and kept:
+        index, info = prev.index, dict(prev.info)
+        dropped = np.array([r["faiss_id"] for r in prev_meta if r["text"] not in set(wanted)], dtype=np.int64)
+        if len(dropped):
+            index = faiss_index.remove(index, dropped)
+        if len(new_rows):
+            faiss_index.add(index, vectors, new_ids)
+    else:
+        index, info = _new_index(vectors, new_ids, None, budget, "texts")  # texts: always automatic choice
+    info["next_id"] = next_id + len(new_rows)
+    rows = kept + new_rows
+    ids_of = {r["text"]: r["faiss_id"] for r in rows}
+    for r in clip_rows:
+        r["text_id"] = ids_of.get(r["text"], -1) if r["text"] else -1
+    return Collection(index, pa.Table.from_pylist(rows, schema=TEXT_SCHEMA), writer.token_files("texts"), info)
+
+
+def _print_failures(failures: dict[str, Failure]) -> None:
+    for f in failures.values():
+        err_console.print(f"[yellow]skipped[/yellow] {f.line()}", highlight=False, soft_wrap=True)
+
+
+def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: str | Path, add: bool = False,
+                index_type: str | None = None, max_memory: int | str | None = None,
+                batch_size: int = EMBED_BATCH, progress: bool = True, model: Any = None) -> dict[str, Any]:
+    """Embed the clips under `paths` into the index folder `out`; returns a summary dict.
+
+    add=True keeps the existing index and embeds only clips whose content hash it does not hold yet
+    (a clip id seen again with new content replaces the old entry). `index_type` overrides the
+    automatic choice (flat, ivf, hnsw, ivfpq, opq or a FAISS factory string); `max_memory` (bytes
+    or '4G') bounds the index's RAM. `model` reuses an already loaded model.
+    """
+    t0 = time.perf_counter()
+    budget = parse_memory(max_memory) if isinstance(max_memory, str) else max_memory
+    if batch_size <= 0:
+        raise SlsearchError(f"batch size must be positive, got {batch_size}")
+    clips = collect_clips(paths)
+    if not clips:
+        raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}")
+    model, checkpoint = _load_model(model_dir, model)
+    out = Path(out)
+    with IndexWriter(out) as writer:
+        prev: StoredIndex | None = writer.previous if add else None
+        if prev is not None and prev.info["checkpoint"]["hash"] != model.checkpoint_hash:
+            raise SlsearchError(f"{out}: built with checkpoint {prev.info['checkpoint']['hash']}, the model given "
+                                f"is {model.checkpoint_hash}; vectors of two models cannot share an index "
+                                "(rebuild without --add)")
+        failures: dict[str, Failure] = {}
+        hashes: dict[str, str] = {}
+        for clip in clips:
+            try:
+                hashes[clip.id] = source_hash(clip)
+            except InputError as e:
+                failures[clip.id] = Failure(str(clip.path or clip.id), str(e))
+        known = set(prev.clips.column("source_hash").tolist()) if prev is not None else set()
+        todo = [c for c in clips if c.id in hashes and hashes[c.id] not in known]
+        unchanged = sum(1 for c in clips if c.id in hashes and hashes[c.id] in known)
+        _extract_videos(todo, failures, progress)
+
+        if prev is not None:  # keep every old segment (tokens of removed clips stay, unreferenced)
+            writer.keep_token_files("clips", prev.clips.token_files)
+            writer.keep_token_files("texts", prev.texts.token_files if prev.texts else [])
+        segment, seg_writer = writer.new_token_segment("clips", model.token_dim)
+        rows, vectors = _embed_clips(model, todo, seg_writer, segment, failures, progress, batch_size)
+        _print_failures(failures)
+        if not rows and prev is None:
+            raise SlsearchError(f"none of the {len(clips)} clips could be indexed ({len(failures)} failed)")
+        if not rows:  # nothing new: leave the index as it is
+            return _summary(out, "add", clips, 0, unchanged, 0, failures, prev, t0)
+
+        next_id = prev.clips.next_id if prev is not None else 0
+        ids = np.arange(next_id, next_id + len(rows), dtype=np.int64)
+        for r, i in zip(rows, ids):
+            r["faiss_id"], r["source_hash"] = int(i), hashes[r["id"]]
+        if prev is not None:
+            new_ids = {r["id"] for r in rows}
+            old_rows = [r for r in prev.clips.meta.to_pylist() if r["id"] not in new_ids]
+            replaced = np.array([r["faiss_id"] for r in prev.clips.meta.to_pylist() if r["id"] in new_ids],
+                                dtype=np.int64)
+            index, info = prev.clips.index, dict(prev.clips.info)
+            if len(replaced):
+                index = faiss_index.remove(index, replaced)
+            faiss_index.add(index, vectors, ids)
+            if info["index_type"] == "flat" and index.ntotal >= 10 * FLAT_MAX_VECTORS:
+                err_console.print(f"[yellow]note:[/yellow] {out} has grown to {index.ntotal} clips; "
+                                  "a rebuild (without --add) would choose a faster index type")
+        else:
+            old_rows, replaced = [], np.zeros(0, np.int64)
+            index, info = _new_index(vectors, ids, index_type, budget, "clips")
+        info["next_id"] = next_id + len(rows)
+        all_rows = old_rows + rows
+        texts = _texts_collection(model, all_rows, prev.texts if prev is not None else None, writer,
+                                  index_type=None, budget=budget, progress=progress)
+        clips_coll = Collection(index, pa.Table.from_pylist(all_rows, schema=CLIP_SCHEMA),
+                                writer.token_files("clips"), info)
+        history = (prev.info.get("history", []) if prev is not None else [])
+        action = "add" if prev is not None else "build"
+        meta_info = {
+            "created": prev.info["created"] if prev is not None else None,
+            "checkpoint": {"path": checkpoint, "hash": model.checkpoint_hash},
+            "dims": {"global": int(model.embed_dim), "token": int(model.token_dim)},
+            "history": history + [{"action": action, "clips": len(rows), "failures": len(failures),
+                                   "seconds": round(time.perf_counter() - t0, 2)}],
+        }
+        if meta_info["created"] is None:
+            del meta_info["created"]
+        writer.commit(meta_info, clips_coll, texts)
+    from slsearch.index.store import load_index
+
+    return _summary(out, action, clips, len(rows), unchanged, len(replaced), failures, load_index(out), t0)
+
+
+def _summary(out: Path, action: str, clips: list[Clip], added: int, unchanged: int, replaced: int,
+             failures: dict[str, Failure], index: StoredIndex | None, t0: float) -> dict[str, Any]:
+    info = index.info if index is not None else {}
+    clip_info = info.get("clips") or {}
+    return {
+        "out": str(out), "action": action, "clips_seen": len(clips), "clips_added": added,
+        "clips_unchanged": unchanged, "clips_replaced": replaced, "failures": len(failures),
+        "failed": [{"path": f.path, "reason": f.line()} for f in failures.values()],
+        "clips_total": len(index.clips) if index is not None else 0,
+        "texts_total": len(index.texts) if index is not None and index.texts is not None else 0,
+        "index_type": clip_info.get("index_type"), "factory": clip_info.get("factory"),
+        "search_params": clip_info.get("search_params"),
+        "recall_at_10": (clip_info.get("tuning") or {}).get("recall_at_10"),
+        "size_bytes": index.size_bytes() if index is not None else 0,
+        "checkpoint_hash": (info.get("checkpoint") or {}).get("hash"),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def remove_clips(index_dir: str | Path, ids: Sequence[str]) -> dict[str, Any]:
+    """Drop clips by id from an index (no re-embedding); sentences no clip carries any more go too."""
+    t0 = time.perf_counter()
+    if not ids:
+        raise SlsearchError("give at least one clip id to remove")
+    with IndexWriter(index_dir) as writer:
+        prev = writer.previous
+        if prev is None:
+            raise SlsearchError(f"{index_dir}: no index here")
+        rows = prev.clips.meta.to_pylist()
+        present = {r["id"] for r in rows}
+        unknown = [i for i in ids if i not in present]
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise SlsearchError(f"{index_dir}: no clip with id {shown}")
+        drop = set(ids)
+        keep_rows = [r for r in rows if r["id"] not in drop]
+        if not keep_rows:
+            raise SlsearchError(f"{index_dir}: removing every clip would leave an empty index; delete the folder instead")
+        index = faiss_index.remove(prev.clips.index, np.array([r["faiss_id"] for r in rows if r["id"] in drop]))
+        writer.keep_token_files("clips", prev.clips.token_files)
+        writer.keep_token_files("texts", prev.texts.token_files if prev.texts else [])
+        texts = None
+        if prev.texts is not None:
+            wanted = {r["text"] for r in keep_rows if r["text"]}
+            text_rows = prev.texts.meta.to_pylist()
+            gone = np.array([r["faiss_id"] for r in text_rows if r["text"] not in wanted], dtype=np.int64)
+            kept = [r for r in text_rows if r["text"] in wanted]
+            if kept:
+                tindex = faiss_index.remove(prev.texts.index, gone) if len(gone) else prev.texts.index
+                texts = Collection(tindex, pa.Table.from_pylist(kept, schema=TEXT_SCHEMA),
+                                   writer.token_files("texts"), dict(prev.texts.info))
+        clips = Collection(index, pa.Table.from_pylist(keep_rows, schema=CLIP_SCHEMA),
+                           writer.token_files("clips"), dict(prev.clips.info))
+        info = {k: v for k, v in prev.info.items() if k not in ("clips", "texts", "format_version", "updated")}
+        info["history"] = info.get("history", []) + [{"action": "remove", "clips": len(drop)}]
+        writer.commit(info, clips, texts)
+    return {"index": str(index_dir), "removed": len(drop), "clips_total": len(keep_rows),
+            "texts_total": len(texts) if texts is not None else 0, "seconds": round(time.perf_counter() - t0, 2)}

@@ -1,0 +1,170 @@
+"""`Searcher`: load an index once, answer many queries.
+
+    query -> encode (text tower / video tower) -> FAISS top-N on global vectors
+          -> CiCo fine-grained score against the N candidates' stored token states -> top k
+
+T2V searches the clips with a sentence; V2T searches the corpus sentences with a clip; V2V
+(`target="clips"`) searches clips with a clip, scoring video tokens against video tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from slsearch.errors import InputError, SlsearchError
+from slsearch.index import faiss_index
+from slsearch.index.store import Collection, StoredIndex, TokenStore, load_index
+
+DEFAULT_CANDIDATES = 100  # FAISS top-N that the CiCo score re-ranks
+
+
+@dataclass
+class SearchHit:
+    rank: int  # 1-based
+    score: float  # CiCo score after re-ranking (cosine of global vectors with rerank=False)
+    id: str  # clip id; for sentence results, the first clip that carries the sentence
+    path: str | None
+    text: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Target:
+    """One searchable collection, ready for queries: FAISS index, token store and display columns."""
+
+    def __init__(self, coll: Collection, store: TokenStore, labels: list[tuple[str, str | None, str | None]]):
+        self.coll = coll
+        self.index = faiss_index.to_search_device(coll.index, coll.info.get("search_params") or {})
+        self.store = store
+        self.segment = coll.column("token_segment")
+        self.offset = coll.column("token_offset")
+        self.count = coll.column("token_count")
+        self.labels = labels  # per meta row: (id, path, text)
+
+    def __len__(self) -> int:
+        return len(self.coll)
+
+
+class Searcher:
+    """Search an index folder with text or video. Loads the index and the model once.
+
+    `model` defaults to the checkpoint recorded in index.json; a model whose checkpoint hash differs
+    from the index's is refused (its vectors would not be comparable).
+    """
+
+    def __init__(self, index_dir: str | Path, model: Any = None):
+        self.index: StoredIndex = load_index(index_dir)
+        info = self.index.info
+        expected = info["checkpoint"]["hash"]
+        if model is None or isinstance(model, (str, Path)):
+            model = self._load_model(model, info, index_dir)
+        if getattr(model, "checkpoint_hash", None) != expected:
+            raise SlsearchError(f"{index_dir}: the index was built with checkpoint {expected}, the model given is "
+                                f"{getattr(model, 'checkpoint_hash', None)}; its vectors would not match. Use the "
+                                "index's model or rebuild the index with this one")
+        self.model = model
+        clips = self.index.clips
+        ids, paths, texts = clips.column("id").tolist(), clips.column("path").tolist(), clips.column("text").tolist()
+        self.clips = _Target(clips, self.index.token_store("clips"), list(zip(ids, paths, texts)))
+        self.texts: _Target | None = None
+        if self.index.texts is not None:
+            first_clip: dict[str, tuple[str, str]] = {}
+            for cid, p, t in zip(ids, paths, texts):
+                if t is not None:
+                    first_clip.setdefault(t, (cid, p))
+            labels = [(*first_clip.get(t, ("", None)), t) for t in self.index.texts.column("text").tolist()]
+            self.texts = _Target(self.index.texts, self.index.token_store("texts"), labels)
+
+    @staticmethod
+    def _load_model(path: str | Path | None, info: dict[str, Any], index_dir: str | Path):
+        from slsearch.models.checkpoint import load_model
+
+        path = path or info["checkpoint"].get("path")
+        if not path or not Path(path).exists():
+            raise SlsearchError(f"{index_dir}: the checkpoint it was built with ({path}) is not there; pass --model")
+        return load_model(path)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    # --- queries ------------------------------------------------------------------------------
+    def search_text(self, query: str | Sequence[str], k: int = 10, n_candidates: int = DEFAULT_CANDIDATES,
+                    rerank: bool = True) -> list[SearchHit] | list[list[SearchHit]]:
+        """Sentence(s) -> ranked clips (T2V). One query gives a list of hits, a list of queries a list of lists."""
+        from slsearch.encode import encode_texts
+
+        single = isinstance(query, str)
+        queries = [query] if single else list(query)
+        if not queries:
+            raise SlsearchError("no queries given")
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise SlsearchError(f"empty query {q!r}: type some words to search for")
+        _check_k(k, n_candidates)
+        enc = encode_texts(self.model, [q.strip() for q in queries])
+        hits = self._search(self.clips, enc.vectors, enc.tokens, k, n_candidates, rerank, query_is_text=True)
+        return hits[0] if single else hits
+
+    def search_video(self, video: Any, k: int = 10, target: str = "texts", n_candidates: int = DEFAULT_CANDIDATES,
+                     rerank: bool = True) -> list[SearchHit]:
+        """A clip (path, Clip or pose array (T, 543, 3)) -> ranked corpus sentences (V2T, target="texts")
+        or similar clips (V2V, target="clips")."""
+        from slsearch.data.poses import load_pose
+        from slsearch.encode import encode_videos
+
+        if target not in ("texts", "clips"):
+            raise SlsearchError(f"target must be 'texts' or 'clips', not {target!r}")
+        _check_k(k, n_candidates)
+        searched = self.clips if target == "clips" else self.texts
+        if searched is None:
+            raise SlsearchError(f"{self.index.path}: no sentences in this index (it was built without texts); "
+                                "search clips instead (--clips)")
+        if isinstance(video, (str, Path)) and not Path(video).exists():
+            raise InputError(video, "file not found")
+        try:
+            pose = load_pose(video)
+            enc = encode_videos(self.model, [pose.data])
+        except ValueError as e:
+            raise InputError(str(video) if not isinstance(video, np.ndarray) else "<array>", str(e)) from None
+        return self._search(searched, enc.vectors, enc.tokens, k, n_candidates, rerank, query_is_text=False)[0]
+
+    # --- the two stages -------------------------------------------------------------------------
+    def _search(self, target: _Target, q_vectors: np.ndarray, q_tokens: list[np.ndarray], k: int,
+                n_candidates: int, rerank: bool, query_is_text: bool) -> list[list[SearchHit]]:
+        from slsearch.models.similarity import cico_similarity
+
+        n = min(max(n_candidates, k) if rerank else k, len(target))
+        scores, ids = faiss_index.search(target.index, q_vectors, n)  # (Q, n)
+        temperature = getattr(getattr(self.model, "config", None), "cico_temperature", 0.07)
+        results = []
+        for qi in range(len(q_vectors)):
+            valid = ids[qi] >= 0
+            rows = target.coll.row_of_id[ids[qi][valid]]  # meta rows of the candidates
+            s = scores[qi][valid]
+            if rerank and len(rows):
+                cand, cand_mask = target.store.gather(target.segment[rows], target.offset[rows], target.count[rows])
+                q = torch.from_numpy(np.ascontiguousarray(q_tokens[qi], dtype=np.float32))[None]  # (1, Lq, d)
+                q_mask = torch.ones(q.shape[:2], dtype=torch.bool)
+                cand_t, cand_m = torch.from_numpy(cand), torch.from_numpy(cand_mask)
+                with torch.no_grad():
+                    if query_is_text:  # clips are the video side
+                        s = cico_similarity(cand_t, cand_m, q, q_mask, temperature)[:, 0].numpy()
+                    else:  # the query clip is the video side (V2T; V2V scores video tokens on both sides)
+                        s = cico_similarity(q, q_mask, cand_t, cand_m, temperature)[0].numpy()
+            order = np.argsort(-s, kind="stable")[:k]
+            results.append([SearchHit(rank + 1, float(s[j]), *target.labels[rows[j]])
+                            for rank, j in enumerate(order)])
+        return results
+
+
+def _check_k(k: int, n_candidates: int) -> None:
+    if not isinstance(k, (int, np.integer)) or k <= 0:
+        raise SlsearchError(f"k must be a positive number of results, got {k}")
+    if n_candidates <= 0:
+        raise SlsearchError(f"the number of candidates must be positive, got {n_candidates}")
