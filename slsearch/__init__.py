@@ -9,6 +9,9 @@ _LAZY = {
     "Encoded": "slsearch.encode",
     "load_model": "slsearch.models.checkpoint",
     "save_model": "slsearch.models.checkpoint",
+    "Searcher": "slsearch.index.search",
+    "build_index": "slsearch.index.build",
+    "remove_clips": "slsearch.index.build",
 }
 
 

@@ -112,6 +112,114 @@ def extract(
         raise typer.Exit(1)
 
 
+@app.command()
+def train(
+    manifest: str = typer.Option(..., "--manifest", help="Training manifest (clips with sentences)."),
+    dev: str = typer.Option(..., "--dev", help="Dev manifest: selects the best checkpoint (never test)."),
+    out: str = typer.Option(..., "--out", help="Checkpoint folder, e.g. runs/NAME."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe TOML (train/cpu.toml); defaults if omitted."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable)."),
+    text_model: Optional[str] = typer.Option(None, "--text-model",
+                                             help="Local pretrained mBART folder for the text tower (vocab trimmed)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="Continue an interrupted run in --out (default), or start over."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Train the video and text towers (CiCo + global contrastive + C²RL LM loss) and keep the best on dev."""
+    from slsearch.training.loop import train as train_model
+
+    sets = list(overrides) + ([f'tokenizer.pretrained="{text_model}"'] if text_model else [])
+    result = train_model(recipe, manifest, dev, out, overrides=sets, resume=resume, progress=not as_json)
+    if as_json:
+        print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "best_dev": result.best_dev,
+                          "epochs_run": result.epochs_run, "train_minutes": result.train_minutes,
+                          "stopped": result.stopped}))
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+@app.command()
+def index(
+    paths: list[str] = typer.Argument(..., help="Folders of videos / frame folders / pose files, manifests, or files."),
+    model: str = typer.Option(..., "--model", help="Checkpoint folder (from slsearch train)."),
+    out: str = typer.Option(..., "--out", help="Index folder, e.g. indexes/NAME."),
+    add: bool = typer.Option(False, "--add", help="Add to the existing index: embed only clips with new content."),
+    index_type: Optional[str] = typer.Option(None, "--index-type",
+                                             help="flat, ivf, hnsw, ivfpq, opq or a FAISS factory string "
+                                                  "(default: chosen by corpus size and --max-memory)."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help="RAM budget of the index, e.g. 512M, 4G."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Clips per encoder batch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Embed clips into a searchable index folder (atomic; --add for incremental updates)."""
+    from rich.table import Table
+
+    from slsearch.index.build import build_index
+
+    s = build_index(paths, model, out, add=add, index_type=index_type, max_memory=max_memory,
+                    batch_size=batch_size, progress=not as_json)
+    if as_json:
+        print(json.dumps(s))
+        return
+    table = Table(title=f"slsearch index {s['out']}", show_header=False)
+    for key in ("action", "clips_seen", "clips_added", "clips_unchanged", "clips_replaced", "failures",
+                "clips_total", "texts_total", "index_type", "factory", "search_params", "recall_at_10"):
+        table.add_row(key, str(s[key]))
+    table.add_row("size", _size(s["size_bytes"]))
+    table.add_row("time", f"{s['seconds']:.1f} s")
+    console.print(table)
+
+
+@app.command()
+def query(
+    text: Optional[str] = typer.Argument(None, help="Words to search for (text -> clips)."),
+    index_dir: str = typer.Option(..., "--index", help="Index folder (from slsearch index)."),
+    k: int = typer.Option(10, "-k", "--top-k", help="Number of results per query."),
+    video: Optional[str] = typer.Option(None, "--video", help="Search with a clip: its sentences (or --clips)."),
+    clips: bool = typer.Option(False, "--clips", help="With --video: return similar clips instead of sentences."),
+    queries: Optional[str] = typer.Option(None, "--queries", help="File with one text query per line (batched)."),
+    candidates: int = typer.Option(100, "--candidates", help="FAISS candidates re-ranked with the CiCo score."),
+    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint (default: the one index.json names)."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
+) -> None:
+    """Search an index with text (T2V) or with a clip (V2T, or V2V with --clips)."""
+    from rich.table import Table
+
+    from slsearch.index.search import query_index
+
+    answers = query_index(index_dir, text=text, video=video, queries_file=queries, k=k,
+                          n_candidates=candidates, clips=clips, model=model)
+    if as_json:
+        print(json.dumps(answers if len(answers) > 1 or queries else answers[0], ensure_ascii=False))
+        return
+    for a in answers:
+        table = Table(title=f"{a['mode']}: {a['query']}")
+        for col in ("rank", "score", "id", "path", "text"):
+            table.add_column(col, overflow="fold")
+        for h in a["results"]:
+            table.add_row(str(h["rank"]), f"{h['score']:.4f}", h["id"], h["path"] or "", h["text"] or "")
+        console.print(table)
+
+
+@app.command()
+def remove(
+    ids: list[str] = typer.Argument(..., help="Clip ids to drop from the index."),
+    index_dir: str = typer.Option(..., "--index", help="Index folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Drop clips from an index without rebuilding it."""
+    from slsearch.index.build import remove_clips
+
+    s = remove_clips(index_dir, ids)
+    if as_json:
+        print(json.dumps(s))
+    else:
+        console.print(f"removed {s['removed']} clip(s) from {s['index']}: {s['clips_total']} clips, "
+                      f"{s['texts_total']} sentences left")
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

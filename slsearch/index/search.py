@@ -168,3 +168,44 @@ def _check_k(k: int, n_candidates: int) -> None:
         raise SlsearchError(f"k must be a positive number of results, got {k}")
     if n_candidates <= 0:
         raise SlsearchError(f"the number of candidates must be positive, got {n_candidates}")
+
+
+def read_queries(path: str | Path) -> list[str]:
+    """One query per line; blank lines and lines starting with # are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "queries file not found")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(path, "queries file is not UTF-8 text") from None
+    queries = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not queries:
+        raise InputError(path, "queries file holds no queries")
+    return queries
+
+
+def query_index(index_dir: str | Path, text: str | None = None, video: str | None = None,
+                queries_file: str | Path | None = None, k: int = 10, n_candidates: int = DEFAULT_CANDIDATES,
+                clips: bool = False, model: Any = None) -> list[dict[str, Any]]:
+    """What `slsearch query` does: one text, a file of texts (batched) or one video against an index.
+
+    Returns one record per query: {"query", "mode" (t2v | v2t | v2v), "results": [hit dicts]}.
+    """
+    given = [x is not None for x in (text, video, queries_file)]
+    if sum(given) != 1:
+        raise SlsearchError("give exactly one of: a query text, --video CLIP or --queries FILE")
+    if text is not None and not text.strip():
+        raise SlsearchError("empty query: type some words to search for")
+    _check_k(k, n_candidates)
+    if video is not None and not Path(video).exists():
+        raise InputError(video, "file not found")
+    queries = read_queries(queries_file) if queries_file is not None else None
+    searcher = Searcher(index_dir, model=model)
+    if video is not None:
+        mode = "v2v" if clips else "v2t"
+        hits = searcher.search_video(video, k=k, target="clips" if clips else "texts", n_candidates=n_candidates)
+        return [{"query": str(video), "mode": mode, "results": [h.to_dict() for h in hits]}]
+    queries = queries or [text]  # type: ignore[list-item]
+    all_hits = searcher.search_text(queries, k=k, n_candidates=n_candidates)
+    return [{"query": q, "mode": "t2v", "results": [h.to_dict() for h in hits]} for q, hits in zip(queries, all_hits)]
