@@ -77,11 +77,16 @@ def probe(path: str | Path) -> VideoInfo:
 
 def _select(times: Iterator[tuple[float, np.ndarray]], fps: float | None, start: float | None,
             end: float | None) -> Iterator[np.ndarray]:
-    """Cut to [start, end) and resample to `fps` by keeping the nearest frame per target tick."""
-    t0 = start or 0.0
-    next_tick = t0
+    """Cut to [start, end) and resample to `fps` by keeping the nearest frame per target tick.
+
+    The target clock starts at `start`, or at the first frame's timestamp (containers often
+    begin a little after zero).
+    """
     step = (1.0 / fps) if fps else None
+    t0: float | None = start
+    k = 0  # index of the next target tick: t0 + k * step (no accumulated rounding drift)
     prev: tuple[float, np.ndarray] | None = None
+    frame_span = 0.0  # duration of one source frame, from consecutive timestamps
     for t, frame in times:
         if start is not None and t < start - 1e-6:
             continue
@@ -90,14 +95,22 @@ def _select(times: Iterator[tuple[float, np.ndarray]], fps: float | None, start:
         if step is None:
             yield frame
             continue
+        if t0 is None:
+            t0 = t
         # Emit a frame for every tick we have passed: the nearer of the previous and current frame.
-        while t >= next_tick - 1e-9:
-            if prev is not None and abs(prev[0] - next_tick) < abs(t - next_tick):
-                yield prev[1]
-            else:
-                yield frame
-            next_tick += step
+        while t >= t0 + k * step - 1e-9:
+            tick = t0 + k * step
+            yield prev[1] if prev is not None and abs(prev[0] - tick) < abs(t - tick) else frame
+            k += 1
+        if prev is not None:
+            frame_span = t - prev[0]
         prev = (t, frame)
+    # The last source frame also covers the ticks that fall within its own duration.
+    if step is not None and prev is not None and t0 is not None:
+        stop = prev[0] + frame_span if end is None else min(prev[0] + frame_span, end)
+        while t0 + k * step < stop - 1e-6:
+            yield prev[1]
+            k += 1
 
 
 def _video_frames(path: Path) -> Iterator[tuple[float, np.ndarray]]:

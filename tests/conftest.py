@@ -1,0 +1,68 @@
+"""Shared fixtures: the real data beside the repository, a private pose cache, small generated videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real sign-language data); tests that need it skip on a user's machine."""
+    if not (SHARED_DATA / "README.md").exists():
+        pytest.skip(f"real data not present at {SHARED_DATA} (it lives beside the repository in CI)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_pose_cache(tmp_path_factory):
+    """Keep tests out of the user's ~/.cache: every test session gets its own pose cache."""
+    import os
+
+    old = os.environ.get("SLSEARCH_CACHE")
+    os.environ["SLSEARCH_CACHE"] = str(tmp_path_factory.mktemp("slsearch-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SLSEARCH_CACHE", None)
+    else:
+        os.environ["SLSEARCH_CACHE"] = old
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int = 25, codec: str = "mpeg4") -> Path:
+    """Write (T, H, W, 3) uint8 frames as a video file with PyAV."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def video_writer():
+    """The write_video function, for module-scoped fixtures that cannot use make_video."""
+    return write_video
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    """make_video(name, n_frames, fps, size=(h, w)) -> path of a moving-gradient video."""
+
+    def make(name: str = "clip.mp4", n_frames: int = 30, fps: int = 25, size=(64, 96)) -> Path:
+        h, w = size
+        ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+        frames = np.stack([np.broadcast_to((ramp + 8 * t) % 256, (h, w, 3)) for t in range(n_frames)])
+        return write_video(tmp_path / name, frames.astype(np.uint8), fps=fps)
+
+    return make

@@ -1,0 +1,133 @@
+"""`slsearch train` on a few dozen generated clips: learns, checkpoints, resumes, refuses bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from gloss_poses import make_corpus
+from slsearch import load_model
+from slsearch.cli import app
+from slsearch.data.manifest import Clip, read_manifest, write_manifest
+from slsearch.errors import SlsearchError
+from slsearch.training import loop
+from slsearch.training.dev_eval import evaluate_retrieval
+from slsearch.training.loop import train
+from slsearch.training.recipe import load_recipe
+
+TINY = "train/tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    return make_corpus(d, 48, seed=0, name="train"), make_corpus(d, 16, seed=1, name="dev")
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    result = train(TINY, *corpus, out, progress=False)
+    return result, out
+
+
+def test_tiny_training_retrieves_far_above_chance(trained, corpus):
+    result, out = trained
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "vocab_trim.json", "train_log.jsonl"):
+        assert (out / name).exists(), name
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == list(range(1, 13))
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert {"cico_loss", "global_loss", "lm_loss", "clips_per_s", "cico_t2v_R@1", "cico_v2t_R@1"} <= set(log[0])
+    # the folder is the best-on-dev checkpoint
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["best_epoch"] == result.best_epoch == max(log, key=lambda r: r["score"])["epoch"]
+    model = load_model(out)
+    clips = read_manifest(corpus[0])
+    m = evaluate_retrieval(model, clips, [c.text for c in clips])
+    # 48 candidates: chance R@1 is 2 %
+    assert m["cico_t2v_R@1"] >= 60 and m["cico_v2t_R@1"] >= 60, m
+    assert m["global_t2v_R@1"] >= 40 and m["global_v2t_R@1"] >= 40, m
+    assert result.best_dev["cico_t2v_R@1"] >= 40 and result.best_dev["cico_v2t_R@1"] >= 40, result.best_dev
+
+
+def test_resume_after_interruption_matches_uninterrupted(corpus, tmp_path, monkeypatch):
+    sets = ["train.epochs=3"]
+    full = train(TINY, *corpus, tmp_path / "full", overrides=sets, progress=False)
+    real_eval, calls = loop.evaluate_retrieval, []
+
+    def interrupted_eval(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # dies during epoch 2's evaluation
+        return real_eval(*a, **k)
+
+    monkeypatch.setattr(loop, "evaluate_retrieval", interrupted_eval)
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY, *corpus, tmp_path / "cut", overrides=sets, progress=False)
+    monkeypatch.setattr(loop, "evaluate_retrieval", real_eval)
+    resumed = train(TINY, *corpus, tmp_path / "cut", overrides=sets, progress=False)
+    assert resumed.epochs_run == full.epochs_run == 3
+    a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(l)["epoch"] for l in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3]
+    with pytest.raises(SlsearchError, match="different recipe"):
+        train(TINY, *corpus, tmp_path / "cut", overrides=["train.epochs=4"], progress=False)
+
+
+def _bad_manifest(tmp_path, corpus, change):
+    clips = read_manifest(corpus[0])[:6]
+    change(clips)
+    path = tmp_path / "bad" / "train.jsonl"
+    write_manifest(clips, path)
+    return path
+
+
+def test_bad_input_refused_before_training(corpus, tmp_path):
+    out = tmp_path / "out"
+    cases = []
+    cases.append((_bad_manifest(tmp_path, corpus, lambda c: setattr(c[2], "path", tmp_path / "gone.npz")),
+                  "gone.npz: file of clip"))
+    cases.append((_bad_manifest(tmp_path, corpus, lambda c: setattr(c[3], "text", None)), "empty sentence"))
+    short = tmp_path / "short.npz"
+    np.savez(short, pose=np.load(read_manifest(corpus[0])[0].path)["pose"][:3], fps=np.float32(25))
+    cases.append((_bad_manifest(tmp_path, corpus, lambda c: setattr(c[1], "path", short)),
+                  "3 frames, fewer than the temporal stride 4"))
+    for manifest, message in cases:
+        with pytest.raises(SlsearchError, match=message):
+            train(TINY, manifest, corpus[1], out, progress=False)
+        assert not (out / "model.safetensors").exists()
+    with pytest.raises(SlsearchError, match="unknown recipe key train.epochz"):
+        train(TINY, *corpus, out, overrides=["train.epochz=3"], progress=False)
+    with pytest.raises(SlsearchError, match="optim.lr: expected float"):
+        load_recipe(TINY, ["optim.lr=fast"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nvideo_dim = 64\nwings = 2\n")
+    with pytest.raises(SlsearchError, match="unknown recipe key model.wings"):
+        load_recipe(bad)
+
+
+def test_recipe_overrides():
+    r = load_recipe(TINY, ["optim.lr=1e-4", "train.epochs=2", "optim.optimizer=sgd", "train.precision=\"bf16\""])
+    assert (r.optim.lr, r.train.epochs, r.optim.optimizer, r.train.precision) == (1e-4, 2, "sgd", "bf16")
+    assert r.model.video_dim == 64  # from the file
+    for path in ("train/cpu.toml", "train/gpu.toml"):
+        load_recipe(path)  # shipped recipes parse
+
+
+def test_cli_train_json_and_error(corpus, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--recipe", TINY, "--manifest", str(corpus[0]), "--dev", str(corpus[1]),
+                              "--out", str(tmp_path / "cli"), "--set", "train.epochs=1", "--set",
+                              "optim.optimizer=sgd", "--set", "optim.lr=0.05", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout.strip().splitlines()[-1])
+    assert data["epochs_run"] == 1 and data["stopped"] == "epochs"
+    res = runner.invoke(app, ["train", "--recipe", TINY, "--manifest", str(corpus[0]), "--dev", str(corpus[1]),
+                              "--out", str(tmp_path / "cli2"), "--set", "loss.wings=1"])
+    assert res.exit_code == 2 and "unknown recipe key loss.wings" in res.output
