@@ -83,7 +83,7 @@ def test_resume_after_interruption_matches_uninterrupted(corpus, tmp_path, monke
 def _bad_manifest(tmp_path, corpus, change):
     clips = read_manifest(corpus[0])[:6]
     change(clips)
-    path = tmp_path / "bad" / "train.jsonl"
+    path = tmp_path / "bad" / f"train{len(list(tmp_path.glob('bad/*.jsonl')))}.jsonl"
     write_manifest(clips, path)
     return path
 

@@ -1,0 +1,121 @@
+"""Training data: a manifest checked up front, its features loaded once into memory, and batches.
+
+Every problem a manifest can have (missing files, empty sentences, clips shorter than the
+temporal stride) is found here, before the first training step, and reported with the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+import torch
+
+from slsearch.console import progress_bar
+from slsearch.data.manifest import Clip, read_manifest
+from slsearch.errors import InputError, SlsearchError
+
+
+def read_training_manifest(path: str | Path) -> list[Clip]:
+    """Clips of a manifest, each with a readable file and a non-empty sentence."""
+    path = Path(path)
+    clips = read_manifest(path)
+    for c in clips:
+        if not c.text or not str(c.text).strip():
+            raise InputError(path, f"clip {c.id!r} has an empty sentence (training needs text for every clip)")
+        if c.path is None:
+            raise InputError(path, f"clip {c.id!r} has no file path")
+        if not Path(c.path).exists():
+            raise InputError(c.path, f"file of clip {c.id!r} not found (listed in {path})")
+    return clips
+
+
+@dataclass
+class FeatureSet:
+    """Per-frame features of every clip of a manifest, held in memory (float16), and the texts."""
+
+    ids: list[str]
+    features: list[np.ndarray]  # (T_i, F) float16
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([f.shape[0] for f in self.features])
+
+
+def load_features(clips: list[Clip], front_end, min_frames: int, source: str | Path,
+                  progress: bool = True) -> FeatureSet:
+    """Load each clip's pose once through the model's front end; refuse clips shorter than min_frames."""
+    feats = []
+    bar = progress_bar(transient=True) if progress else None
+    if bar:
+        bar.start()
+        task = bar.add_task(f"loading {Path(source).name}", total=len(clips), rate="")
+    try:
+        for c in clips:
+            try:
+                f = front_end.prepare(c)
+            except SlsearchError:
+                raise
+            except (ValueError, OSError, KeyError) as e:
+                raise InputError(c.path, f"cannot read clip {c.id!r}: {e}") from e
+            if f.shape[0] < min_frames:
+                raise InputError(c.path, f"clip {c.id!r} has {f.shape[0]} frames, fewer than the temporal "
+                                         f"stride {min_frames} (listed in {source})")
+            feats.append(f.astype(np.float16))
+            if bar:
+                bar.update(task, advance=1)
+    finally:
+        if bar:
+            bar.stop()
+    return FeatureSet([c.id for c in clips], feats, [str(c.text).strip() for c in clips])
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar length (less padding): shuffle, sort inside pools of 16 batches,
+    cut, shuffle the batch order. Drops a last batch smaller than 2 (no negatives)."""
+    perm = rng.permutation(len(lengths))
+    pool = batch_size * 16
+    batches = []
+    for s in range(0, len(perm), pool):
+        chunk = perm[s:s + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    batches = [b for b in batches if len(b) >= 2]
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def _stretch(f: np.ndarray, factor: float, max_frames: int, min_frames: int) -> np.ndarray:
+    """Resample frames (nearest) to len * factor, at most max_frames, at least min_frames."""
+    T = f.shape[0]
+    new_T = int(np.clip(round(T * factor), min_frames, max_frames))
+    if new_T == T:
+        return f
+    idx = np.minimum((np.arange(new_T) * T / new_T).astype(int), T - 1)
+    return f[idx]
+
+
+def collate(data: FeatureSet, idx: np.ndarray, tokenizer, rng: np.random.Generator | None,
+            max_frames: int, time_stretch: float, feature_noise: float,
+            min_frames: int = 4) -> dict[str, torch.Tensor]:
+    """Batch `idx` -> model inputs; augments when rng is given (training)."""
+    feats = []
+    for i in idx:
+        f = data.features[i].astype(np.float32)
+        factor = 1.0 + rng.uniform(-time_stretch, time_stretch) if (rng is not None and time_stretch) else 1.0
+        f = _stretch(f, factor, max_frames, min_frames)
+        if rng is not None and feature_noise:
+            f = f + rng.normal(0, feature_noise, f.shape).astype(np.float32)
+        feats.append(f)
+    T = max(f.shape[0] for f in feats)
+    x = np.zeros((len(feats), T, feats[0].shape[1]), np.float32)
+    for row, f in enumerate(feats):
+        x[row, : f.shape[0]] = f
+    ids, mask = tokenizer([data.texts[i] for i in idx])
+    return {"features": torch.from_numpy(x), "lengths": torch.tensor([f.shape[0] for f in feats]),
+            "input_ids": ids, "attention_mask": mask}
+

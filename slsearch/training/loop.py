@@ -1,0 +1,271 @@
+"""The C²RL training loop behind `slsearch train`.
+
+    manifests checked -> tokenizer learned (or pretrained, trimmed) -> model built -> features cached
+    -> epochs of (contrastive + LM) steps -> dev retrieval each epoch -> best checkpoint in OUT/
+    -> OUT/last/ holds the latest state for resuming after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from slsearch.console import console, err_console, progress_bar
+from slsearch.errors import SlsearchError
+from slsearch.models.checkpoint import load_model, read_config, save_model
+from slsearch.models.losses import C2RLLoss
+from slsearch.models.model import SignTextModel, build_model
+from slsearch.models.tokenizer import TextTokenizer
+from slsearch.training.data import FeatureSet, collate, epoch_batches, load_features, read_training_manifest
+from slsearch.training.dev_eval import evaluate_retrieval
+from slsearch.training.recipe import Recipe, load_recipe, recipe_from_dict
+
+LAST = "last"  # sub-folder with the resumable state
+STATE_FILE = "trainer_state.pt"
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    best_epoch: int
+    best_dev: dict[str, float]
+    epochs_run: int
+    train_minutes: float
+    stopped: str  # "epochs" | "early_stopping" | "time_limit"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SlsearchError("recipe asks for train.device=cuda but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def make_tokenizer(recipe: Recipe, texts: Sequence[str]) -> tuple[TextTokenizer, Any]:
+    """Scratch BPE, or a pretrained mBART's tokenizer trimmed to `texts` (+ that mBART's encoder)."""
+    tc = recipe.tokenizer
+    if tc.pretrained is None:
+        return TextTokenizer.from_corpus(texts, tc.vocab_size, tc.max_length), None
+    from transformers import MBartModel
+
+    folder = Path(tc.pretrained)
+    if not folder.is_dir():
+        raise SlsearchError(f"{folder}: pretrained text model folder not found")
+    tok = TextTokenizer.from_pretrained_trimmed(folder, texts, tc.max_length)
+    try:
+        pre = MBartModel.from_pretrained(str(folder), local_files_only=True)
+    except Exception as e:  # transformers raises many types here
+        raise SlsearchError(f"{folder}: cannot load an mBART model ({type(e).__name__}: {e})") from e
+    return tok, pre
+
+
+def build_for_recipe(recipe: Recipe, texts: Sequence[str]) -> SignTextModel:
+    tokenizer, pretrained = make_tokenizer(recipe, texts)
+    if pretrained is not None:
+        cfg = pretrained.config.to_dict()
+        for k in ("architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype"):
+            cfg.pop(k, None)
+        recipe.model.text_mbart = cfg
+        recipe.model.text_model_source = str(recipe.tokenizer.pretrained)
+    model = build_model(recipe.model, tokenizer)
+    if pretrained is not None:
+        model.text.load_pretrained_encoder(pretrained.get_encoder(), tokenizer.kept_ids)
+    return model
+
+
+def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    o = recipe.optim
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "logit_scale" in name or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if o.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+    return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
+
+
+def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int):
+    total = max(1, recipe.train.epochs * steps_per_epoch)
+    warm = int(recipe.optim.warmup_epochs * steps_per_epoch)
+    floor = recipe.optim.min_lr_ratio
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _metrics_table(row: dict[str, Any]):
+    from rich.table import Table
+
+    cols = {"loss": "loss", "cico_t2v_R@1": "T2V R@1", "cico_v2t_R@1": "V2T R@1",
+            "global_t2v_R@1": "T2V R@1 glob", "global_v2t_R@1": "V2T R@1 glob",
+            "clips_per_s": "clips/s", "train_minutes": "min"}
+    table = Table(title=f"dev, epoch {row['epoch']}", title_justify="left")
+    for header in cols.values():
+        table.add_column(header, justify="right")
+    table.add_row(*[f"{row[c]:.3f}" if c == "loss" else f"{row[c]:.1f}" for c in cols])
+    return table
+
+
+def _save_state(model, opt, sched, out: Path, recipe: Recipe, state: dict[str, Any]) -> None:
+    last = out / LAST
+    tmp = out / (LAST + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_model(model, tmp, recipe=recipe.to_dict())
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "torch_rng": torch.get_rng_state(), **state}, tmp / STATE_FILE)
+    if last.exists():
+        shutil.rmtree(last)
+    tmp.rename(last)
+
+
+def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path, out: str | Path,
+          overrides: Sequence[str] = (), resume: bool = True, progress: bool = True) -> TrainResult:
+    """Train towers + decoder on `manifest`, select on `dev`, write the best checkpoint to `out`."""
+    recipe = load_recipe(recipe_path, overrides)
+    out = Path(out)
+    tc = recipe.train
+    train_clips = read_training_manifest(manifest)
+    dev_clips = read_training_manifest(dev)
+    if len(train_clips) < 2:
+        raise SlsearchError(f"{manifest}: training needs at least 2 clips, found {len(train_clips)}")
+
+    last = out / LAST
+    resuming = resume and (last / STATE_FILE).exists()
+    if resuming:
+        saved = read_config(last)["recipe"]
+        if _comparable(saved) != _comparable(recipe.to_dict()):
+            raise SlsearchError(f"{out}: holds a run with a different recipe; use another --out or --no-resume")
+    elif out.exists() and any(out.iterdir()):
+        if not resume:
+            shutil.rmtree(out)
+        elif (out / LOG_FILE).exists():
+            raise SlsearchError(f"{out}: holds a finished or foreign run without resumable state; "
+                                f"use another --out or --no-resume to overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = pick_device(tc.device)
+    seed_everything(tc.seed)
+
+    if resuming:
+        model = load_model(last, device=device)
+        recipe = recipe_from_dict(read_config(last)["recipe"])
+        err_console.print(f"resuming from {last}")
+    else:
+        model = build_for_recipe(recipe, [c.text for c in train_clips]).to(device)
+    model.train()
+    stride = model.temporal_stride
+    train_set = load_features(train_clips, model.video.front_end, stride, manifest, progress)
+    dev_set = load_features(dev_clips, model.video.front_end, stride, dev, progress)
+
+    loss_fn = C2RLLoss(recipe.loss.cico_weight, recipe.loss.global_weight, recipe.loss.lm_weight,
+                       recipe.loss.label_smoothing, recipe.model.cico_temperature)
+    with_lm = recipe.loss.lm_weight > 0
+    opt = make_optimizer(model, recipe)
+    steps_per_epoch = len(epoch_batches(train_set.lengths, tc.batch_size, np.random.default_rng(0)))
+    sched = make_scheduler(opt, recipe, steps_per_epoch)
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_dev": {}, "bad_epochs": 0, "train_seconds": 0.0}
+    if resuming:
+        saved = torch.load(last / STATE_FILE, weights_only=False)
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = {k: saved[k] for k in state}
+    amp = tc.precision == "bf16"
+
+    stopped = "epochs"
+    for epoch in range(state["epoch"] + 1, tc.epochs + 1):
+        rng = np.random.default_rng([tc.seed, epoch])  # per-epoch stream: resuming replays the same batches
+        batches = epoch_batches(train_set.lengths, tc.batch_size, rng)
+        sums: dict[str, float] = {}
+        clips, t0 = 0, time.perf_counter()
+        bar = progress_bar() if progress else None
+        if bar:
+            bar.start()
+            task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=len(batches), rate="")
+        try:
+            for step, idx in enumerate(batches):
+                batch = {k: v.to(device) for k, v in collate(train_set, idx, model.tokenizer, rng, tc.max_frames,
+                                                             tc.time_stretch, tc.feature_noise).items()}
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    losses = loss_fn(**model(**batch, with_lm=with_lm))
+                total = sum(losses.values())
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                if recipe.optim.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
+                opt.step()
+                sched.step()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
+                clips += len(idx)
+                elapsed = time.perf_counter() - t0
+                if bar and (step % tc.log_every == 0 or step == len(batches) - 1):
+                    bar.update(task, completed=step + 1, rate=f"loss {sums['loss'] / (step + 1):.3f} "
+                                                              f"{clips / elapsed:.1f} clips/s")
+                if tc.max_minutes and (state["train_seconds"] + elapsed) / 60 >= tc.max_minutes:
+                    stopped = "time_limit"
+                    break
+        finally:
+            if bar:
+                bar.stop()
+        seconds = time.perf_counter() - t0
+        state["train_seconds"] += seconds
+        steps_done = step + 1
+        dev_metrics = evaluate_retrieval(model, dev_set.features, dev_set.texts, tc.eval_batch_size)
+        model.train()
+        row = {"epoch": epoch, "step": epoch * steps_per_epoch, "lr": sched.get_last_lr()[0],
+               **{k: v / steps_done for k, v in sums.items()}, "clips_per_s": clips / seconds,
+               "epoch_seconds": seconds, "train_minutes": state["train_seconds"] / 60,
+               "logit_scale_fine": float(model.logit_scale_fine.detach().exp()), **dev_metrics}
+        with open(out / LOG_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        console.print(_metrics_table(row))
+        state["epoch"] = epoch
+        if dev_metrics["score"] > state["best_score"]:
+            state.update(best_score=dev_metrics["score"], best_epoch=epoch, best_dev=dev_metrics, bad_epochs=0)
+            save_model(model, out, recipe=recipe.to_dict(), extra={"best_epoch": epoch, "dev": dev_metrics})
+        else:
+            state["bad_epochs"] += 1
+        _save_state(model, opt, sched, out, recipe, state)
+        if stopped == "time_limit":
+            break
+        if tc.patience and state["bad_epochs"] >= tc.patience:
+            stopped = "early_stopping"
+            break
+    err_console.print(f"best dev epoch {state['best_epoch']}: CiCo R@1 T2V {state['best_dev'].get('cico_t2v_R@1', 0):.1f} "
+                      f"V2T {state['best_dev'].get('cico_v2t_R@1', 0):.1f}; checkpoint in {out}")
+    return TrainResult(out, state["best_epoch"], state["best_dev"], state["epoch"], state["train_seconds"] / 60, stopped)
+
+
+def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe without the values filled in by the code (they differ before/after building)."""
+    model = {k: v for k, v in recipe["model"].items()
+             if k not in ("vocab_size", "text_mbart", "text_model_source", "max_text_tokens")}
+    return {**recipe, "model": model}

@@ -1,0 +1,164 @@
+"""Training recipes: TOML files in train/ whose sections and keys match the dataclasses below.
+
+Any value can be overridden with `section.key=value` (the value is read as TOML, so `3e-4`,
+`true`, `"adamw"` and `adamw` all work). Unknown sections or keys are errors, never ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from slsearch.errors import SlsearchError
+from slsearch.models.model import ModelConfig
+
+
+@dataclass
+class TokenizerConfig:
+    vocab_size: int = 4000  # BPE merges learned on the training sentences (scratch text tower)
+    max_length: int = 64  # tokens per sentence, </s> included
+    pretrained: str | None = None  # local mBART folder: its encoder + tokenizer, vocabulary trimmed
+
+
+@dataclass
+class LossConfig:
+    cico_weight: float = 1.0  # CiCo fine-grained InfoNCE (implicit content learning)
+    global_weight: float = 1.0  # InfoNCE on the global vectors (FAISS first stage)
+    lm_weight: float = 1.0  # C²RL explicit context learning; alpha:beta = 1:1 was best in the paper
+    label_smoothing: float = 0.2  # C²RL's value for the LM loss
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 3e-4
+    weight_decay: float = 0.01  # not applied to norms, biases and logit scales
+    momentum: float = 0.9  # sgd only
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])  # adamw only
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.02
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64  # contrastive negatives come from the batch: bigger is better if it fits
+    seed: int = 0
+    patience: int = 6  # stop after this many epochs without a better dev score; 0 = never
+    max_minutes: float = 0.0  # stop training (then evaluate) after this much training time; 0 = no limit
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    max_frames: int = 400  # longer training clips are subsampled to this many frames
+    time_stretch: float = 0.2  # augmentation: random speed factor in [1 - x, 1 + x]
+    feature_noise: float = 0.0  # augmentation: Gaussian noise std added to features
+    eval_batch_size: int = 64
+    log_every: int = 10  # steps between progress-bar updates of the loss
+
+
+@dataclass
+class Recipe:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# keys of ModelConfig filled in by the code, never by a recipe
+_DERIVED_MODEL_KEYS = {"vocab_size", "text_mbart", "text_model_source", "max_text_tokens"}
+
+
+def _coerce(value: Any, current: Any, where: str) -> Any:
+    if current is None or value is None:
+        return value
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise SlsearchError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(current):
+        raise SlsearchError(f"{where}: expected {type(current).__name__}, got {value!r}")
+    return value
+
+
+def _apply(recipe: Recipe, section: str, key: str, value: Any, where: str) -> None:
+    sections = {f.name for f in fields(Recipe)}
+    if section not in sections:
+        raise SlsearchError(f"{where}: unknown recipe section [{section}] (known: {', '.join(sorted(sections))})")
+    part = getattr(recipe, section)
+    names = {f.name for f in fields(part)} - (_DERIVED_MODEL_KEYS if section == "model" else set())
+    if key not in names:
+        raise SlsearchError(f"{where}: unknown recipe key {section}.{key} (known: {', '.join(sorted(names))})")
+    setattr(part, key, _coerce(value, getattr(part, key), f"{where}: {section}.{key}"))
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """'optim.lr=3e-4' -> ('optim', 'lr', 0.0003)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise SlsearchError(f"--set {text!r}: expected section.key=value, e.g. optim.lr=3e-4")
+    name, raw = text.split("=", 1)
+    section, key = name.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word: a string
+    return section, key, value
+
+
+def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> Recipe:
+    """Read a recipe TOML (None = all defaults) and apply `section.key=value` overrides."""
+    recipe = Recipe()
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise SlsearchError(f"{path}: recipe not found")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise SlsearchError(f"{path}: not valid TOML ({e})") from e
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise SlsearchError(f"{path}: top-level key {section!r} must be a [section]")
+            for key, value in values.items():
+                _apply(recipe, section, key, value, str(path))
+    for text in overrides:
+        section, key, value = parse_override(text)
+        _apply(recipe, section, key, value, f"--set {text}")
+    _validate(recipe)
+    return recipe
+
+
+def recipe_from_dict(d: dict[str, Any]) -> Recipe:
+    recipe = Recipe()
+    for section, values in d.items():
+        for key, value in values.items():
+            if section == "model" and key in _DERIVED_MODEL_KEYS:
+                setattr(recipe.model, key, value)
+            else:
+                _apply(recipe, section, key, value, "checkpoint recipe")
+    return recipe
+
+
+def _validate(r: Recipe) -> None:
+    checks = [
+        (r.optim.optimizer in ("adamw", "sgd"), f"optim.optimizer must be adamw or sgd, not {r.optim.optimizer!r}"),
+        (r.train.precision in ("fp32", "bf16"), f"train.precision must be fp32 or bf16, not {r.train.precision!r}"),
+        (r.train.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda"),
+        (r.train.batch_size >= 2, "train.batch_size must be at least 2 (contrastive negatives)"),
+        (r.train.epochs >= 1, "train.epochs must be at least 1"),
+        (r.optim.lr > 0, "optim.lr must be positive"),
+        (r.model.front_end == "pose", f"model.front_end {r.model.front_end!r} is not available (pose)"),
+        (r.train.max_frames >= 4, "train.max_frames must be at least the temporal stride 4"),
+        (r.loss.cico_weight + r.loss.global_weight > 0, "at least one contrastive loss weight must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise SlsearchError(f"recipe: {message}")
