@@ -66,3 +66,27 @@ def make_video(tmp_path):
         return write_video(tmp_path / name, frames.astype(np.uint8), fps=fps)
 
     return make
+
+
+# --- index and search (issue 5) ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """(train manifest, dev manifest) of generated gloss clips (tests/gloss_poses.py)."""
+    from gloss_poses import make_corpus
+
+    d = tmp_path_factory.mktemp("index-corpus")
+    return make_corpus(d / "train", 40, seed=0, name="train"), make_corpus(d / "dev", 10, seed=1, name="dev")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_corpus, tmp_path_factory):
+    """A real checkpoint trained with train/tiny.toml on tiny_corpus (~15 s on 2 cores), shared by the
+    index and search tests. The LM loss is off: retrieval is what these tests need."""
+    from slsearch.training.loop import train
+
+    out = tmp_path_factory.mktemp("index-ckpt") / "tiny"
+    root = Path(__file__).resolve().parents[1]
+    train(root / "train" / "tiny.toml", *tiny_corpus, out, overrides=["loss.lm_weight=0", "train.epochs=10"],
+          progress=False)
+    return out
