@@ -136,6 +136,58 @@ def train(
                           "stopped": result.stopped}))
 
 
+@app.command()
+def synth(
+    corpus: str = typer.Option("demo", "--corpus", help="demo (built-in weather reports), phoenix (SynPhoenix) "
+                                                        "or a manifest FILE / folder with a gloss column."),
+    out: str = typer.Option(..., "--out", help="Folder for poses/<split>/<id>.npz and the manifests."),
+    split: Optional[str] = typer.Option(None, "--split", help="Comma-separated splits to render (default: all)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most N clips per split."),
+    seed: int = typer.Option(0, "--seed", help="Seed of signers and of every clip's variation and noise."),
+    difficulty: float = typer.Option(1.0, "--difficulty", help="Detection noise and variation: 0 clean, "
+                                                               "1 realistic (default), 2 bad video."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: all cores)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Render a synthetic-signer corpus: one MediaPipe-layout pose (.npz) per clip, and manifests."""
+    from rich.table import Table
+
+    from slsearch.data.synth import synthesize_corpus
+
+    splits = [s.strip() for s in split.split(",") if s.strip()] if split else None
+    s = synthesize_corpus(corpus, out, splits=splits, limit=limit, seed=seed, difficulty=difficulty,
+                          workers=workers, progress=not as_json)
+    if as_json:
+        print(json.dumps(s))
+        return
+    table = Table(title=f"slsearch synth {corpus}", show_header=False)
+    for key in ("clips", "frames", "splits", "workers", "seconds", "clips_per_second", "manifest"):
+        table.add_row(key, str(s[key]))
+    console.print(table)
+
+
+@app.command()
+def render(
+    pose_file: str = typer.Argument(..., help="Pose to draw: .npz, .npy, .pose (or a video, extracted first)."),
+    out: str = typer.Argument(..., help="Output video, e.g. preview.mp4."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate (default: the pose's own)."),
+    size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT in pixels (default 420x520, or the "
+                                                            ".pose file's aspect)."),
+) -> None:
+    """Draw a pose sequence as a skeleton video, to look at synthetic or real poses."""
+    from slsearch.render import render_file
+
+    dims = None
+    if size:
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+            dims = (w, h)
+        except ValueError:
+            fail(f"--size must look like 420x520, got {size!r}")
+    path = render_file(pose_file, out, fps=fps, size=dims)
+    console.print(f"wrote {path}", highlight=False)
+
+
 def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
