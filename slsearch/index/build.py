@@ -25,7 +25,8 @@ from slsearch.console import err_console, progress_bar
 from slsearch.data.manifest import VIDEO_EXTENSIONS, Clip, collect_clips
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
-from slsearch.index.choose import FLAT_MAX_VECTORS, IndexSpec, choose_index, parse_memory, spec_for_type
+from slsearch.index.choose import (FLAT_MAX_VECTORS, IndexSpec, check_index_type, choose_index, parse_memory,
+                                   spec_for_type)
 from slsearch.index.store import CLIP_SCHEMA, TEXT_SCHEMA, Collection, IndexWriter, StoredIndex
 
 EMBED_BATCH = 32  # clips per encode_videos call (and per progress step)
@@ -222,10 +223,12 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
     budget = parse_memory(max_memory) if isinstance(max_memory, str) else max_memory
     if batch_size <= 0:
         raise SlsearchError(f"batch size must be positive, got {batch_size}")
+    if index_type:
+        check_index_type(index_type)
+    model, checkpoint = _load_model(model_dir, model)
     clips = collect_clips(paths)
     if not clips:
         raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}")
-    model, checkpoint = _load_model(model_dir, model)
     out = Path(out)
     with IndexWriter(out) as writer:
         prev: StoredIndex | None = writer.previous if add else None

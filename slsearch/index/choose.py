@@ -121,6 +121,11 @@ def spec_for_type(index_type: str, n_vectors: int, dim: int, max_memory_bytes: i
     raise SlsearchError(f"unknown --index-type {index_type!r} (use {', '.join(INDEX_TYPES)} or a FAISS factory string)")
 
 
+def check_index_type(index_type: str) -> None:
+    """Refuse an unknown --index-type before any work is done (size-dependent checks come later)."""
+    spec_for_type(index_type, 10**6, 64)
+
+
 def choose_index(n_vectors: int, dim: int, max_memory_bytes: int | None = None) -> list[IndexSpec]:
     """Candidate indexes for n vectors of `dim` floats within a memory budget, best first.
 
