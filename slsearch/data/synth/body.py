@@ -152,7 +152,8 @@ def rotation(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray
 _POSE_FROM_FACE = {0: [1], 1: [362], 2: [386, 374], 3: [263], 4: [133], 5: [159, 145], 6: [33], 9: [291], 10: [61]}
 _EARS = {7: 454, 8: 234}  # ear points sit behind the face outline
 _HIP_DEPTH = 0.25  # hips behind the shoulder line; MediaPipe's pose z is measured from the hips
-_POSE_Z_GAIN = 3.0  # MediaPipe pose z runs about 3x the true depth (nose ~ -2.2 shoulder widths)
+_POSE_Z_GAIN = 3.7  # MediaPipe pose z runs about 3-4x the true depth (nose ~ -2.2 shoulder widths)
+_HAND_Z_GAIN = 0.55  # ... and its hand z about half of it (hand z range ~0.18 shoulder widths)
 _CAMERA_DISTANCE = 9.0  # body units; weak perspective: nearer hands look a little bigger
 
 
@@ -207,5 +208,5 @@ def project(signer: Signer, world: np.ndarray, face_world: np.ndarray) -> np.nda
     out[:, L.POSE, 2] = _POSE_Z_GAIN * s * (world[:, L.POSE, 2] - _HIP_DEPTH)
     out[:, L.FACE, 2] = s * (face_world[..., 2] - face_world[..., 2].mean(1, keepdims=True))
     for hand in (L.LEFT_HAND, L.RIGHT_HAND):  # hand z is relative to its wrist
-        out[:, hand, 2] = s * (world[:, hand, 2] - world[:, hand.start : hand.start + 1, 2])
+        out[:, hand, 2] = _HAND_Z_GAIN * s * (world[:, hand, 2] - world[:, hand.start : hand.start + 1, 2])
     return out

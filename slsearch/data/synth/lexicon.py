@@ -101,9 +101,10 @@ ORIENTATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, fl
     "up-out": ((0, -1, 0), (0, 0, -1)),  # fingers up, palm to the camera
     "up-in": ((0, -1, 0), (0, 0, 1)),  # fingers up, palm to the signer
     "up-contra": ((0, -1, 0), (1, 0, 0)),
-    "forward-down": ((0, 0, -1), (0, 1, 0)),
-    "forward-up": ((0, 0, -1), (0, -1, 0)),
-    "forward-contra": ((0, 0, -1), (1, 0, 0)),
+    # "Forward" fingers also point a little up or across: seen straight on, a hand shrinks to a dot.
+    "forward-down": ((0.4, 0.15, -0.9), (0, 1, 0)),
+    "forward-up": ((0.4, -0.25, -0.88), (0, -1, 0)),
+    "forward-contra": ((0.25, -0.45, -0.86), (1, 0, 0)),
     "contra-down": ((1, 0, 0), (0, 1, 0)),
     "contra-in": ((1, 0, 0), (0, 0, 1)),
     "contra-out": ((1, 0, 0), (0, 0, -1)),

@@ -20,8 +20,8 @@ from slsearch.data import layout as L
 class DetectionNoise:
     """Noise levels at difficulty 1. Lengths are image-normalised units unless said otherwise."""
 
-    body_jitter: float = 0.0015  # per pose point and frame (arms twice this)
-    body_drift: float = 0.002  # slow wander of pose points
+    body_jitter: float = 0.0007  # per pose point and frame (arms 2.5 times this)
+    body_drift: float = 0.0015  # slow wander of pose points
     face_jitter: float = 0.0008  # rigid shift of the face mesh per frame (points add a third of it)
     hand_jitter: float = 0.0025  # per hand point and frame
     hand_shift: float = 0.003  # rigid shift of a whole hand per frame
@@ -87,7 +87,7 @@ def apply_detection_noise(pose: np.ndarray, rng: np.random.Generator, difficulty
     xyz_scale = np.array([1.0, 1.0, cfg.z_gain])
     # Body: white jitter (arms more) plus a slow drift.
     body_sigma = np.full(L.N_POSE, cfg.body_jitter)
-    body_sigma[13:23] *= 2.0
+    body_sigma[13:23] *= 2.5
     drift = np.cumsum(rng.normal(0, cfg.body_drift * 0.3, (T, 1, 3)), 0)
     drift -= drift.mean(0)
     out[:, L.POSE] += d * (rng.normal(size=(T, L.N_POSE, 3)) * body_sigma[:, None] * xyz_scale

@@ -29,10 +29,10 @@ class Signer:
     # Body proportions.
     upper_arm: float = 0.8
     forearm: float = 0.72
-    hand_size: float = 0.27  # wrist -> middle-finger knuckle
-    neck: float = 0.55  # shoulder line -> eye line
-    face_scale: float = 0.25  # outer eye corner distance
-    face_stretch: float = 1.0  # face height / width relative to the template
+    hand_size: float = 0.3  # wrist -> middle-finger knuckle
+    neck: float = 0.65  # shoulder line -> eye line
+    face_scale: float = 0.27  # outer eye corner distance
+    face_stretch: float = 1.07  # face height / width relative to the template
     torso: float = 1.45  # shoulder line -> hip line
     hip_width: float = 0.62
     # Style.
@@ -57,10 +57,10 @@ class Signer:
             shoulder_y=float(rng.uniform(0.57, 0.64)),
             upper_arm=float(rng.uniform(0.74, 0.86)),
             forearm=float(rng.uniform(0.66, 0.78)),
-            hand_size=float(rng.uniform(0.24, 0.3)),
-            neck=float(rng.uniform(0.5, 0.6)),
-            face_scale=float(rng.uniform(0.23, 0.27)),
-            face_stretch=float(rng.uniform(0.93, 1.08)),
+            hand_size=float(rng.uniform(0.27, 0.33)),
+            neck=float(rng.uniform(0.6, 0.7)),
+            face_scale=float(rng.uniform(0.25, 0.29)),
+            face_stretch=float(rng.uniform(1.0, 1.15)),
             torso=float(rng.uniform(1.35, 1.55)),
             hip_width=float(rng.uniform(0.55, 0.7)),
             tempo=float(rng.uniform(0.85, 1.2)),
