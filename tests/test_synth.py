@@ -227,3 +227,19 @@ def test_synphoenix_keeps_real_sentences_signers_and_lengths(shared_data):
     first = next(c for c in clips if c.split == "dev")
     pose = SynthSigner().sign(first.gloss, first.signer, first.id, first.num_frames)
     assert pose.shape[0] == first.num_frames
+
+
+def test_cli_synth_writes_a_corpus_and_reports_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from slsearch.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["synth", "--corpus", "demo", "--out", str(tmp_path / "c"), "--split", "dev,test",
+                                 "--limit", "1", "--workers", "1", "--difficulty", "0.5", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["clips"] == 2 and summary["splits"] == {"dev": 1, "test": 1}
+    assert sorted(p.name for p in (tmp_path / "c").glob("*.jsonl")) == ["dev.jsonl", "manifest.jsonl", "test.jsonl"]
+    bad = runner.invoke(app, ["synth", "--corpus", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "nope.jsonl" in bad.output
