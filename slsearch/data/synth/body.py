@@ -193,8 +193,8 @@ def assemble(signer: Signer, torso: np.ndarray, head_rot: np.ndarray, face: np.n
     world[:, 18], world[:, 17] = right_hand[:, 17], left_hand[:, 17]  # pinky knuckles
     world[:, 20], world[:, 19] = right_hand[:, 5], left_hand[:, 5]  # index knuckles
     world[:, 22], world[:, 21] = right_hand[:, 2], left_hand[:, 2]  # thumbs
-    world[:, 14] = elbows(r_sh, right_hand[:, 0], signer.upper_arm, signer.forearm, np.array([-0.35, 1.0, -0.45]))
-    world[:, 13] = elbows(l_sh, left_hand[:, 0], signer.upper_arm, signer.forearm, np.array([0.35, 1.0, -0.45]))
+    world[:, 14] = elbows(r_sh, right_hand[:, 0], signer.upper_arm, signer.forearm, np.array([-0.2, 1.0, -0.1]))
+    world[:, 13] = elbows(l_sh, left_hand[:, 0], signer.upper_arm, signer.forearm, np.array([0.2, 1.0, -0.1]))
     return project(signer, world, face_world)
 
 
