@@ -243,3 +243,11 @@ def test_cli_synth_writes_a_corpus_and_reports_bad_input(tmp_path):
     assert sorted(p.name for p in (tmp_path / "c").glob("*.jsonl")) == ["dev.jsonl", "manifest.jsonl", "test.jsonl"]
     bad = runner.invoke(app, ["synth", "--corpus", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "nope.jsonl" in bad.output
+
+
+def test_a_corpus_folder_of_split_manifests_is_read_split_by_split(shared_data):
+    clips = load_corpus(shared_data / "csl_daily", splits=["dev"])
+    assert len(clips) == 1077 and {c.split for c in clips} == {"dev"}
+    c = clips[0]
+    pose = SynthSigner().sign(c.gloss, c.signer, c.id, c.num_frames)  # Chinese glosses sign as well
+    assert pose.shape == (c.num_frames, L.N_LANDMARKS, 3)
