@@ -35,7 +35,8 @@ def test_build_tune_add_remove(clustered, kind, knob, tmp_path):
     if knob:
         steps = tuning["measured"]
         assert list(tuning["params"]) == [knob] and steps[-1][knob] == tuning["params"][knob]
-        assert all(s["recall_at_10"] < 0.95 for s in steps[:-1])  # the smallest value that reaches it
+        # the smallest value that reaches the target (plus the tuning margin)
+        assert all(s["recall_at_10"] < 0.95 + fi.TUNE_MARGIN for s in steps[:-1])
     # recall measured independently of tune's own sample
     q = clustered[18_000:18_300]
     truth = fi.exact_top(x, q, 10)

@@ -19,6 +19,9 @@ from slsearch.errors import SlsearchError
 from slsearch.index.choose import IndexSpec
 
 TARGET_RECALL = 0.95  # of the exact top-10
+# Tuning measures recall on corpus vectors; real queries (texts) lie a little off the corpus and
+# found ~0.01 less in benchmarks/index_speed.py, so tuning aims this much higher.
+TUNE_MARGIN = 0.01
 RECALL_AT = 10
 TUNE_QUERIES = 500  # sample of the corpus vectors used as queries while tuning
 NPROBE_STEPS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048)
@@ -135,20 +138,32 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
+def _drop_self(found: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ids without the query's own id, cut to k (rows that lacked it lose their last)."""
+    out = np.empty((len(found), k), dtype=np.int64)
+    for i, (row, own) in enumerate(zip(found, self_ids)):
+        out[i] = row[row != own][:k] if (row == own).any() else row[:k]
+    return out
+
+
 def tune(index: faiss.Index, spec: IndexSpec, vectors: np.ndarray, ids: np.ndarray,
          target: float = TARGET_RECALL, n_queries: int = TUNE_QUERIES, seed: int = 0) -> dict[str, Any]:
     """Smallest nprobe / efSearch that reaches `target` recall@10 of the exact top-10.
 
-    Queries are corpus vectors (as autofaiss does); the exact answer is a brute-force scan. Returns
-    what index.json records: the parameter, the recall and query time measured at each step.
+    Queries are a sample of the corpus vectors (as autofaiss does), each looking for its 10 nearest
+    *other* vectors: the query's own vector is dropped from both answers, since finding itself is
+    trivial and would flatter the recall. The exact answer is a brute-force scan. Returns what
+    index.json records: the chosen value, the recall and query time measured at each step.
     """
     x = _as_matrix(vectors)
-    if spec.tune is None or len(x) == 0:
+    ids = np.asarray(ids, dtype=np.int64)
+    if spec.tune is None or len(x) < 2:
         return {"params": {}, "recall_at_10": 1.0, "measured": [], "target": target, "reached": True}
     rng = np.random.default_rng(seed)
-    q = x[rng.choice(len(x), min(n_queries, len(x)), replace=False)]
-    k = min(RECALL_AT, len(x))
-    truth = np.asarray(ids, dtype=np.int64)[exact_top(x, q, k)]  # (Q, k) ids
+    rows = rng.choice(len(x), min(n_queries, len(x)), replace=False)
+    q = x[rows]
+    k = min(RECALL_AT, len(x) - 1)
+    truth = _drop_self(ids[exact_top(x, q, k + 1)], ids[rows], k)  # (Q, k) ids
     steps = NPROBE_STEPS if spec.tune == "nprobe" else EF_SEARCH_STEPS
     if spec.tune == "nprobe":
         nlist = faiss.extract_index_ivf(index).nlist
@@ -158,11 +173,12 @@ def tune(index: faiss.Index, spec: IndexSpec, vectors: np.ndarray, ids: np.ndarr
     for value in steps:
         set_search_params(index, {spec.tune: value})
         t0 = time.perf_counter()
-        _, found = search(index, q, k)
+        _, found = search(index, q, k + 1)
         ms = (time.perf_counter() - t0) * 1000 / len(q)
+        found = _drop_self(found, ids[rows], k)
         r = recall_at(found, truth)
         measured.append({spec.tune: value, "recall_at_10": round(r, 4), "ms_per_query": round(ms, 4)})
-        if r >= target:
+        if r >= min(target + TUNE_MARGIN, 1.0):
             chosen = {"value": value, "recall": r}
             break
     reached = chosen is not None

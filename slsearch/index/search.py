@@ -9,6 +9,7 @@ T2V searches the clips with a sentence; V2T searches the corpus sentences with a
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,9 +19,31 @@ import torch
 
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
+from slsearch.index.rerank import cico_one_to_many
 from slsearch.index.store import Collection, StoredIndex, TokenStore, load_index
 
 DEFAULT_CANDIDATES = 100  # FAISS top-N that the CiCo score re-ranks
+# One query is a few milliseconds of small matrix products: intra-op threads cannot speed that up,
+# and on a busy machine their spin-waiting made it 100x slower (benchmarks/RESULTS.md).
+DEFAULT_THREADS = 1
+
+
+@contextmanager
+def _threads(n: int | None):
+    """Run torch and FAISS with n threads inside the block, restoring the caller's settings."""
+    if not n:
+        yield
+        return
+    import faiss
+
+    old_torch, old_faiss = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_torch)
+        faiss.omp_set_num_threads(old_faiss)
 
 
 @dataclass
@@ -58,7 +81,8 @@ class Searcher:
     from the index's is refused (its vectors would not be comparable).
     """
 
-    def __init__(self, index_dir: str | Path, model: Any = None):
+    def __init__(self, index_dir: str | Path, model: Any = None, threads: int | None = DEFAULT_THREADS):
+        self.threads = threads  # torch/FAISS threads per query; None leaves the process settings alone
         self.index: StoredIndex = load_index(index_dir)
         info = self.index.info
         expected = info["checkpoint"]["hash"]
@@ -107,8 +131,9 @@ class Searcher:
             if not isinstance(q, str) or not q.strip():
                 raise SlsearchError(f"empty query {q!r}: type some words to search for")
         _check_k(k, n_candidates)
-        enc = encode_texts(self.model, [q.strip() for q in queries])
-        hits = self._search(self.clips, enc.vectors, enc.tokens, k, n_candidates, rerank, query_is_text=True)
+        with _threads(self.threads):
+            enc = encode_texts(self.model, [q.strip() for q in queries])
+            hits = self._search(self.clips, enc.vectors, enc.tokens, k, n_candidates, rerank)
         return hits[0] if single else hits
 
     def search_video(self, video: Any, k: int = 10, target: str = "texts", n_candidates: int = DEFAULT_CANDIDATES,
@@ -127,18 +152,17 @@ class Searcher:
                                 "search clips instead (--clips)")
         if isinstance(video, (str, Path)) and not Path(video).exists():
             raise InputError(video, "file not found")
-        try:
-            pose = load_pose(video)
-            enc = encode_videos(self.model, [pose.data])
-        except ValueError as e:
-            raise InputError(str(video) if not isinstance(video, np.ndarray) else "<array>", str(e)) from None
-        return self._search(searched, enc.vectors, enc.tokens, k, n_candidates, rerank, query_is_text=False)[0]
+        pose = load_pose(video)
+        with _threads(self.threads):
+            try:
+                enc = encode_videos(self.model, [pose.data])
+            except ValueError as e:
+                raise InputError(str(video) if not isinstance(video, np.ndarray) else "<array>", str(e)) from None
+            return self._search(searched, enc.vectors, enc.tokens, k, n_candidates, rerank)[0]
 
     # --- the two stages -------------------------------------------------------------------------
     def _search(self, target: _Target, q_vectors: np.ndarray, q_tokens: list[np.ndarray], k: int,
-                n_candidates: int, rerank: bool, query_is_text: bool) -> list[list[SearchHit]]:
-        from slsearch.models.similarity import cico_similarity
-
+                n_candidates: int, rerank: bool) -> list[list[SearchHit]]:
         n = min(max(n_candidates, k) if rerank else k, len(target))
         scores, ids = faiss_index.search(target.index, q_vectors, n)  # (Q, n)
         temperature = getattr(getattr(self.model, "config", None), "cico_temperature", 0.07)
@@ -148,15 +172,10 @@ class Searcher:
             rows = target.coll.row_of_id[ids[qi][valid]]  # meta rows of the candidates
             s = scores[qi][valid]
             if rerank and len(rows):
-                cand, cand_mask = target.store.gather(target.segment[rows], target.offset[rows], target.count[rows])
-                q = torch.from_numpy(np.ascontiguousarray(q_tokens[qi], dtype=np.float32))[None]  # (1, Lq, d)
-                q_mask = torch.ones(q.shape[:2], dtype=torch.bool)
-                cand_t, cand_m = torch.from_numpy(cand), torch.from_numpy(cand_mask)
-                with torch.no_grad():
-                    if query_is_text:  # clips are the video side
-                        s = cico_similarity(cand_t, cand_m, q, q_mask, temperature)[:, 0].numpy()
-                    else:  # the query clip is the video side (V2T; V2V scores video tokens on both sides)
-                        s = cico_similarity(q, q_mask, cand_t, cand_m, temperature)[0].numpy()
+                counts = target.count[rows]
+                cand = target.store.gather_flat(target.segment[rows], target.offset[rows], counts)  # (sum L, d)
+                # CiCo is symmetric in its sides: one code path for T2V, V2T and V2V
+                s = cico_one_to_many(q_tokens[qi], cand, counts, temperature)
             order = np.argsort(-s, kind="stable")[:k]
             results.append([SearchHit(rank + 1, float(s[j]), *target.labels[rows[j]])
                             for rank, j in enumerate(order)])

@@ -106,6 +106,23 @@ class TokenStore:
             empty = f.seek(0, 2) <= TokenSegmentWriter.HEADER_BYTES
         return np.load(path, mmap_mode=None if empty else "r")  # mmap of 0 bytes is refused
 
+    def gather_flat(self, segment: np.ndarray, offset: np.ndarray, count: np.ndarray) -> np.ndarray:
+        """Token states of N items stacked without padding: (sum count, d) float32, items in order."""
+        count = np.asarray(count, dtype=np.int64)
+        if not len(count):
+            return np.zeros((0, self.dim), np.float32)
+        # row index of every token: offset of its item + its position inside the item
+        within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        rows = np.repeat(np.asarray(offset, dtype=np.int64), count) + within
+        seg = np.repeat(np.asarray(segment), count)
+        if len(self.segments) == 1:
+            return np.asarray(self.segments[0][rows], dtype=np.float32)
+        out = np.empty((len(rows), self.dim), np.float32)
+        for s in np.unique(seg):
+            pick = seg == s
+            out[pick] = self.segments[s][rows[pick]]
+        return out
+
     def gather(self, segment: np.ndarray, offset: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Token states of N items, zero-padded: (tokens (N, Lmax, d) float32, mask (N, Lmax) bool)."""
         n, lmax = len(offset), int(count.max()) if len(count) else 0
