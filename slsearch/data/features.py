@@ -26,6 +26,7 @@ N_POINTS = len(FEATURE_LANDMARKS)  # 99
 _MIDDLE_MCP = 9  # hand point used as the hand's size reference (wrist -> middle-finger knuckle)
 # Per point: x, y (body frame) + present flag + dx, dy; per hand point: x, y in the hand's own frame.
 FEATURE_DIM = N_POINTS * 5 + 2 * L.N_HAND * 2
+_MIN_HAND_SIZE = 0.15  # floor of the wrist-to-knuckle distance, in shoulder widths (typical: 0.3-0.4)
 _CLIP = 10.0  # bound on normalised values so one wild detection cannot dominate a batch
 
 
@@ -43,13 +44,17 @@ def body_frame(pose: np.ndarray) -> tuple[np.ndarray, float]:
     return centre.astype(np.float32), max(width, 1e-3)
 
 
-def _hand_local(pose: np.ndarray, hand: slice) -> np.ndarray:
-    """(T, 21, 2) hand points relative to the wrist, scaled by the per-frame hand size; 0 if missing."""
+def _hand_local(pose: np.ndarray, hand: slice, body_scale: float) -> np.ndarray:
+    """(T, 21, 2) hand points relative to the wrist, scaled by the per-frame hand size; 0 if missing.
+
+    The size has a floor (a fraction of the shoulder width): a hand seen edge-on or pointing at
+    the camera is tiny in the image, and dividing by its size would blow its shape up.
+    """
     pts = pose[:, hand, :2]
     wrist = pts[:, :1]
     size = np.linalg.norm(pts[:, _MIDDLE_MCP] - pts[:, 0], axis=-1)[:, None, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        local = (pts - wrist) / np.maximum(size, 1e-4)
+        local = (pts - wrist) / np.maximum(size, _MIN_HAND_SIZE * body_scale)
     return np.nan_to_num(local, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -72,7 +77,7 @@ def pose_to_features(pose: np.ndarray) -> np.ndarray:
     if T > 1:
         both = present[1:] & present[:-1]
         vel[1:] = np.where(both[..., None], norm[1:] - norm[:-1], 0.0)
-    hands = np.concatenate([_hand_local(pose, L.LEFT_HAND), _hand_local(pose, L.RIGHT_HAND)], axis=1)
+    hands = np.concatenate([_hand_local(pose, L.LEFT_HAND, scale), _hand_local(pose, L.RIGHT_HAND, scale)], axis=1)
     feats = np.concatenate(
         [norm.reshape(T, -1), present.astype(np.float32), vel.reshape(T, -1), hands.reshape(T, -1)], axis=1
     )

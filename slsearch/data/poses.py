@@ -135,7 +135,7 @@ def _read_pose_format(path: Path) -> PoseSequence:
             pt[:, 0] = src[:, 0] / w
             pt[:, 1] = src[:, 1] / h
             if src.shape[-1] >= 3 and "Z" in comp.format.upper():
-                pt[:, 2] = src[:, 2] / w
+                pt[:, 2] = src[:, 2]  # pose-format keeps MediaPipe's z as it came (not in pixels)
             pt[missing[:, offset + j]] = np.nan
             out[:, tgt] = pt
             mapped += 1
