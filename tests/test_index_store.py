@@ -222,3 +222,14 @@ def test_bad_clips_are_reported_and_skipped(tiny_corpus, tiny_checkpoint, model,
     with pytest.raises(SlsearchError, match="none of the 1 clips could be indexed"):
         build_index([folder / "broken.npz"], tiny_checkpoint, tmp_path / "idx2", progress=False, model=model)
     assert not (tmp_path / "idx2").exists()
+
+
+def test_rebuild_replaces_the_index_with_fresh_files(built, tiny_corpus, tiny_checkpoint, model):
+    out, _ = built
+    first = load_index(out)
+    s = build_index([tiny_corpus[1]], tiny_checkpoint, out, progress=False, model=model)  # no --add
+    second = load_index(out)
+    assert s["action"] == "build" and s["clips_total"] == 10 and second.path != first.path
+    assert second.clips.token_files == ["tokens.f16.npy"]
+    assert second.clips.column("id").tolist() == [f"dev{i:03d}" for i in range(10)]
+    assert first.path.exists()  # the previous version stays for readers still on it (KEEP_VERSIONS)

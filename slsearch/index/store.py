@@ -320,10 +320,7 @@ class IndexWriter:
     def new_token_segment(self, collection: str, dim: int) -> tuple[int, TokenSegmentWriter]:
         """A new segment for this version; returns its position in the token file list and its writer."""
         assert self.tmp is not None
-        taken = set(self._segments[collection])
-        if self.previous is not None:  # never reuse a name an older version still links
-            coll = self.previous.clips if collection == "clips" else self.previous.texts
-            taken |= set(coll.token_files if coll else [])
+        taken = set(self._segments[collection])  # names are per version folder: only ours can clash
         seg = 0
         while token_file_name(collection, seg) in taken:
             seg += 1
