@@ -272,6 +272,45 @@ def remove(
                       f"{s['texts_total']} sentences left")
 
 
+@app.command()
+def translate(
+    paths: list[str] = typer.Argument(..., help="Video files, pose files, folders or manifests."),
+    model: str = typer.Option(..., "--model", help="Checkpoint folder (best after `train --stage translate`)."),
+    beam: int = typer.Option(4, "--beam", help="Beam size (1 = greedy)."),
+    max_len: Optional[int] = typer.Option(None, "--max-len", help="Longest sentence in tokens (default: the model's)."),
+    attention: Optional[str] = typer.Option(None, "--attention",
+                                            help="Draw the first clip's cross-attention to this PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
+) -> None:
+    """Translate clips into sentences with the mBART decoder over the video encoder."""
+    from rich.table import Table
+
+    from slsearch.models.checkpoint import load_model
+    from slsearch.translation import plot_attention, translate_paths
+
+    m = load_model(model)
+    results, failures = translate_paths(m, paths, beam=beam, max_len=max_len, with_attention=attention is not None)
+    for line in failures:
+        err_console.print(f"[yellow]skipped[/yellow] {line}", highlight=False, soft_wrap=True)
+    if attention and results:
+        err_console.print(f"attention of {results[0].id} drawn to {plot_attention(results[0], m, attention)}")
+    if as_json:
+        print(json.dumps({"translations": [r.to_dict() for r in results], "failures": failures,
+                          "beam": beam, "model": m.checkpoint_hash}, ensure_ascii=False))
+    elif len(results) == 1 and results[0].reference is None:
+        console.print(results[0].text, highlight=False)
+    else:
+        table = Table(title=f"slsearch translate (beam {beam})")
+        cols = ["id", "translation"] + (["reference"] if any(r.reference for r in results) else [])
+        for col in cols:
+            table.add_column(col, overflow="fold")
+        for r in results:
+            table.add_row(r.id, r.text, *([r.reference or ""] if len(cols) == 3 else []))
+        console.print(table)
+    if not results:
+        raise typer.Exit(1)
+
+
 def run() -> None:
     """Console-script entry point."""
     app()
