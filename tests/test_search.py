@@ -164,3 +164,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, index_dir, tiny_che
     assert r.exit_code == 2, r.output
     assert message in r.stderr
     assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_real_pose_files_index_and_find_themselves(shared_data, tiny_checkpoint, tmp_path):
+    """Real signing (.pose: MediaPipe and OpenPose layouts) from ../shared/data through index and query."""
+    out = tmp_path / "real"
+    r = runner.invoke(app, ["index", str(shared_data / "pose"), "--model", str(tiny_checkpoint), "--out", str(out),
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["clips_added"] == 15 and s["failures"] == 0 and s["texts_total"] == 0
+    searcher = Searcher(out)
+    query = shared_data / "pose" / "asl_colin-1-HOUSE.pose"
+    assert searcher.search_video(query, k=3, target="clips")[0].id == "asl_colin-1-HOUSE"
+    r = runner.invoke(app, ["query", "--video", str(query), "--index", str(out)])
+    assert r.exit_code == 2 and f"{out}: no sentences in this index" in r.stderr

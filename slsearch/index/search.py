@@ -83,6 +83,7 @@ class Searcher:
 
     def __init__(self, index_dir: str | Path, model: Any = None, threads: int | None = DEFAULT_THREADS):
         self.threads = threads  # torch/FAISS threads per query; None leaves the process settings alone
+        self.index_dir = Path(index_dir)
         self.index: StoredIndex = load_index(index_dir)
         info = self.index.info
         expected = info["checkpoint"]["hash"]
@@ -148,7 +149,7 @@ class Searcher:
         _check_k(k, n_candidates)
         searched = self.clips if target == "clips" else self.texts
         if searched is None:
-            raise SlsearchError(f"{self.index.path}: no sentences in this index (it was built without texts); "
+            raise SlsearchError(f"{self.index_dir}: no sentences in this index (it was built without texts); "
                                 "search clips instead (--clips)")
         if isinstance(video, (str, Path)) and not Path(video).exists():
             raise InputError(video, "file not found")
