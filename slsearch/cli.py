@@ -311,6 +311,90 @@ def translate(
         raise typer.Exit(1)
 
 
+def _print_recall(report: dict) -> None:
+    from rich.table import Table
+
+    m, ks = report["metrics"], report["ks"]
+    table = Table(title=f"retrieval ({report['score']} score, {report['count']} clips"
+                        f"{', split ' + report['split'] if report['split'] else ''})")
+    for col in ["protocol", "direction", *[f"R@{k}" for k in ks], "MedR", "MeanR"]:
+        table.add_column(col, justify="right" if col not in ("protocol", "direction") else "left")
+    for proto in ("paper", "dedup"):
+        for d, name in (("t2v", "text→video"), ("v2t", "video→text")):
+            table.add_row(proto, name, *[f"{m[f'{proto}/{d}_R@{k}']:.1f}" for k in ks],
+                          f"{m[f'{proto}/{d}_MedR']:.1f}", f"{m[f'{proto}/{d}_MeanR']:.1f}")
+    console.print(table)
+    console.print(f"paper: only the paired item counts; dedup: any clip with the same sentence counts "
+                  f"({int(m['distinct_texts'])} distinct sentences)", style="dim")
+
+
+def _print_bleu(report: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"translation (beam {report['beam']}, {report['count']} clips)")
+    for k in report["metrics"]:
+        table.add_column(k, justify="right")
+    table.add_row(*[f"{v:.2f}" for v in report["metrics"].values()])
+    console.print(table)
+    ex = Table(title="examples", show_lines=True)
+    for col in ("id", "reference", "hypothesis"):
+        ex.add_column(col, overflow="fold")
+    for e in report["examples"]:
+        ex.add_row(e["id"], e["reference"], e["hypothesis"])
+    console.print(ex)
+
+
+@app.command("eval")
+def evaluate(
+    index_dir: Optional[str] = typer.Option(None, "--index", help="Evaluate an index's clips that have text."),
+    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint (with --manifest; no index needed)."),
+    manifest: Optional[str] = typer.Option(None, "--manifest", help="Test manifest (with --model)."),
+    recall: str = typer.Option("1,5,10", "--recall", help="Comma-separated K values for R@K."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only clips of this split (e.g. test)."),
+    score: str = typer.Option("cico", "--score", help="cico (fine-grained) or global (first-stage vectors)."),
+    bleu: bool = typer.Option(False, "--bleu", help="Translation quality instead: BLEU-1..4, chrF, ROUGE-L."),
+    beam: int = typer.Option(4, "--beam", help="Beam size for --bleu."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips (with --bleu)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write every number and the settings to FILE "
+                                                                "('-' for stdout)."),
+) -> None:
+    """Measure retrieval (R@K, MedR, MeanR, both directions, two protocols) or translation (BLEU)."""
+    try:
+        ks = sorted({int(k) for k in recall.split(",") if k.strip()})
+    except ValueError:
+        raise SlsearchError(f"--recall takes comma-separated integers, got {recall!r}") from None
+    if not ks or ks[0] <= 0:
+        raise SlsearchError(f"--recall values must be positive, got {recall!r}")
+    if bleu:
+        if not (model and manifest):
+            raise SlsearchError("--bleu needs --model and --manifest")
+        from slsearch.eval.translation import evaluate_translation
+
+        report = evaluate_translation(model, manifest, beam=beam, split=split, limit=limit)
+        show = _print_bleu
+    elif index_dir:
+        from slsearch.eval.retrieval import evaluate_index
+
+        report = evaluate_index(index_dir, ks, split=split, score=score, progress=json_out != "-")
+        show = _print_recall
+    elif model and manifest:
+        from slsearch.eval.retrieval import evaluate_model
+
+        report = evaluate_model(model, manifest, ks, split=split, score=score, progress=json_out != "-")
+        show = _print_recall
+    else:
+        raise SlsearchError("give --index DIR, or --model CKPT with --manifest FILE")
+    if json_out == "-":
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    show(report)
+    if json_out:
+        from pathlib import Path
+
+        Path(json_out).write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        err_console.print(f"wrote {json_out}")
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

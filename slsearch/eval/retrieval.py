@@ -1,0 +1,155 @@
+"""`slsearch eval --recall`: dense score matrices over a test set, then R@K / MedR / MeanR.
+
+Two sources: an index folder (its stored token states and vectors, so no model is loaded and
+nothing is re-encoded) or a checkpoint plus a manifest (encoded here). The CiCo matrix is
+computed in blocks of clips against the distinct sentences, so tens of thousands of clips never
+hold a clips x sentences x tokens x tokens array, nor an N x N float64 matrix, at once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from slsearch.console import progress_bar
+from slsearch.errors import SlsearchError
+from slsearch.eval.metrics import DEFAULT_KS, retrieval_metrics
+from slsearch.models.similarity import cico_similarity, pad_tokens
+
+SCORES = ("cico", "global")
+CLIP_BLOCK = 256  # clips per block of the CiCo matrix
+
+
+def _cico_matrix(video_blocks, text_tokens: list[np.ndarray], n_videos: int, temperature: float,
+                 progress: bool) -> np.ndarray:
+    """(n_videos, n_texts) float32 CiCo scores; `video_blocks` yields (tokens (b, L, d), mask (b, L))."""
+    tt, tm = pad_tokens(text_tokens)
+    out = np.empty((n_videos, len(text_tokens)), np.float32)
+    row = 0
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("CiCo scores", total=n_videos, rate="", visible=progress)
+        with torch.no_grad():
+            for vt, vm in video_blocks:
+                s = cico_similarity(torch.as_tensor(vt), torch.as_tensor(vm), tt, tm, temperature)
+                out[row:row + len(s)] = s.numpy()
+                row += len(s)
+                bar.update(task, advance=len(s))
+    return out
+
+
+def _reconstruct(index, ids: np.ndarray) -> np.ndarray:
+    """Stored vectors back from a FAISS index (exact for Flat/HNSW/IVF-Flat, approximate for PQ)."""
+    import faiss
+
+    ivf = None
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        pass
+    if ivf is not None:
+        ivf.make_direct_map()
+    try:
+        return np.stack([index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+    except RuntimeError as e:
+        raise SlsearchError(f"this index cannot return its vectors for --score global ({str(e).splitlines()[-1]}); "
+                            "evaluate with --model and --manifest instead") from None
+
+
+def _checkpoint_temperature(info: dict[str, Any]) -> float:
+    """tau' of the model that built the index (its config, when the checkpoint is still there)."""
+    import json
+
+    from slsearch.models.similarity import CICO_TEMPERATURE
+
+    cfg = Path((info.get("checkpoint") or {}).get("path") or "") / "config.json"
+    try:
+        return float(json.loads(cfg.read_text())["model"]["cico_temperature"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return CICO_TEMPERATURE
+
+
+def _report(metrics: dict[str, float], settings: dict[str, Any]) -> dict[str, Any]:
+    return {"metrics": metrics, **settings}
+
+
+def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split: str | None = None,
+                   score: str = "cico", progress: bool = True) -> dict[str, Any]:
+    """R@K both directions over the indexed clips that have text (optionally one split)."""
+    from slsearch.index.store import load_index
+
+    if score not in SCORES:
+        raise SlsearchError(f"--score must be one of {', '.join(SCORES)}, got {score!r}")
+    t0 = time.perf_counter()
+    idx = load_index(index_dir)
+    clips = idx.clips
+    if idx.texts is None:
+        raise SlsearchError(f"{index_dir}: the index has no sentences (built without a manifest with text)")
+    text_id = clips.column("text_id")
+    keep = text_id >= 0
+    if split is not None:
+        splits = clips.column("split")
+        keep &= np.array([s == split for s in splits])
+        if not keep.any():
+            known = sorted({str(s) for s in splits if s is not None})
+            raise SlsearchError(f"{index_dir}: no clips with text in split {split!r} (splits: {', '.join(known) or 'none'})")
+    rows = np.flatnonzero(keep)
+    if len(rows) == 0:
+        raise SlsearchError(f"{index_dir}: no indexed clip has a sentence to evaluate against")
+    texts = [str(t) for t in clips.column("text")[rows]]
+    # Distinct sentences are scored once; clip i's paired column is its own sentence's row.
+    trow_of_id = idx.texts.row_of_id
+    sent_rows = trow_of_id[text_id[rows]]
+    distinct, column = np.unique(sent_rows, return_inverse=True)
+    if score == "cico":
+        cstore, tstore = idx.token_store("clips"), idx.token_store("texts")
+        seg, off, cnt = (clips.column(c)[rows] for c in ("token_segment", "token_offset", "token_count"))
+        tseg, toff, tcnt = (idx.texts.column(c)[distinct] for c in ("token_segment", "token_offset", "token_count"))
+        text_tokens = [tstore.gather_flat(tseg[i:i + 1], toff[i:i + 1], tcnt[i:i + 1]) for i in range(len(distinct))]
+        blocks = (cstore.gather(seg[i:i + CLIP_BLOCK], off[i:i + CLIP_BLOCK], cnt[i:i + CLIP_BLOCK])
+                  for i in range(0, len(rows), CLIP_BLOCK))
+        temperature = _checkpoint_temperature(idx.info)
+        s = _cico_matrix(blocks, text_tokens, len(rows), temperature, progress)
+    else:
+        v = _reconstruct(clips.index, clips.column("faiss_id")[rows])
+        t = _reconstruct(idx.texts.index, idx.texts.column("faiss_id")[distinct])
+        s = v @ t.T
+    metrics = retrieval_metrics(s[:, column], texts, ks)
+    return _report(metrics, {"source": str(index_dir), "checkpoint": (idx.info.get("checkpoint") or {}).get("hash"),
+                             "split": split, "score": score, "ks": list(ks), "count": len(rows),
+                             "seconds": round(time.perf_counter() - t0, 2)})
+
+
+def evaluate_model(model_dir: str | Path, manifest: str | Path, ks: Sequence[int] = DEFAULT_KS,
+                   split: str | None = None, score: str = "cico", batch_size: int = 32,
+                   progress: bool = True) -> dict[str, Any]:
+    """Encode the manifest's clips and sentences with a checkpoint, then R@K as `evaluate_index`."""
+    from slsearch.data.manifest import read_manifest
+    from slsearch.encode import encode_texts, encode_videos
+    from slsearch.models.checkpoint import load_model
+
+    if score not in SCORES:
+        raise SlsearchError(f"--score must be one of {', '.join(SCORES)}, got {score!r}")
+    t0 = time.perf_counter()
+    clips = [c for c in read_manifest(manifest) if c.text and (split is None or c.split == split)]
+    if not clips:
+        raise SlsearchError(f"{manifest}: no clips with text{f' in split {split!r}' if split else ''}")
+    model = load_model(model_dir)
+    texts = [c.text for c in clips]
+    distinct = sorted(set(texts))
+    position = {t: i for i, t in enumerate(distinct)}
+    column = np.array([position[t] for t in texts])
+    v = encode_videos(model, clips, batch_size=batch_size, progress=progress)
+    t = encode_texts(model, distinct, progress=progress)
+    if score == "cico":
+        blocks = (pad_tokens(v.tokens[i:i + CLIP_BLOCK]) for i in range(0, len(clips), CLIP_BLOCK))
+        s = _cico_matrix(blocks, t.tokens, len(clips), model.config.cico_temperature, progress)
+    else:
+        s = v.vectors @ t.vectors.T
+    metrics = retrieval_metrics(s[:, column], texts, ks)
+    return _report(metrics, {"source": str(manifest), "checkpoint": model.checkpoint_hash, "split": split,
+                             "score": score, "ks": list(ks), "count": len(clips),
+                             "seconds": round(time.perf_counter() - t0, 2)})
