@@ -204,6 +204,7 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         batches = epoch_batches(train_set.lengths, tc.batch_size, rng)
         sums: dict[str, float] = {}
         clips, t0 = 0, time.perf_counter()
+        last_line = t0
         bar = progress_bar() if progress else None
         if bar:
             bar.start()
@@ -227,8 +228,13 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
                 clips += len(idx)
                 elapsed = time.perf_counter() - t0
                 if bar and (step % tc.log_every == 0 or step == len(batches) - 1):
-                    bar.update(task, completed=step + 1, rate=f"loss {sums['loss'] / (step + 1):.3f} "
-                                                              f"{clips / elapsed:.1f} clips/s")
+                    status = f"loss {sums['loss'] / (step + 1):.3f} {clips / elapsed:.1f} clips/s"
+                    bar.update(task, completed=step + 1, rate=status)
+                    if not err_console.is_terminal and time.perf_counter() - last_line > 60:
+                        # a log file gets no live bar: one line a minute instead
+                        eta = elapsed / (step + 1) * (len(batches) - step - 1)
+                        err_console.print(f"epoch {epoch} step {step + 1}/{len(batches)} {status} eta {eta:.0f}s")
+                        last_line = time.perf_counter()
                 if tc.max_minutes and (state["train_seconds"] + elapsed) / 60 >= tc.max_minutes:
                     stopped = "time_limit"
                     break
