@@ -395,6 +395,24 @@ def evaluate(
         err_console.print(f"wrote {json_out}")
 
 
+@app.command()
+def demo(
+    workdir: str = typer.Option("slsearch-demo", "--workdir", help="Folder for every artefact (reused next time)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Training recipe (default: train/demo.toml)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Clips per split (a smaller, faster demo)."),
+    as_json: Optional[str] = typer.Option(None, "--json", help="Also write the demo's numbers to FILE."),
+) -> None:
+    """The whole loop on a built-in synthetic corpus: synthesise, train, index, search, evaluate, translate."""
+    from slsearch.demo import run_demo
+
+    summary = run_demo(workdir, recipe=recipe, overrides=overrides, limit=limit)
+    if as_json:
+        from pathlib import Path
+
+        Path(as_json).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,165 @@
+"""`slsearch demo`: the whole loop on the built-in synthetic German weather corpus.
+
+It only chains the library's own steps (as clip-retrieval's end2end does): synthesise the corpus,
+train with the demo recipe, build an index, run example queries (text -> clips, clip ->
+sentences), evaluate R@K on the test split and translate a few test clips. Every artefact lands
+in one work folder, and each step is skipped when its result is already there, so a second run
+only searches, evaluates and translates.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.rule import Rule
+from rich.table import Table
+
+from slsearch.console import console, err_console
+from slsearch.errors import SlsearchError
+
+DEFAULT_WORKDIR = Path("slsearch-demo")
+DEMO_RECIPE = Path(__file__).resolve().parents[1] / "train" / "demo.toml"
+DEFAULT_QUERIES = ("wetter morgen", "am wochenende regnet es im norden", "sonne im süden")
+
+
+def _step(n: int, total: int, title: str) -> None:
+    console.print(Rule(f"[bold]{n}/{total} {title}", align="left"))
+
+
+def _corpus(workdir: Path, limit: int | None, progress: bool) -> Path:
+    from slsearch.data.synth import synthesize_corpus
+
+    folder = workdir / "corpus"
+    done = folder / "manifest.jsonl"
+    if done.exists():
+        console.print(f"corpus already in {folder}: reused")
+        return folder
+    s = synthesize_corpus("demo", folder, limit=limit, progress=progress)
+    console.print(f"{s['clips']} clips ({', '.join(f'{k} {v}' for k, v in sorted(s['splits'].items()))}), "
+                  f"{s['frames']} frames in {s['seconds']:.0f} s -> {folder}")
+    return folder
+
+
+def _model(workdir: Path, corpus: Path, recipe: Path, overrides: Sequence[str], progress: bool) -> Path:
+    from slsearch.training.loop import train
+
+    out = workdir / "model"
+    cfg = out / "config.json"
+    if cfg.exists() and "best_epoch" in json.loads(cfg.read_text()):
+        console.print(f"model already trained in {out}: reused (delete the folder to train again)")
+        return out
+    r = train(recipe, corpus / "train.jsonl", corpus / "dev.jsonl", out, overrides=overrides, progress=progress)
+    console.print(f"trained {r.epochs_run} epochs in {r.train_minutes:.1f} min; best dev epoch {r.best_epoch} "
+                  f"(CiCo R@1 T2V {r.best_dev.get('cico_t2v_R@1', 0):.1f}, V2T {r.best_dev.get('cico_v2t_R@1', 0):.1f})")
+    return out
+
+
+def _index(workdir: Path, corpus: Path, model: Path, progress: bool) -> Path:
+    from slsearch.index.build import build_index
+    from slsearch.models.checkpoint import file_hash
+
+    out = workdir / "index"
+    info = out / "index.json"
+    if info.exists():
+        built_with = json.loads(info.read_text()).get("checkpoint", {}).get("hash")
+        if built_with == file_hash(model / "model.safetensors"):
+            console.print(f"index already built in {out}: reused")
+            return out
+    s = build_index([corpus / "manifest.jsonl"], model, out, progress=progress)
+    console.print(f"indexed {s['clips_total']} clips and {s['texts_total']} sentences "
+                  f"({s['index_type']}) in {s['seconds']:.1f} s -> {out}")
+    return out
+
+
+def _hits_table(title: str, hits, truth: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("rank", "score", "id", "text"):
+        table.add_column(col, overflow="fold")
+    for h in hits:
+        mark = " [green]✓[/green]" if truth is not None and h.text == truth else ""
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.id, (h.text or "") + mark)
+    return table
+
+
+def run_demo(workdir: str | Path = DEFAULT_WORKDIR, recipe: str | Path | None = None, overrides: Sequence[str] = (),
+             limit: int | None = None, queries: Sequence[str] = DEFAULT_QUERIES, k: int = 5,
+             n_translate: int = 5, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the demo in `workdir`; returns the key numbers it printed."""
+    from slsearch.data.manifest import read_manifest
+    from slsearch.eval.retrieval import evaluate_index
+    from slsearch.index.search import Searcher
+    from slsearch.translation import translate_paths
+
+    t0 = time.perf_counter()
+    workdir = Path(workdir)
+    recipe = Path(recipe) if recipe else DEMO_RECIPE
+    if not recipe.exists():
+        raise SlsearchError(f"{recipe}: demo recipe not found (run from a source checkout, or pass --recipe)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    total = 6
+    _step(1, total, "synthetic corpus (German weather reports, signed by a synthetic signer)")
+    corpus = _corpus(workdir, limit, progress)
+    _step(2, total, f"training the towers ({recipe.name})")
+    model_dir = _model(workdir, corpus, recipe, overrides, progress)
+    _step(3, total, "building the index")
+    index_dir = _index(workdir, corpus, model_dir, progress)
+
+    _step(4, total, "searching")
+    searcher = Searcher(index_dir)
+    summary: dict[str, Any] = {"workdir": str(workdir), "queries": {}}
+    for q in queries:
+        hits = searcher.search_text(q, k=k)
+        summary["queries"][q] = [h.to_dict() for h in hits]
+        console.print(_hits_table(f'text → clips: "{q}"', hits))
+    test = [c for c in read_manifest(corpus / "test.jsonl")]
+    probe = test[0]
+    hits = searcher.search_video(probe, k=k, target="texts")
+    summary["video_query"] = {"id": probe.id, "truth": probe.text, "results": [h.to_dict() for h in hits]}
+    console.print(_hits_table(f"clip → sentences: {probe.id} (it says: {probe.text})", hits, truth=probe.text))
+
+    _step(5, total, "evaluating retrieval on the test split")
+    report = evaluate_index(index_dir, (1, 5, 10), split="test", progress=progress)
+    m = report["metrics"]
+    table = Table(title=f"R@K on {report['count']} test clips (CiCo re-ranked score, paper protocol)")
+    for col in ("direction", "R@1", "R@5", "R@10", "MedR"):
+        table.add_column(col)
+    for d, name in (("t2v", "text → video"), ("v2t", "video → text")):
+        table.add_row(name, *[f"{m[f'paper/{d}_R@{k_}']:.1f}" for k_ in (1, 5, 10)], f"{m[f'paper/{d}_MedR']:.0f}")
+    console.print(table)
+    chance = 100.0 / report["count"]
+    console.print(f"chance R@1 is {chance:.1f}; `slsearch eval --index {index_dir} --split test` shows both protocols",
+                  style="dim")
+    summary["eval"] = m
+
+    _step(6, total, "translating test clips")
+    from slsearch.data.manifest import write_manifest
+
+    sample = workdir / "translate_sample.jsonl"
+    write_manifest(test[:n_translate], sample)
+    translations, _ = translate_paths(_load(model_dir), [sample], beam=4)
+    table = Table(title="translation (beam 4) next to the reference", show_lines=True)
+    for col in ("id", "translation", "reference"):
+        table.add_column(col, overflow="fold")
+    for t in translations:
+        table.add_row(t.id, t.text, t.reference or "")
+    console.print(table)
+    summary["translations"] = [t.to_dict() for t in translations]
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+
+    console.print(Rule("[bold]go on with the ordinary commands", align="left"))
+    for line in (f'slsearch query "wetter morgen" --index {index_dir} -k 10',
+                 f"slsearch query --video {probe.path} --index {index_dir}",
+                 f"slsearch eval --recall 1,5,10 --index {index_dir} --split test",
+                 f"slsearch translate {probe.path} --model {model_dir}"):
+        console.print(f"  {line}", highlight=False)
+    err_console.print(f"demo finished in {summary['seconds']:.0f} s; everything is in {workdir}")
+    return summary
+
+
+def _load(model_dir: Path):
+    from slsearch.models.checkpoint import load_model
+
+    return load_model(model_dir)
