@@ -227,6 +227,7 @@ def main() -> None:
     ap.add_argument("--numpy-single", type=int, default=50, help="queries timed one at a time on NumPy")
     ap.add_argument("--e2e-queries", type=int, default=200)
     ap.add_argument("--no-e2e", action="store_true")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the NumPy baseline")
     ap.add_argument("--out", default="/tmp/slsearch-bench", help="scratch folder (deleted at the end)")
     ap.add_argument("--json", default=None, help="also write all results to this JSON file")
     args = ap.parse_args()
@@ -265,8 +266,8 @@ def main() -> None:
         q = synth.sample(args.queries)
         gen_s = time.perf_counter() - t0
         truth = faiss_index.exact_top(x, q, 10)
-        np_single = time_single(lambda qq: numpy_exact(x, qq), q[:args.numpy_single])
-        np_batched = time_batched(lambda qq: numpy_exact(x, qq), q[:500], 100)
+        np_single = time_single(lambda qq: numpy_exact(x, qq), q[:1 if args.no_baseline else args.numpy_single])
+        np_batched = time_batched(lambda qq: numpy_exact(x, qq), q[:1 if args.no_baseline else 500], 100)
         base = {"n": n, "gen_s": round(gen_s, 1), "numpy_single_p50_ms": percentiles(np_single)[0],
                 "numpy_single_p99_ms": percentiles(np_single)[1],
                 "numpy_batch100_p50_ms_per_q": percentiles(np_batched)[0]}

@@ -167,6 +167,9 @@ class Searcher:
         n = min(max(n_candidates, k) if rerank else k, len(target))
         scores, ids = faiss_index.search(target.index, q_vectors, n)  # (Q, n)
         temperature = getattr(getattr(self.model, "config", None), "cico_temperature", 0.07)
+        if rerank:  # start the token reads of every query's candidates before the first is needed
+            rows = target.coll.row_of_id[ids[ids >= 0]]
+            target.store.prefetch(target.segment[rows], target.offset[rows], target.count[rows])
         results = []
         for qi in range(len(q_vectors)):
             valid = ids[qi] >= 0
