@@ -90,3 +90,18 @@ def tiny_checkpoint(tiny_corpus, tmp_path_factory):
     train(root / "train" / "tiny.toml", *tiny_corpus, out, overrides=["loss.lm_weight=0", "train.epochs=10"],
           progress=False)
     return out
+
+
+DEMO_LIMIT = 100  # clips per split of the tiny demo: chance R@1 is 1 %, chance R@10 is 10 %
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """The demo run once with the tiny recipe: (workdir, summary). Its corpus, model and index
+    serve the demo, eval and translate tests alike."""
+    from slsearch.demo import run_demo
+
+    workdir = tmp_path_factory.mktemp("demo")
+    summary = run_demo(workdir, recipe="train/tiny.toml", limit=DEMO_LIMIT, overrides=["train.epochs=15"],
+                       progress=False)
+    return workdir, summary

@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import DEMO_LIMIT as LIMIT
 
 from slsearch.demo import run_demo
 
-LIMIT = 100  # clips per split: chance R@1 is 1 %, chance R@10 is 10 %
 
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo")
-    summary = run_demo(workdir, recipe="train/tiny.toml", limit=LIMIT, overrides=["train.epochs=15"], progress=False)
-    return workdir, summary
+@pytest.fixture
+def demo(tiny_demo):
+    return tiny_demo
 
 
 def test_demo_retrieval_is_far_above_chance(demo):
