@@ -233,3 +233,28 @@ def test_rebuild_replaces_the_index_with_fresh_files(built, tiny_corpus, tiny_ch
     assert second.clips.token_files == ["tokens.f16.npy"]
     assert second.clips.column("id").tolist() == [f"dev{i:03d}" for i in range(10)]
     assert first.path.exists()  # the previous version stays for readers still on it (KEEP_VERSIONS)
+
+
+def test_remove_compacts_tokens_once_most_are_unreferenced(built, model):
+    out, _ = built
+    before = load_index(out)
+    keep_id = "train039"
+    row = before.clips.meta.to_pylist()[39]
+    store = before.token_store("clips")
+    tokens_before = store.gather_flat(*(np.array([row[c]]) for c in ("token_segment", "token_offset", "token_count")))
+    inode = os.stat(before.path / "tokens.f16.npy").st_ino  # the version folder itself is pruned later
+    remove_clips(out, [f"train{i:03d}" for i in range(15)])  # 15 of 40: links kept
+    assert os.stat(load_index(out).path / "tokens.f16.npy").st_ino == inode
+    remove_clips(out, [f"train{i:03d}" for i in range(15, 30)])  # 30 of 40 gone: rewritten
+    after = load_index(out)
+    stored = np.load(after.path / "tokens.f16.npy", mmap_mode="r")
+    assert len(stored) == sum(after.clips.column("token_count"))
+    assert os.stat(after.path / "tokens.f16.npy").st_ino != inode
+    row = next(r for r in after.clips.meta.to_pylist() if r["id"] == keep_id)
+    tokens_after = after.token_store("clips").gather_flat(
+        *(np.array([row[c]]) for c in ("token_segment", "token_offset", "token_count")))
+    assert np.array_equal(tokens_before, tokens_after)
+    texts = after.texts.meta.to_pylist()
+    assert len(np.load(after.path / "text_tokens.f16.npy", mmap_mode="r")) == sum(r["token_count"] for r in texts)
+    hits = Searcher(out, model=model).search_text(row["text"], k=10)
+    assert len(hits) == 10 and keep_id in {h.id for h in hits}

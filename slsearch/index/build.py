@@ -30,6 +30,7 @@ from slsearch.index.choose import (FLAT_MAX_VECTORS, IndexSpec, check_index_type
 from slsearch.index.store import CLIP_SCHEMA, TEXT_SCHEMA, Collection, IndexWriter, StoredIndex
 
 EMBED_BATCH = 32  # clips per encode_videos call (and per progress step)
+COMPACT_WHEN_UNUSED = 0.5  # `remove` rewrites a token store once over half its rows are unreferenced
 
 
 @dataclass
@@ -320,6 +321,27 @@ def _summary(out: Path, action: str, clips: list[Clip], added: int, unchanged: i
     }
 
 
+def _carry_tokens(writer: IndexWriter, collection: str, rows: list[dict[str, Any]], prev: StoredIndex) -> None:
+    """Token segments for the rows that stay: hard links to the old segments, or, once most of their
+    rows belong to removed items, one compacted segment (the rows' offsets are rewritten)."""
+    coll = prev.clips if collection == "clips" else prev.texts
+    store = prev.token_store(collection)
+    stored = sum(len(seg) for seg in store.segments)
+    used = sum(r["token_count"] for r in rows)
+    if used >= (1 - COMPACT_WHEN_UNUSED) * stored:
+        writer.keep_token_files(collection, coll.token_files)
+        return
+    segment, seg_writer = writer.new_token_segment(collection, store.dim)
+    for start in range(0, len(rows), 4096):  # bounded memory: a block of items at a time
+        block = rows[start:start + 4096]
+        counts = np.array([r["token_count"] for r in block])
+        flat = store.gather_flat(np.array([r["token_segment"] for r in block]),
+                                 np.array([r["token_offset"] for r in block]), counts)
+        ends = np.cumsum(counts)
+        for r, end, n in zip(block, ends.tolist(), counts.tolist()):
+            r["token_segment"], r["token_offset"] = segment, seg_writer.append(flat[end - n:end])[0]
+
+
 def remove_clips(index_dir: str | Path, ids: Sequence[str]) -> dict[str, Any]:
     """Drop clips by id from an index (no re-embedding); sentences no clip carries any more go too."""
     t0 = time.perf_counter()
@@ -340,8 +362,7 @@ def remove_clips(index_dir: str | Path, ids: Sequence[str]) -> dict[str, Any]:
         if not keep_rows:
             raise SlsearchError(f"{index_dir}: removing every clip would leave an empty index; delete the folder instead")
         index = faiss_index.remove(prev.clips.index, np.array([r["faiss_id"] for r in rows if r["id"] in drop]))
-        writer.keep_token_files("clips", prev.clips.token_files)
-        writer.keep_token_files("texts", prev.texts.token_files if prev.texts else [])
+        _carry_tokens(writer, "clips", keep_rows, prev)
         texts = None
         if prev.texts is not None:
             wanted = {r["text"] for r in keep_rows if r["text"]}
@@ -349,6 +370,7 @@ def remove_clips(index_dir: str | Path, ids: Sequence[str]) -> dict[str, Any]:
             gone = np.array([r["faiss_id"] for r in text_rows if r["text"] not in wanted], dtype=np.int64)
             kept = [r for r in text_rows if r["text"] in wanted]
             if kept:
+                _carry_tokens(writer, "texts", kept, prev)
                 tindex = faiss_index.remove(prev.texts.index, gone) if len(gone) else prev.texts.index
                 texts = Collection(tindex, pa.Table.from_pylist(kept, schema=TEXT_SCHEMA),
                                    writer.token_files("texts"), dict(prev.texts.info))

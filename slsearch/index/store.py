@@ -12,7 +12,8 @@ indexes/news -> .news.v3/     # a symlink, swapped atomically (os.replace) when 
 Writers build the next version in `.news.tmp-*` beside the target and swap the symlink, so a reader
 never sees half a version and a crash leaves the previous one in place. Token files are immutable
 segments: a later version hard-links the segments it keeps and appends new ones (`tokens.1.f16.npy`),
-so adding clips never copies the token store.
+so adding clips never copies the token store. Removed clips' rows stay in their segment, unreferenced,
+until `remove` finds most rows unreferenced and writes one compacted segment.
 """
 
 from __future__ import annotations
