@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# A walk through slsearch with the ordinary commands, on a small synthetic corpus.
+# Runs as a test (tests/test_examples.py) with a tiny setting; by hand:
+#   bash examples/walkthrough.sh            # ~5 minutes on 2 cores
+# Settings (environment): WORK (folder), LIMIT (clips per split), RECIPE, EPOCHS, SLSEARCH (the command).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+SLSEARCH="${SLSEARCH:-slsearch}"
+WORK="${WORK:-walkthrough}"
+LIMIT="${LIMIT:-400}"
+RECIPE="${RECIPE:-$here/../train/demo.toml}"
+EPOCHS="${EPOCHS:-8}"
+
+echo "== 1. a corpus: synthetic signer, German weather sentences ($LIMIT clips per split)"
+$SLSEARCH synth --corpus demo --out "$WORK/corpus" --limit "$LIMIT"
+
+echo "== 2. train the towers, keep the best checkpoint on dev"
+$SLSEARCH train --recipe "$RECIPE" --set "train.epochs=$EPOCHS" \
+  --manifest "$WORK/corpus/train.jsonl" --dev "$WORK/corpus/dev.jsonl" --out "$WORK/model"
+
+echo "== 3. index the test clips (texts come from the manifest)"
+$SLSEARCH index "$WORK/corpus/test.jsonl" --model "$WORK/model" --out "$WORK/index"
+
+echo "== 4. search: one sentence, then a file of queries as JSON"
+$SLSEARCH query "wetter morgen" --index "$WORK/index" -k 5
+$SLSEARCH query --queries "$here/queries.txt" --index "$WORK/index" -k 3 --json > "$WORK/queries.json"
+
+echo "== 5. search with a clip: which sentences does it say?"
+clip="$(ls "$WORK"/corpus/poses/test/*.npz | head -n 1)"
+$SLSEARCH query --video "$clip" --index "$WORK/index" -k 3
+
+echo "== 6. how good is it? R@1/5/10 on the indexed test clips"
+$SLSEARCH eval --recall 1,5,10 --index "$WORK/index" --json "$WORK/eval.json"
+
+echo "== 7. translate a clip"
+$SLSEARCH translate "$clip" --model "$WORK/model" --beam 4
+
+echo "== 8. add clips later without a rebuild, remove one"
+$SLSEARCH index "$WORK/corpus/dev.jsonl" --model "$WORK/model" --out "$WORK/index" --add
+$SLSEARCH remove "$(basename "$clip" .npz)" --index "$WORK/index"
+echo "walkthrough done: everything is in $WORK"
