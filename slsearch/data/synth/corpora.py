@@ -20,7 +20,7 @@ from typing import Iterable
 import numpy as np
 
 from slsearch.data.manifest import Clip, read_manifest, write_manifest
-from slsearch.data.poses import check_pose_array
+from slsearch.data.poses import save_pose_npz
 from slsearch.data.synth.lexicon import Lexicon, stable_seed
 from slsearch.data.synth.noise import apply_detection_noise
 from slsearch.data.synth.sentence import BASE_FPS, Variation, sign_sentence
@@ -138,20 +138,8 @@ def _render_one(job: tuple[str, str, str, int | None, str]) -> int:
     clip_id, gloss, signer, num_frames, out = job
     assert _WORKER is not None
     pose = _WORKER.sign(gloss, signer, clip_id, num_frames)
-    save_pose_npz_fast(out, pose, _WORKER.fps)
+    save_pose_npz(out, pose, _WORKER.fps)
     return len(pose)
-
-
-def save_pose_npz_fast(path: str | Path, data: np.ndarray, fps: float) -> Path:
-    """The .npz of poses.save_pose_npz (keys `pose`, `fps`), stored without compression: noisy float32
-    landmarks shrink by only ~10% under zlib, which costs ten times the rest of synthesis."""
-    path = Path(path)
-    data = check_pose_array(data, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, pose=data, fps=np.float32(fps))
-    tmp.replace(path)
-    return path
 
 
 def _safe_name(clip_id: str) -> str:
