@@ -180,3 +180,26 @@ def test_real_pose_files_index_and_find_themselves(shared_data, tiny_checkpoint,
     assert searcher.search_video(query, k=3, target="clips")[0].id == "asl_colin-1-HOUSE"
     r = runner.invoke(app, ["query", "--video", str(query), "--index", str(out)])
     assert r.exit_code == 2 and f"{out}: no sentences in this index" in r.stderr
+
+
+@pytest.mark.slow
+def test_real_video_frame_folder_and_pose_in_one_index(shared_data, tiny_checkpoint, tmp_path):
+    """A real signer video goes through MediaPipe (cached), a 2-frame PHOENIX frame folder is too short
+    and is reported, and the video then finds itself."""
+    video = shared_data / "video" / "signer_58frames.mp4"
+    frames = next((shared_data / "phoenix_frames").iterdir())
+    out = tmp_path / "mixed"
+    r = runner.invoke(app, ["index", str(video), str(shared_data / "pose" / "asl_colin-SAD.pose"), str(frames),
+                            "--model", str(tiny_checkpoint), "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert (s["clips_added"], s["failures"]) == (2, 1)
+    assert s["failed"][0]["path"] == str(frames) and "fewer than the temporal stride" in s["failed"][0]["reason"]
+    meta = Searcher(out).index.clips.meta.to_pylist()
+    row = next(m for m in meta if m["id"] == "signer_58frames")
+    from slsearch.data.video import probe
+
+    assert row["fps"] == 25.0 and row["frames"] == round(row["duration"] * 25)  # resampled to the model's rate
+    assert abs(row["duration"] - probe(video).duration) < 0.1
+    hits = Searcher(out).search_video(video, k=2, target="clips")
+    assert hits[0].id == "signer_58frames"
