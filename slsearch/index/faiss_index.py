@@ -193,8 +193,13 @@ def to_search_device(index: faiss.Index, params: dict[str, Any]) -> faiss.Index:
     """Move an index to the GPU when there is one (graphs stay on the CPU); apply search params."""
     if gpu_available() and not is_graph(index):
         res = faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(res, 0, index)
-        index._slsearch_gpu_res = res  # keep the resources alive as long as the index
+        try:
+            gpu_index = faiss.index_cpu_to_gpu(res, 0, index)
+        except RuntimeError:  # a type without a GPU version (e.g. some IDMap/PQ layouts): stay on the CPU
+            gpu_index = None
+        if gpu_index is not None:
+            gpu_index._slsearch_gpu_res = res  # keep the resources alive as long as the index
+            index = gpu_index
     if params:
         set_search_params(index, params)
     return index
