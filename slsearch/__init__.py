@@ -11,7 +11,7 @@ _LAZY = {
     "save_model": "slsearch.models.checkpoint",
     "Searcher": "slsearch.index.search",
     "build_index": "slsearch.index.build",
-    "remove_clips": "slsearch.index.build",
+    "remove_clips": "slsearch.index.remove",
 }
 
 

@@ -262,7 +262,7 @@ def remove(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Drop clips from an index without rebuilding it."""
-    from slsearch.index.build import remove_clips
+    from slsearch.index.remove import remove_clips
 
     s = remove_clips(index_dir, ids)
     if as_json:

@@ -16,7 +16,8 @@ from slsearch import encode_videos, load_model
 from slsearch.data.manifest import read_manifest
 from slsearch.errors import SlsearchError
 from slsearch.index import store
-from slsearch.index.build import build_index, remove_clips
+from slsearch.index.build import build_index
+from slsearch.index.remove import remove_clips
 from slsearch.index.search import Searcher
 from slsearch.index.store import IndexWriter, load_index
 
@@ -148,7 +149,7 @@ def test_interrupted_write_leaves_previous_index(built, model, monkeypatch):
 CRASH_SCRIPT = """
 import os, sys
 from slsearch.index import faiss_index
-from slsearch.index.build import remove_clips
+from slsearch.index.remove import remove_clips
 real = faiss_index.write
 def crash(index, path):
     real(index, path)

@@ -110,10 +110,12 @@ class Searcher:
     def _load_model(path: str | Path | None, info: dict[str, Any], index_dir: str | Path):
         from slsearch.models.checkpoint import load_model
 
-        path = path or info["checkpoint"].get("path")
-        if not path or not Path(path).exists():
-            raise SlsearchError(f"{index_dir}: the checkpoint it was built with ({path}) is not there; pass --model")
-        return load_model(path)
+        if path is None:
+            path = info["checkpoint"].get("path")
+            if not path or not Path(path).exists():
+                raise SlsearchError(f"{index_dir}: the checkpoint it was built with ({path}) is not there; "
+                                    "pass --model")
+        return load_model(path)  # an explicit path that is wrong fails here, naming that path
 
     def __len__(self) -> int:
         return len(self.clips)
