@@ -41,7 +41,7 @@ def test_tuned_parameter_per_kind():
 
 
 def test_nothing_fits_is_an_error_that_says_how_much_is_needed():
-    with pytest.raises(SlsearchError, match=r"no index for 100000 vectors of dim 256 fits in 0\.5 MiB.*needs"):
+    with pytest.raises(SlsearchError, match=r"no index for 100000 vectors of dim 256 fits in 512\.0 KiB.*needs .* MiB"):
         choose_index(100_000, 256, 2**19)
     with pytest.raises(SlsearchError, match="fits in"):
         choose_index(5_000, 256, 1000)  # below the flat threshold nothing smaller is offered

@@ -259,3 +259,19 @@ def test_remove_compacts_tokens_once_most_are_unreferenced(built, model):
     assert len(np.load(after.path / "text_tokens.f16.npy", mmap_mode="r")) == sum(r["token_count"] for r in texts)
     hits = Searcher(out, model=model).search_text(row["text"], k=10)
     assert len(hits) == 10 and keep_id in {h.id for h in hits}
+
+
+@pytest.mark.parametrize("index_type, factory", [("hnsw", "HNSW32"), ("IDMap2,Flat", "IDMap2,Flat")])
+def test_index_type_override_survives_add_and_remove(index_type, factory, tiny_corpus, tiny_checkpoint, model,
+                                                     tmp_path):
+    out = tmp_path / "idx"
+    s = build_index([tiny_corpus[0]], tiny_checkpoint, out, index_type=index_type, progress=False, model=model)
+    assert s["factory"] == factory and s["recall_at_10"] >= 0.95
+    build_index([tiny_corpus[1]], tiny_checkpoint, out, add=True, progress=False, model=model)
+    remove_clips(out, ["train010", "dev003"])  # an HNSW graph is rebuilt from its stored vectors
+    idx = load_index(out)
+    assert idx.clips.index.ntotal == len(idx.clips) == 48 and idx.info["clips"]["factory"] == factory
+    searcher = Searcher(out, model=model)
+    dev = read_manifest(tiny_corpus[1])
+    assert searcher.search_video(dev[5].path, k=1, target="clips")[0].id == "dev005"
+    assert "train010" not in {h.id for h in searcher.search_text(dev[0].text, k=48)}

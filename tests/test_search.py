@@ -155,16 +155,18 @@ def test_cli_remove(tiny_corpus, tiny_checkpoint, tmp_path):
     (["index", "{idx}/../../", "--model", "{ckpt}", "--out", "{tmp}/x", "--index-type", "btree"],
      "unknown --index-type 'btree'"),
     (["index", "{idx}/../../", "--model", "{ckpt}", "--out", "{tmp}/x", "--max-memory", "lots"], "not a size"),
+    (["index", "{train}", "--model", "{ckpt}", "--out", "{tmp}/x", "--max-memory", "1K"], "fits in"),
 ])
-def test_cli_bad_input_is_one_line_and_exit_2(args, message, index_dir, tiny_checkpoint, tmp_path):
+def test_cli_bad_input_is_one_line_and_exit_2(args, message, index_dir, tiny_checkpoint, tiny_corpus, tmp_path):
     (tmp_path / "incomplete").mkdir()
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x01 this is not a video")
     (tmp_path / "empty.txt").write_text("\n# nothing\n")
-    args = [a.format(idx=index_dir, tmp=tmp_path, ckpt=tiny_checkpoint) for a in args]
+    args = [a.format(idx=index_dir, tmp=tmp_path, ckpt=tiny_checkpoint, train=tiny_corpus[0]) for a in args]
     r = runner.invoke(app, args)
     assert r.exit_code == 2, r.output
     assert message in r.stderr
-    assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in r.output and len(errors) == 1 and message in errors[0]
 
 
 def test_real_pose_files_index_and_find_themselves(shared_data, tiny_checkpoint, tmp_path):

@@ -230,6 +230,9 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
     if not clips:
         raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}")
     out = Path(out)
+    if not add:  # refuse an impossible memory budget or index type before embedding anything
+        _ = (spec_for_type(index_type, len(clips), model.embed_dim, budget) if index_type
+             else choose_index(len(clips), model.embed_dim, budget))
     with IndexWriter(out) as writer:
         prev: StoredIndex | None = writer.previous if add else None
         if prev is not None and prev.info["checkpoint"]["hash"] != model.checkpoint_hash:

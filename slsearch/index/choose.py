@@ -146,10 +146,19 @@ def choose_index(n_vectors: int, dim: int, max_memory_bytes: int | None = None) 
     fitting = [s for s in candidates if max_memory_bytes is None or s.memory_bytes <= max_memory_bytes]
     if not fitting:
         smallest = min(candidates, key=lambda s: s.memory_bytes) if candidates else None
-        need = f"; the smallest ({smallest.factory}) needs {smallest.memory_bytes / 2**20:.1f} MiB" if smallest else ""
+        need = f"; the smallest ({smallest.factory}) needs {format_bytes(smallest.memory_bytes)}" if smallest else ""
         raise SlsearchError(f"no index for {n_vectors} vectors of dim {dim} fits in "
-                            f"{max_memory_bytes / 2**20:.1f} MiB{need}")
+                            f"{format_bytes(max_memory_bytes)}{need}")
     return fitting
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "unlimited"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def parse_memory(text: str | None) -> int | None:
