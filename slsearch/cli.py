@@ -123,12 +123,21 @@ def train(
                                              help="Local pretrained mBART folder for the text tower (vocab trimmed)."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="Continue an interrupted run in --out (default), or start over."),
+    stage: Optional[str] = typer.Option(None, "--stage", help="joint (default) or translate: fine-tune the video "
+                                                              "encoder + decoder for translation, best by dev BLEU-4."),
+    init: Optional[str] = typer.Option(None, "--init", help="Checkpoint to start from (the translate stage's joint run)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Train the video and text towers (CiCo + global contrastive + C²RL LM loss) and keep the best on dev."""
     from slsearch.training.loop import train as train_model
 
     sets = list(overrides) + ([f'tokenizer.pretrained="{text_model}"'] if text_model else [])
+    if stage == "translate" and recipe is None:
+        from pathlib import Path
+
+        recipe = str(Path(__file__).resolve().parents[1] / "train" / "translate.toml")
+    sets += [f'train.stage="{stage}"'] if stage else []
+    sets += [f'train.init="{init}"'] if init else []
     result = train_model(recipe, manifest, dev, out, overrides=sets, resume=resume, progress=not as_json)
     if as_json:
         print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "best_dev": result.best_dev,

@@ -51,3 +51,15 @@ def evaluate_retrieval(model, videos: Sequence, texts: Sequence[str], batch_size
         metrics.update(recall_metrics(global_similarity(v.vectors, t.vectors), "global_", ks))
     metrics["score"] = 0.5 * (metrics["cico_t2v_R@1"] + metrics["cico_v2t_R@1"])
     return metrics
+
+
+def evaluate_translation(model, videos: Sequence, texts: Sequence[str], beam: int = 1,
+                         batch_size: int = 64) -> dict[str, float]:
+    """Translate the dev clips; BLEU-1..4, chrF, ROUGE-L, and `score` = BLEU-4 (the translate stage's pick)."""
+    from slsearch.eval.translation_metrics import translation_metrics
+    from slsearch.models.translator import translate
+
+    hyps = [t.text for t in translate(model, videos, beam=beam, batch_size=batch_size)]
+    metrics = translation_metrics(hyps, list(texts))
+    metrics["score"] = metrics["BLEU-4"]
+    return metrics

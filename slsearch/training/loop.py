@@ -26,7 +26,7 @@ from slsearch.models.losses import C2RLLoss
 from slsearch.models.model import SignTextModel, build_model
 from slsearch.models.tokenizer import TextTokenizer
 from slsearch.training.data import FeatureSet, collate, epoch_batches, load_features, read_training_manifest
-from slsearch.training.dev_eval import evaluate_retrieval
+from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
 from slsearch.training.recipe import Recipe, load_recipe, recipe_from_dict
 
 LAST = "last"  # sub-folder with the resumable state
@@ -120,9 +120,13 @@ def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: 
 def _metrics_table(row: dict[str, Any]):
     from rich.table import Table
 
-    cols = {"loss": "loss", "cico_t2v_R@1": "T2V R@1", "cico_v2t_R@1": "V2T R@1",
-            "global_t2v_R@1": "T2V R@1 glob", "global_v2t_R@1": "V2T R@1 glob",
-            "clips_per_s": "clips/s", "train_minutes": "min"}
+    if "BLEU-4" in row:  # translate stage
+        cols = {"loss": "loss", "BLEU-1": "BLEU-1", "BLEU-4": "BLEU-4", "chrF": "chrF", "ROUGE-L": "ROUGE-L",
+                "clips_per_s": "clips/s", "train_minutes": "min"}
+    else:
+        cols = {"loss": "loss", "cico_t2v_R@1": "T2V R@1", "cico_v2t_R@1": "V2T R@1",
+                "global_t2v_R@1": "T2V R@1 glob", "global_v2t_R@1": "V2T R@1 glob",
+                "clips_per_s": "clips/s", "train_minutes": "min"}
     table = Table(title=f"dev, epoch {row['epoch']}", title_justify="left")
     for header in cols.values():
         table.add_column(header, justify="right")
@@ -176,6 +180,10 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         model = load_model(last, device=device)
         recipe = recipe_from_dict(read_config(last)["recipe"])
         err_console.print(f"resuming from {last}")
+    elif tc.init:
+        model = load_model(tc.init, device=device)  # e.g. the translate stage on top of a joint run
+        recipe.model = model.config  # the checkpoint's architecture, not the recipe's, is what trains
+        err_console.print(f"starting from {tc.init} ({model.checkpoint_hash})")
     else:
         model = build_for_recipe(recipe, [c.text for c in train_clips]).to(device)
     model.train()
@@ -244,7 +252,10 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         seconds = time.perf_counter() - t0
         state["train_seconds"] += seconds
         steps_done = step + 1
-        dev_metrics = evaluate_retrieval(model, dev_set.features, dev_set.texts, tc.eval_batch_size)
+        if tc.stage == "translate":
+            dev_metrics = evaluate_translation(model, dev_set.features, dev_set.texts, tc.dev_beam, tc.eval_batch_size)
+        else:
+            dev_metrics = evaluate_retrieval(model, dev_set.features, dev_set.texts, tc.eval_batch_size)
         model.train()
         row = {"epoch": epoch, "step": epoch * steps_per_epoch, "lr": sched.get_last_lr()[0],
                **{k: v / steps_done for k, v in sums.items()}, "clips_per_s": clips / seconds,
@@ -265,8 +276,10 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         if tc.patience and state["bad_epochs"] >= tc.patience:
             stopped = "early_stopping"
             break
-    err_console.print(f"best dev epoch {state['best_epoch']}: CiCo R@1 T2V {state['best_dev'].get('cico_t2v_R@1', 0):.1f} "
-                      f"V2T {state['best_dev'].get('cico_v2t_R@1', 0):.1f}; checkpoint in {out}")
+    best = state["best_dev"]
+    what = (f"BLEU-4 {best.get('BLEU-4', 0):.2f}" if tc.stage == "translate" else
+            f"CiCo R@1 T2V {best.get('cico_t2v_R@1', 0):.1f} V2T {best.get('cico_v2t_R@1', 0):.1f}")
+    err_console.print(f"best dev epoch {state['best_epoch']}: {what}; checkpoint in {out}")
     return TrainResult(out, state["best_epoch"], state["best_dev"], state["epoch"], state["train_seconds"] / 60, stopped)
 
 

@@ -57,6 +57,9 @@ class TrainConfig:
     feature_noise: float = 0.0  # augmentation: Gaussian noise std added to features
     eval_batch_size: int = 64
     log_every: int = 10  # steps between progress-bar updates of the loss
+    stage: str = "joint"  # joint: contrastive + LM (C²RL); translate: video encoder + decoder on the LM loss only
+    init: str = ""  # checkpoint folder to start from (the translate stage starts from a joint run)
+    dev_beam: int = 1  # beam of the dev translations that pick the translate stage's best epoch (by BLEU-4)
 
 
 @dataclass
@@ -157,7 +160,11 @@ def _validate(r: Recipe) -> None:
         (r.optim.lr > 0, "optim.lr must be positive"),
         (r.model.front_end == "pose", f"model.front_end {r.model.front_end!r} is not available (pose)"),
         (r.train.max_frames >= 4, "train.max_frames must be at least the temporal stride 4"),
-        (r.loss.cico_weight + r.loss.global_weight > 0, "at least one contrastive loss weight must be > 0"),
+        (r.train.stage in ("joint", "translate"), f"train.stage must be joint or translate, not {r.train.stage!r}"),
+        (r.train.stage == "joint" or bool(r.train.init), "train.stage translate needs train.init (a joint checkpoint)"),
+        (r.train.stage == "translate" or r.loss.cico_weight + r.loss.global_weight > 0,
+         "at least one contrastive loss weight must be > 0"),
+        (r.train.stage == "joint" or r.loss.lm_weight > 0, "the translate stage needs loss.lm_weight > 0"),
     ]
     for ok, message in checks:
         if not ok:
