@@ -76,7 +76,7 @@ def main() -> None:
     table = Table(title=f"{res['model']} on {res['manifest']} ({res['clips']} clips, paper protocol, "
                         f"{res['train_minutes'] or 0:.1f} training minutes)")
     cols = ["t2v_R@1", "t2v_R@5", "t2v_R@10", "t2v_MedR", "v2t_R@1", "v2t_R@5", "v2t_R@10", "v2t_MedR"]
-    table.add_column("score")
+    table.add_column("score", no_wrap=True)
     for c in cols:
         table.add_column(c.upper().replace("_R@", " R@").replace("_MEDR", " MedR"), justify="right")
     for name, m in res["rows"].items():
