@@ -44,7 +44,8 @@ def translation_metrics(hypotheses: Sequence[str], references: Sequence[str]) ->
     hyps, refs = list(map(str, hypotheses)), list(map(str, references))
     out = {}
     for n in range(1, 5):
-        out[f"BLEU-{n}"] = float(BLEU(max_ngram_order=n).corpus_score(hyps, [refs]).score)
+        # force: PHOENIX-style references are tokenised ("regen ."), as SLT papers score them
+        out[f"BLEU-{n}"] = float(BLEU(max_ngram_order=n, force=True).corpus_score(hyps, [refs]).score)
     out["chrF"] = float(CHRF().corpus_score(hyps, [refs]).score)
     out["ROUGE-L"] = rouge_l(hyps, refs)
     return out
