@@ -285,7 +285,11 @@ def remove(
 def translate(
     paths: list[str] = typer.Argument(..., help="Video files, pose files, folders or manifests."),
     model: str = typer.Option(..., "--model", help="Checkpoint folder (best after `train --stage translate`)."),
-    beam: int = typer.Option(4, "--beam", help="Beam size (1 = greedy)."),
+    beam: Optional[int] = typer.Option(None, "--beam", help="Beam size, 1 = greedy (default: the model's, 4)."),
+    length_penalty: Optional[float] = typer.Option(
+        None, "--length-penalty", help="Score = log-prob / length^x; > 1 favours longer sentences (default: the model's)."),
+    no_repeat_ngram: Optional[int] = typer.Option(
+        None, "--no-repeat-ngram", help="Forbid any n-gram twice in a sentence; 0 = off (default: the model's)."),
     max_len: Optional[int] = typer.Option(None, "--max-len", help="Longest sentence in tokens (default: the model's)."),
     attention: Optional[str] = typer.Option(None, "--attention",
                                             help="Draw the first clip's cross-attention to this PNG."),
@@ -298,14 +302,19 @@ def translate(
     from slsearch.translation import plot_attention, translate_paths
 
     m = load_model(model)
-    results, failures = translate_paths(m, paths, beam=beam, max_len=max_len, with_attention=attention is not None)
+    settings = m.decode_config.with_overrides(beam=beam, length_penalty=length_penalty,
+                                              no_repeat_ngram=no_repeat_ngram)
+    beam, length_penalty, no_repeat_ngram = settings.beam, settings.length_penalty, settings.no_repeat_ngram
+    results, failures = translate_paths(m, paths, beam=beam, max_len=max_len, with_attention=attention is not None,
+                                        length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
     for line in failures:
         err_console.print(f"[yellow]skipped[/yellow] {line}", highlight=False, soft_wrap=True)
     if attention and results:
         err_console.print(f"attention of {results[0].id} drawn to {plot_attention(results[0], m, attention)}")
     if as_json:
         print(json.dumps({"translations": [r.to_dict() for r in results], "failures": failures,
-                          "beam": beam, "model": m.checkpoint_hash}, ensure_ascii=False))
+                          "beam": beam, "length_penalty": length_penalty, "no_repeat_ngram": no_repeat_ngram,
+                          "model": m.checkpoint_hash}, ensure_ascii=False))
     elif len(results) == 1 and results[0].reference is None:
         console.print(results[0].text, highlight=False)
     else:
@@ -340,7 +349,8 @@ def _print_recall(report: dict) -> None:
 def _print_bleu(report: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"translation (beam {report['beam']}, {report['count']} clips)")
+    table = Table(title=f"translation (beam {report['beam']}, length penalty {report['length_penalty']}, "
+                        f"no-repeat n-gram {report['no_repeat_ngram'] or 'off'}, {report['count']} clips)")
     for k in report["metrics"]:
         table.add_column(k, justify="right")
     table.add_row(*[f"{v:.2f}" for v in report["metrics"].values()])
@@ -362,7 +372,11 @@ def evaluate(
     split: Optional[str] = typer.Option(None, "--split", help="Only clips of this split (e.g. test)."),
     score: str = typer.Option("cico", "--score", help="cico (fine-grained) or global (first-stage vectors)."),
     bleu: bool = typer.Option(False, "--bleu", help="Translation quality instead: BLEU-1..4, chrF, ROUGE-L."),
-    beam: int = typer.Option(4, "--beam", help="Beam size for --bleu."),
+    beam: Optional[int] = typer.Option(None, "--beam", help="Beam size for --bleu (default: the model's, 4)."),
+    length_penalty: Optional[float] = typer.Option(None, "--length-penalty",
+                                                   help="Length penalty for --bleu (default: the model's)."),
+    no_repeat_ngram: Optional[int] = typer.Option(None, "--no-repeat-ngram",
+                                                  help="N-gram blocking for --bleu, 0 = off (default: the model's)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips (with --bleu)."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write every number and the settings to FILE "
                                                                 "('-' for stdout)."),
@@ -379,7 +393,11 @@ def evaluate(
             raise SlsearchError("--bleu needs --model and --manifest")
         from slsearch.eval.translation import evaluate_translation
 
-        report = evaluate_translation(model, manifest, beam=beam, split=split, limit=limit)
+        from slsearch.translation import check_decode_options
+
+        check_decode_options(beam, length_penalty, no_repeat_ngram)
+        report = evaluate_translation(model, manifest, beam=beam, split=split, limit=limit,
+                                      length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
         show = _print_bleu
     elif index_dir:
         from slsearch.eval.retrieval import evaluate_index

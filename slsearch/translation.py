@@ -34,14 +34,15 @@ class ClipTranslation:
         return d
 
 
-def translate_paths(model, paths: Sequence[str | Path], beam: int = 4, max_len: int | None = None,
-                    length_penalty: float = 1.0, batch_size: int = 16, with_attention: bool = False,
-                    ) -> tuple[list[ClipTranslation], list[str]]:
-    """Translate every clip found in `paths`. Returns (translations, failure lines)."""
+def translate_paths(model, paths: Sequence[str | Path], beam: int | None = None, max_len: int | None = None,
+                    length_penalty: float | None = None, batch_size: int = 16, with_attention: bool = False,
+                    no_repeat_ngram: int | None = None) -> tuple[list[ClipTranslation], list[str]]:
+    """Translate every clip found in `paths`. Returns (translations, failure lines).
+
+    Decoding settings left as None are the checkpoint's own (its recipe's [decode])."""
     from slsearch.models.translator import translate
 
-    if beam < 1:
-        raise SlsearchError(f"--beam must be at least 1, got {beam}")
+    check_decode_options(beam, length_penalty, no_repeat_ngram)
     clips = collect_clips(paths)
     if not clips:
         raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}")
@@ -59,11 +60,21 @@ def translate_paths(model, paths: Sequence[str | Path], beam: int = 4, max_len: 
     out: list[ClipTranslation] = []
     if ok:
         results = translate(model, [pose for _, pose in ok], beam=beam, max_len=max_len,
-                            length_penalty=length_penalty, batch_size=batch_size, with_attention=with_attention)
+                            length_penalty=length_penalty, batch_size=batch_size, with_attention=with_attention,
+                            no_repeat_ngram=no_repeat_ngram)
         for (clip, _), r in zip(ok, results):
             out.append(ClipTranslation(clip.id, str(clip.path) if clip.path else None, r.text, r.score,
                                        r.token_ids, clip.text, r.attention))
     return out, failures
+
+
+def check_decode_options(beam: int | None, length_penalty: float | None, no_repeat_ngram: int | None) -> None:
+    if beam is not None and beam < 1:
+        raise SlsearchError(f"--beam must be at least 1, got {beam}")
+    if length_penalty is not None and length_penalty < 0:
+        raise SlsearchError(f"--length-penalty must not be negative, got {length_penalty}")
+    if no_repeat_ngram is not None and no_repeat_ngram < 0:
+        raise SlsearchError(f"--no-repeat-ngram must be 0 (off) or positive, got {no_repeat_ngram}")
 
 
 def plot_attention(translation: ClipTranslation, model, out: str | Path, fps: float = 25.0) -> Path:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from slsearch.cli import app
@@ -107,3 +108,52 @@ def test_greedy_and_beam_translations_are_deterministic(paths):
     g = translate(model, [pose], beam=1)[0]
     assert a.text == b.text and a.score == b.score
     assert a.score >= g.score - 1e-6  # beam search finds at least the greedy hypothesis' normalised score
+
+
+class _LoopingDecoder(torch.nn.Module):
+    """A stand-in decoder that always prefers token 5, then 6, then eos: left alone it loops on 5 6 5 6."""
+
+    def forward(self, memory, memory_mask, seqs, seq_mask):
+        logits = torch.full((seqs.shape[0], seqs.shape[1], 10), -10.0)
+        logits[..., 5], logits[..., 6], logits[..., 2] = 3.0, 2.0, 0.0
+        return logits
+
+
+def test_no_repeat_ngram_blocks_repeated_ngrams():
+    from slsearch.models.translator import beam_search
+
+    memory, mask = torch.zeros(1, 3, 4), torch.ones(1, 3, dtype=torch.bool)
+    (free, _), = beam_search(_LoopingDecoder(), memory, mask, bos_id=0, eos_id=2, beam=2, max_len=6)
+    assert free == [5, 5, 5, 5, 5, 5]
+    (blocked, _), = beam_search(_LoopingDecoder(), memory, mask, bos_id=0, eos_id=2, beam=2, max_len=6,
+                                no_repeat_ngram=2)
+    bigrams = list(zip(blocked, blocked[1:]))
+    assert len(bigrams) == len(set(bigrams)) and len(blocked) == 4  # e.g. 5 5 6 5, then only eos is left
+    (unigram, _), = beam_search(_LoopingDecoder(), memory, mask, bos_id=0, eos_id=2, beam=2, max_len=6,
+                                no_repeat_ngram=1)
+    assert sorted(unigram) == [5, 6]  # every other token is worse than eos once 5 and 6 are used
+
+
+def test_decoding_settings_come_from_the_checkpoint_and_the_command_line(paths, tmp_path):
+    import shutil
+
+    from slsearch.models.checkpoint import load_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(paths["model"], model_dir)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg["recipe"]["decode"] = {"beam": 3, "length_penalty": 1.5, "no_repeat_ngram": 3}
+    (model_dir / "config.json").write_text(json.dumps(cfg))
+    settings = load_model(model_dir).decode_config
+    assert (settings.beam, settings.length_penalty, settings.no_repeat_ngram) == (3, 1.5, 3)
+    r = runner.invoke(app, ["translate", str(paths["clip"]), "--model", str(model_dir), "--json",
+                            "--no-repeat-ngram", "0"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert (out["beam"], out["length_penalty"], out["no_repeat_ngram"]) == (3, 1.5, 0)
+    r = runner.invoke(app, ["eval", "--bleu", "--model", str(model_dir), "--manifest", str(paths["test"]),
+                            "--limit", "4", "--json", "-"])
+    report = json.loads(r.output)
+    assert (report["beam"], report["length_penalty"], report["no_repeat_ngram"]) == (3, 1.5, 3)
+    r = runner.invoke(app, ["translate", str(paths["clip"]), "--model", str(model_dir), "--length-penalty", "-1"])
+    assert r.exit_code == 2 and "--length-penalty" in r.output

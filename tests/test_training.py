@@ -131,3 +131,30 @@ def test_cli_train_json_and_error(corpus, tmp_path):
     res = runner.invoke(app, ["train", "--recipe", TINY, "--manifest", str(corpus[0]), "--dev", str(corpus[1]),
                               "--out", str(tmp_path / "cli2"), "--set", "loss.wings=1"])
     assert res.exit_code == 2 and "unknown recipe key loss.wings" in res.output
+
+
+def test_concat_augmentation_joins_clips_and_sentences():
+    from slsearch.training.data import FeatureSet, collate
+
+    data = FeatureSet(["a", "b"], [np.full((8, 3), 1, np.float16), np.full((12, 3), 2, np.float16)],
+                      ["guten morgen", "regen im norden"])
+    seen = []
+
+    def tokenizer(texts):
+        seen.extend(texts)
+        return torch.zeros(len(texts), 4, dtype=torch.long), torch.ones(len(texts), 4, dtype=torch.bool)
+
+    rng = np.random.default_rng(0)
+    batch = collate(data, np.array([0, 1]), tokenizer, rng, max_frames=400, time_stretch=0.0, feature_noise=0.0,
+                    concat_prob=1.0)
+    for row, (first, text) in enumerate(zip(("guten morgen", "regen im norden"), seen)):
+        other = data.texts.index(text[len(first) + 1:])  # the sentence appended is the clip appended
+        n_first = data.features[row].shape[0]
+        assert text.startswith(first + " ")
+        assert int(batch["lengths"][row]) == n_first + data.features[other].shape[0]
+        x = batch["features"][row]
+        assert (x[:n_first] == data.features[row][0, 0]).all()
+        assert (x[n_first:int(batch["lengths"][row])] == data.features[other][0, 0]).all()
+    seen.clear()
+    plain = collate(data, np.array([0, 1]), tokenizer, rng, 400, 0.0, 0.0, concat_prob=0.0)
+    assert seen == data.texts and plain["lengths"].tolist() == [8, 12]

@@ -10,9 +10,13 @@ from slsearch.errors import SlsearchError
 from slsearch.eval.translation_metrics import translation_metrics
 
 
-def evaluate_translation(model_dir: str | Path, manifest: str | Path, beam: int = 4, split: str | None = None,
-                         limit: int | None = None, examples: int = 5, batch_size: int = 16) -> dict[str, Any]:
-    """BLEU-1..4, chrF and ROUGE-L of the checkpoint's translations, with a few example lines."""
+def evaluate_translation(model_dir: str | Path, manifest: str | Path, beam: int | None = None,
+                         split: str | None = None, limit: int | None = None, examples: int = 5,
+                         batch_size: int = 16, length_penalty: float | None = None,
+                         no_repeat_ngram: int | None = None) -> dict[str, Any]:
+    """BLEU-1..4, chrF and ROUGE-L of the checkpoint's translations, with a few example lines.
+
+    Decoding settings left as None are the checkpoint's own (its recipe's [decode])."""
     from slsearch.data.manifest import read_manifest
     from slsearch.models.checkpoint import load_model
     from slsearch.models.translator import translate
@@ -24,12 +28,17 @@ def evaluate_translation(model_dir: str | Path, manifest: str | Path, beam: int 
     if not clips:
         raise SlsearchError(f"{manifest}: no clips with text{f' in split {split!r}' if split else ''}")
     model = load_model(model_dir)
-    hyps = [t.text for t in translate(model, clips, beam=beam, batch_size=batch_size)]
+    settings = model.decode_config.with_overrides(beam=beam, length_penalty=length_penalty,
+                                                  no_repeat_ngram=no_repeat_ngram)
+    beam, length_penalty, no_repeat_ngram = settings.beam, settings.length_penalty, settings.no_repeat_ngram
+    hyps = [t.text for t in translate(model, clips, beam=beam, batch_size=batch_size,
+                                      length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)]
     refs = [c.text for c in clips]
     return {
         "metrics": translation_metrics(hyps, refs),
         "examples": [{"id": c.id, "reference": r, "hypothesis": h}
                      for c, r, h in list(zip(clips, refs, hyps))[:examples]],
         "source": str(manifest), "checkpoint": model.checkpoint_hash, "split": split, "beam": beam,
+        "length_penalty": length_penalty, "no_repeat_ngram": no_repeat_ngram,
         "count": len(clips), "seconds": round(time.perf_counter() - t0, 2),
     }

@@ -81,6 +81,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild a model from a checkpoint folder, in eval mode; refuses foreign or incompatible ones."""
     from slsearch.models.model import SignTextModel, config_from_dict
     from slsearch.models.tokenizer import TextTokenizer
+    from slsearch.models.translator import DecodeConfig
 
     folder = Path(path)
     cfg = read_config(folder)
@@ -101,4 +102,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
         first = str(e).splitlines()[0:3]
         raise SlsearchError(f"{folder}: weights do not match the model config ({' '.join(first)})") from e
     model.checkpoint_hash = file_hash(folder / WEIGHTS_FILE)
+    model.decode_config = DecodeConfig.from_dict((cfg.get("recipe") or {}).get("decode"))
     return model.to(device).eval()

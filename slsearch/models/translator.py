@@ -7,12 +7,30 @@ and transformers 5.x beam search mutates encoder outputs in place; this loop is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 
 from slsearch.encode import prepare_videos
+
+
+@dataclass
+class DecodeConfig:
+    """How a checkpoint translates unless told otherwise: the recipe's [decode] section, saved with it."""
+
+    beam: int = 4
+    length_penalty: float = 1.0  # score = log-prob / length ** length_penalty; > 1 favours longer sentences
+    no_repeat_ngram: int = 0  # n > 0: no n-gram twice in a sentence; 0 = off
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "DecodeConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in known})
+
+    def with_overrides(self, **values) -> "DecodeConfig":
+        """A copy with every value that is not None replaced (command-line options over the model's)."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
 
 
 @dataclass
@@ -25,10 +43,13 @@ class Translation:
 
 @torch.no_grad()
 def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id: int, eos_id: int,
-                beam: int = 4, max_len: int = 64, length_penalty: float = 1.0) -> list[tuple[list[int], float]]:
+                beam: int = 4, max_len: int = 64, length_penalty: float = 1.0,
+                no_repeat_ngram: int = 0) -> list[tuple[list[int], float]]:
     """memory (B, Tv, d), memory_mask (B, Tv) -> for each item the best (token ids without bos/eos, score).
 
     Score = sum of log-probabilities / (length ** length_penalty); length counts the eos.
+    no_repeat_ngram = n > 0 forbids any n-gram of tokens to occur twice in a hypothesis (the
+    decoder, short of evidence, otherwise loops on a phrase it likes).
     """
     B, Tv, d = memory.shape
     K = max(1, beam)
@@ -44,6 +65,8 @@ def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id
         logits = decoder(mem, mmask, seqs, torch.ones_like(seqs, dtype=torch.bool))[:, -1]  # (B*K, V)
         logp = torch.log_softmax(logits.float(), -1)
         V = logp.shape[-1]
+        if no_repeat_ngram > 0:
+            _block_repeats(logp, seqs[:, 1:], no_repeat_ngram)
         # a finished beam may only continue with eos at no cost: its score is carried unchanged
         logp[finished] = float("-inf")
         logp[finished, eos_id] = 0.0
@@ -71,6 +94,19 @@ def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id
     return out
 
 
+def _block_repeats(logp: torch.Tensor, seqs: torch.Tensor, n: int) -> None:
+    """Set -inf on each row's tokens that would complete an n-gram already in that row."""
+    L = seqs.shape[1]
+    if L < n - 1 or L == 0:
+        return
+    rows = seqs.tolist()
+    for r, toks in enumerate(rows):
+        prefix = tuple(toks[L - n + 1:]) if n > 1 else ()
+        banned = [toks[k + n - 1] for k in range(L - n + 1) if tuple(toks[k:k + n - 1]) == prefix]
+        if banned:
+            logp[r, banned] = float("-inf")
+
+
 @torch.no_grad()
 def cross_attention(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, ids: list[int], bos_id: int) -> np.ndarray:
     """Cross-attention (generated tokens, video tokens), averaged over layers and heads, for one hypothesis."""
@@ -87,9 +123,16 @@ def cross_attention(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, id
 
 
 @torch.no_grad()
-def translate(model, inputs, beam: int = 4, max_len: int | None = None, length_penalty: float = 1.0,
-              batch_size: int = 16, with_attention: bool = False) -> list[Translation]:
-    """Clips (pose arrays, paths or Clips, as `encode_videos` takes) -> one Translation each."""
+def translate(model, inputs, beam: int | None = None, max_len: int | None = None,
+              length_penalty: float | None = None, batch_size: int = 16, with_attention: bool = False,
+              no_repeat_ngram: int | None = None) -> list[Translation]:
+    """Clips (pose arrays, paths or Clips, as `encode_videos` takes) -> one Translation each.
+
+    Decoding settings left as None come from the checkpoint's [decode] (`model.decode_config`).
+    """
+    settings = (getattr(model, "decode_config", None) or DecodeConfig()).with_overrides(
+        beam=beam, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
+    beam, length_penalty, no_repeat_ngram = settings.beam, settings.length_penalty, settings.no_repeat_ngram
     was_training = model.training
     model.eval()
     try:
@@ -106,7 +149,7 @@ def translate(model, inputs, beam: int = 4, max_len: int | None = None, length_p
             lengths = torch.tensor([f.shape[0] for f in chunk])
             v = model.encode_video(x.to(model.device), lengths.to(model.device))
             hyps = beam_search(model.decoder, v["tokens"], v["mask"], tok.bos_id, tok.eos_id, beam=beam,
-                               max_len=max_len, length_penalty=length_penalty)
+                               max_len=max_len, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
             for i, (ids, score) in enumerate(hyps):
                 att = None
                 if with_attention:

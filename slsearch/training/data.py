@@ -101,21 +101,32 @@ def _stretch(f: np.ndarray, factor: float, max_frames: int, min_frames: int) -> 
 
 def collate(data: FeatureSet, idx: np.ndarray, tokenizer, rng: np.random.Generator | None,
             max_frames: int, time_stretch: float, feature_noise: float,
-            min_frames: int = 4) -> dict[str, torch.Tensor]:
-    """Batch `idx` -> model inputs; augments when rng is given (training)."""
-    feats = []
+            min_frames: int = 4, concat_prob: float = 0.0) -> dict[str, torch.Tensor]:
+    """Batch `idx` -> model inputs; augments when rng is given (training).
+
+    concat_prob: chance that a pair becomes itself followed by another random training pair (clips
+    joined in time, sentences joined). New sentences from old signs: the towers cannot memorise
+    whole sentences and have to match signs to words, which is what carries to unseen sentences.
+    """
+    feats, texts = [], []
     for i in idx:
         f = data.features[i].astype(np.float32)
+        text = data.texts[i]
+        if rng is not None and concat_prob and rng.random() < concat_prob:
+            j = int(rng.integers(len(data)))
+            f = np.concatenate([f, data.features[j].astype(np.float32)])
+            text = f"{text} {data.texts[j]}"
         factor = 1.0 + rng.uniform(-time_stretch, time_stretch) if (rng is not None and time_stretch) else 1.0
         f = _stretch(f, factor, max_frames, min_frames)
         if rng is not None and feature_noise:
             f = f + rng.normal(0, feature_noise, f.shape).astype(np.float32)
         feats.append(f)
+        texts.append(text)
     T = max(f.shape[0] for f in feats)
     x = np.zeros((len(feats), T, feats[0].shape[1]), np.float32)
     for row, f in enumerate(feats):
         x[row, : f.shape[0]] = f
-    ids, mask = tokenizer([data.texts[i] for i in idx])
+    ids, mask = tokenizer(texts)
     return {"features": torch.from_numpy(x), "lengths": torch.tensor([f.shape[0] for f in feats]),
             "input_ids": ids, "attention_mask": mask}
 

@@ -186,6 +186,7 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         err_console.print(f"starting from {tc.init} ({model.checkpoint_hash})")
     else:
         model = build_for_recipe(recipe, [c.text for c in train_clips]).to(device)
+    model.decode_config = recipe.decode  # dev translations decode as the saved checkpoint will
     model.train()
     stride = model.temporal_stride
     train_set = load_features(train_clips, model.video.front_end, stride, manifest, progress)
@@ -220,7 +221,8 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         try:
             for step, idx in enumerate(batches):
                 batch = {k: v.to(device) for k, v in collate(train_set, idx, model.tokenizer, rng, tc.max_frames,
-                                                             tc.time_stretch, tc.feature_noise).items()}
+                                                             tc.time_stretch, tc.feature_noise,
+                                                             concat_prob=tc.concat_prob).items()}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     losses = loss_fn(**model(**batch, with_lm=with_lm))
                 total = sum(losses.values())

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from slsearch.errors import SlsearchError
 from slsearch.models.model import ModelConfig
+from slsearch.models.translator import DecodeConfig
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrainConfig:
     max_frames: int = 400  # longer training clips are subsampled to this many frames
     time_stretch: float = 0.2  # augmentation: random speed factor in [1 - x, 1 + x]
     feature_noise: float = 0.0  # augmentation: Gaussian noise std added to features
+    concat_prob: float = 0.0  # augmentation: chance a pair is joined with another pair (see data.collate)
     eval_batch_size: int = 64
     log_every: int = 10  # steps between progress-bar updates of the loss
     stage: str = "joint"  # joint: contrastive + LM (C²RL); translate: video encoder + decoder on the LM loss only
@@ -69,6 +71,7 @@ class Recipe:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # how the checkpoint translates by default
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +168,9 @@ def _validate(r: Recipe) -> None:
         (r.train.stage == "translate" or r.loss.cico_weight + r.loss.global_weight > 0,
          "at least one contrastive loss weight must be > 0"),
         (r.train.stage == "joint" or r.loss.lm_weight > 0, "the translate stage needs loss.lm_weight > 0"),
+        (r.decode.beam >= 1, "decode.beam must be at least 1"),
+        (r.decode.no_repeat_ngram >= 0, "decode.no_repeat_ngram must be 0 (off) or positive"),
+        (r.decode.length_penalty >= 0, "decode.length_penalty must not be negative"),
     ]
     for ok, message in checks:
         if not ok:
