@@ -59,7 +59,8 @@ def make_corpus(folder: Path, n_clips: int, seed: int = 0, n_glosses: int = len(
         cid = f"{name}{len(clips):03d}"
         path = folder / f"{cid}.npz"
         np.savez(path, pose=make_clip(list(glosses), rng), fps=np.float32(25.0))
-        clips.append(Clip(id=cid, path=path, text=" ".join(WORDS[g] for g in glosses), split=name))
+        clips.append(Clip(id=cid, path=path, text=" ".join(WORDS[g] for g in glosses),
+                          gloss=" ".join(f"G{g}" for g in glosses), split=name))
     manifest = folder / f"{name}.jsonl"
     write_manifest(clips, manifest)
     return manifest

@@ -158,3 +158,54 @@ def test_concat_augmentation_joins_clips_and_sentences():
     seen.clear()
     plain = collate(data, np.array([0, 1]), tokenizer, rng, 400, 0.0, 0.0, concat_prob=0.0)
     assert seen == data.texts and plain["lengths"].tolist() == [8, 12]
+
+
+def test_schedule_anneals_within_the_time_budget():
+    recipe = load_recipe(TINY, ["train.epochs=100", "train.max_minutes=10", "optim.warmup_epochs=0",
+                                "optim.min_lr_ratio=0.0"])
+    seconds = [0.0]
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = loop.make_scheduler(opt, recipe, steps_per_epoch=10, clock=lambda: seconds[0])
+    assert sched.get_last_lr()[0] == pytest.approx(1.0)
+    seconds[0] = 300.0  # half the budget after a single step: the time decides, not the 1000 steps
+    opt.step()
+    sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(0.5, abs=1e-6)
+    seconds[0] = 600.0
+    opt.step()
+    sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+    untimed = loop.make_scheduler(torch.optim.SGD([param], lr=1.0), load_recipe(TINY, ["train.epochs=100", "optim.warmup_epochs=0"]), 10,
+                                  clock=lambda: 1e9)  # no max_minutes: the steps alone decide
+    assert untimed.get_last_lr()[0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_gloss_ctc_head_trains_where_the_manifest_has_glosses(corpus, tmp_path):
+    out = tmp_path / "gloss"
+    train(TINY, *corpus, out, overrides=["loss.gloss_weight=1.0", "train.epochs=4"], progress=False)
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["gloss_loss"] < 0.7 * log[0]["gloss_loss"]
+    model = load_model(out)
+    assert model.config.glosses == sorted({g for c in read_manifest(corpus[0]) for g in c.gloss.split()})
+    assert model.video.gloss_head.out_features == len(model.config.glosses) + 1  # + CTC blank
+    # a manifest without glosses cannot train the head, and says so before training
+    bare = tmp_path / "bare.jsonl"
+    write_manifest([Clip(c.id, c.path, c.text) for c in read_manifest(corpus[0])], bare)
+    with pytest.raises(SlsearchError, match="no clip has glosses"):
+        train(TINY, bare, corpus[1], tmp_path / "bare", overrides=["loss.gloss_weight=1.0"], progress=False)
+
+
+def test_gloss_ctc_ignores_clips_without_glosses():
+    from slsearch.models.losses import gloss_ctc
+
+    logits = torch.randn(3, 6, 5, requires_grad=True)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    targets = torch.tensor([[1, 2], [0, 0], [3, 0]])
+    both = gloss_ctc(logits, mask, targets, torch.tensor([2, 0, 1]))
+    alone = gloss_ctc(logits[[0, 2]], mask[[0, 2]], targets[[0, 2]], torch.tensor([2, 1]))
+    assert torch.allclose(both, alone)
+    both.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad[1].abs().sum() == 0
+    none = gloss_ctc(logits, mask, targets, torch.zeros(3, dtype=torch.long))
+    assert float(none.detach()) == 0.0

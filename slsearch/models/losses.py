@@ -2,7 +2,9 @@
 
 - `cico`: symmetric InfoNCE over the batch on the CiCo fine-grained score, learnable logit scale;
 - `global`: symmetric InfoNCE on the pooled global vectors (the FAISS first stage);
-- `lm`: cross-entropy of the decoder's sentence given the video tokens, label smoothing 0.2.
+- `lm`: cross-entropy of the decoder's sentence given the video tokens, label smoothing 0.2;
+- `gloss`: CTC of the video tower's gloss head against the manifest's glosses, when it has them
+  (clips without glosses are left out of it).
 Logit scales are clamped at ln(100), as CLIP/CiCo do. Returns a dict of weighted named losses.
 """
 
@@ -28,15 +30,19 @@ def symmetric_infonce(scores: torch.Tensor, logit_scale: torch.Tensor) -> torch.
 
 class C2RLLoss(nn.Module):
     def __init__(self, cico_weight: float = 1.0, global_weight: float = 1.0, lm_weight: float = 1.0,
-                 label_smoothing: float = 0.2, temperature: float = CICO_TEMPERATURE):
+                 label_smoothing: float = 0.2, temperature: float = CICO_TEMPERATURE, gloss_weight: float = 0.0):
         super().__init__()
         self.cico_weight, self.global_weight, self.lm_weight = cico_weight, global_weight, lm_weight
+        self.gloss_weight = gloss_weight
         self.label_smoothing = label_smoothing
         self.temperature = temperature
 
-    def forward(self, video_tokens, video_mask, text_tokens, text_mask, video_global, text_global,
-                logit_scale_fine, logit_scale_global, lm_logits=None, lm_labels=None) -> dict[str, torch.Tensor]:
+    def forward(self, video_tokens, video_mask, video_global, text_tokens=None, text_mask=None, text_global=None,
+                logit_scale_fine=None, logit_scale_global=None, lm_logits=None, lm_labels=None, gloss_logits=None,
+                gloss_targets=None, gloss_target_lengths=None) -> dict[str, torch.Tensor]:
         losses: dict[str, torch.Tensor] = {}
+        if (self.cico_weight or self.global_weight) and text_tokens is None:
+            raise ValueError("the contrastive losses need the text tower's outputs (with_text=True)")
         if self.cico_weight:
             fine = cico_similarity(video_tokens, video_mask, text_tokens, text_mask, self.temperature)  # (B, B)
             losses["cico_loss"] = self.cico_weight * symmetric_infonce(fine, logit_scale_fine)
@@ -47,4 +53,21 @@ class C2RLLoss(nn.Module):
             losses["lm_loss"] = self.lm_weight * F.cross_entropy(
                 lm_logits.float().flatten(0, 1), lm_labels.flatten(), ignore_index=-100,
                 label_smoothing=self.label_smoothing)
+        if self.gloss_weight and gloss_logits is not None and gloss_targets is not None:
+            losses["gloss_loss"] = self.gloss_weight * gloss_ctc(gloss_logits, video_mask, gloss_targets,
+                                                                 gloss_target_lengths)
         return losses
+
+
+def gloss_ctc(logits: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """logits (B, T, C+1) with blank 0, targets (B, S) padded, target_lengths (B,) with 0 = no glosses known
+    -> mean over clips with glosses of the CTC loss per gloss (0 when no clip has glosses)."""
+    known = target_lengths > 0
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    # clips without glosses get a harmless stand-in target, then are left out of the mean
+    targets = torch.where(known[:, None], targets, torch.ones_like(targets))
+    logp = torch.log_softmax(logits.float(), -1).transpose(0, 1)  # (T, B, C+1)
+    per_clip = F.ctc_loss(logp, targets, mask.sum(1), target_lengths.clamp(min=1), blank=0,
+                          reduction="none", zero_infinity=True)  # impossible alignments count 0, not inf
+    return (per_clip / target_lengths.clamp(min=1))[known].mean()

@@ -44,6 +44,9 @@ class ModelConfig:
     vocab_size: int = 0  # filled in from the tokenizer
     cico_temperature: float = 0.07  # tau' of the CiCo softmax
     init_logit_scale: float = 2.659  # ln(1/0.07), CLIP's start for both learnable scales
+    # gloss vocabulary of the training manifest when the recipe trains the gloss CTC head (loss.gloss_weight);
+    # None = no head
+    glosses: list[str] | None = None
     text_mbart: dict[str, Any] | None = None  # MBartConfig of a pretrained text encoder, when one is used
     text_model_source: str | None = None  # where that pretrained encoder came from (for the record)
 
@@ -68,7 +71,7 @@ class SignTextModel(nn.Module):
         front = FRONT_ENDS[config.front_end](config.video_dim, config.input_dim, config.dropout)
         self.video = VideoTower(front, config.video_dim, config.conv_kernel, config.video_layers,
                                 config.video_heads, config.video_ffn, config.dropout, config.token_dim,
-                                config.embed_dim)
+                                config.embed_dim, gloss_classes=len(config.glosses or []))
         self.text = TextTower(config.text_config(), config.token_dim, config.embed_dim)
         self.decoder = TextDecoder(decoder_config(config.vocab_size, config.token_dim, config.decoder_layers,
                                                   config.decoder_heads, config.decoder_ffn, config.dropout,
@@ -96,13 +99,18 @@ class SignTextModel(nn.Module):
         return self.text(input_ids, attention_mask)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor, with_lm: bool = True) -> dict[str, torch.Tensor]:
-        """features (B, T, F), lengths (B,), input_ids/attention_mask (B, L) -> the loss's arguments."""
+                attention_mask: torch.Tensor, with_lm: bool = True, with_text: bool = True) -> dict[str, torch.Tensor]:
+        """features (B, T, F), lengths (B,), input_ids/attention_mask (B, L) -> the loss's arguments.
+
+        with_text=False skips the text tower (the translate stage has no contrastive loss)."""
         v = self.video(features, lengths)
-        t = self.text(input_ids, attention_mask)
-        out = {"video_tokens": v["tokens"], "video_mask": v["mask"], "text_tokens": t["tokens"],
-               "text_mask": t["mask"], "video_global": v["global"], "text_global": t["global"],
-               "logit_scale_fine": self.logit_scale_fine, "logit_scale_global": self.logit_scale_global}
+        out = {"video_tokens": v["tokens"], "video_mask": v["mask"], "video_global": v["global"]}
+        if with_text:
+            t = self.text(input_ids, attention_mask)
+            out.update({"text_tokens": t["tokens"], "text_mask": t["mask"], "text_global": t["global"],
+                        "logit_scale_fine": self.logit_scale_fine, "logit_scale_global": self.logit_scale_global})
+        if "gloss_logits" in v:
+            out["gloss_logits"] = v["gloss_logits"]
         if with_lm:
             dec_in, dec_mask, labels = shift_for_lm(input_ids, attention_mask, self.tokenizer.bos_id,
                                                     self.tokenizer.pad_id)

@@ -3,6 +3,7 @@
     front end (per-frame embedding) -> 2 x [Conv1d-BN-ReLU-MaxPool(2)] -> transformer encoder
         -> token states (B, ceil(T/4), token_dim) + mask
         -> masked mean -> linear -> L2-normalised global vector (B, embed_dim)
+        -> (optional) linear -> gloss logits (B, T/4, glosses + blank) for a CTC loss
 
 The visual encoder of GFSLT-VLP / DVE-SLT, on pose features here. The front end is the only part
 that knows what a frame is; an RGB or pre-extracted-feature front end implements `FrontEnd` and
@@ -93,7 +94,8 @@ def _mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
 
 class VideoTower(nn.Module):
     def __init__(self, front_end: FrontEnd, d: int = 256, kernel: int = 5, layers: int = 2, heads: int = 4,
-                 ffn: int = 1024, dropout: float = 0.1, token_dim: int = 256, embed_dim: int = 256):
+                 ffn: int = 1024, dropout: float = 0.1, token_dim: int = 256, embed_dim: int = 256,
+                 gloss_classes: int = 0):
         super().__init__()
         self.front_end = front_end
         self.blocks = nn.ModuleList([TemporalBlock(d, kernel), TemporalBlock(d, kernel)])
@@ -103,6 +105,9 @@ class VideoTower(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.to_tokens = nn.Linear(d, token_dim)
         self.to_global = nn.Linear(token_dim, embed_dim)
+        # CTC over glosses, where the training manifest has them: supervision of which sign is where
+        # (CiCo's domain-aware backbone learns the same from sign spotting). Index 0 is the blank.
+        self.gloss_head = nn.Linear(d, gloss_classes + 1) if gloss_classes else None
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """features (B, T, F) zero-padded, lengths (B,) -> tokens (B, T', token_dim), mask (B, T'), global (B, D)."""
@@ -118,4 +123,7 @@ class VideoTower(nn.Module):
         tokens = self.to_tokens(x)  # (B, T', token_dim)
         m = mask[..., None].to(tokens.dtype)
         pooled = (tokens * m).sum(1) / m.sum(1)
-        return {"tokens": tokens, "mask": mask, "global": F.normalize(self.to_global(pooled), dim=-1)}
+        out = {"tokens": tokens, "mask": mask, "global": F.normalize(self.to_global(pooled), dim=-1)}
+        if self.gloss_head is not None and self.training:
+            out["gloss_logits"] = self.gloss_head(x)
+        return out

@@ -37,6 +37,7 @@ class FeatureSet:
     ids: list[str]
     features: list[np.ndarray]  # (T_i, F) float16
     texts: list[str]
+    glosses: list[list[int]] | None = None  # gloss ids (1-based, 0 is CTC's blank) per clip; [] = unknown
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -46,9 +47,23 @@ class FeatureSet:
         return np.array([f.shape[0] for f in self.features])
 
 
+def gloss_vocabulary(clips: list[Clip]) -> list[str]:
+    """The gloss types of a manifest's clips, sorted (empty when no clip has glosses)."""
+    return sorted({g for c in clips if c.gloss for g in str(c.gloss).split()})
+
+
+def gloss_ids(gloss: str | None, vocabulary: dict[str, int]) -> list[int]:
+    """'MORGEN SONNE' -> [id, id] (1-based); a gloss outside the vocabulary makes the clip unknown ([])."""
+    if not gloss:
+        return []
+    ids = [vocabulary.get(g, 0) for g in str(gloss).split()]
+    return [] if 0 in ids else ids
+
+
 def load_features(clips: list[Clip], front_end, min_frames: int, source: str | Path,
-                  progress: bool = True) -> FeatureSet:
-    """Load each clip's pose once through the model's front end; refuse clips shorter than min_frames."""
+                  progress: bool = True, glosses: list[str] | None = None) -> FeatureSet:
+    """Load each clip's pose once through the model's front end; refuse clips shorter than min_frames.
+    With a gloss vocabulary, each clip's glosses come along as ids (for the gloss CTC loss)."""
     feats = []
     bar = progress_bar(transient=True) if progress else None
     if bar:
@@ -71,7 +86,11 @@ def load_features(clips: list[Clip], front_end, min_frames: int, source: str | P
     finally:
         if bar:
             bar.stop()
-    return FeatureSet([c.id for c in clips], feats, [str(c.text).strip() for c in clips])
+    gloss_table = None
+    if glosses:
+        vocabulary = {g: i + 1 for i, g in enumerate(glosses)}
+        gloss_table = [gloss_ids(c.gloss, vocabulary) for c in clips]
+    return FeatureSet([c.id for c in clips], feats, [str(c.text).strip() for c in clips], gloss_table)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -108,25 +127,36 @@ def collate(data: FeatureSet, idx: np.ndarray, tokenizer, rng: np.random.Generat
     joined in time, sentences joined). New sentences from old signs: the towers cannot memorise
     whole sentences and have to match signs to words, which is what carries to unseen sentences.
     """
-    feats, texts = [], []
+    feats, texts, glosses = [], [], []
     for i in idx:
         f = data.features[i].astype(np.float32)
         text = data.texts[i]
+        gloss = data.glosses[i] if data.glosses is not None else []
         if rng is not None and concat_prob and rng.random() < concat_prob:
             j = int(rng.integers(len(data)))
             f = np.concatenate([f, data.features[j].astype(np.float32)])
             text = f"{text} {data.texts[j]}"
+            other = data.glosses[j] if data.glosses is not None else []
+            gloss = gloss + other if (gloss and other) else []  # half known is unknown
         factor = 1.0 + rng.uniform(-time_stretch, time_stretch) if (rng is not None and time_stretch) else 1.0
         f = _stretch(f, factor, max_frames, min_frames)
         if rng is not None and feature_noise:
             f = f + rng.normal(0, feature_noise, f.shape).astype(np.float32)
         feats.append(f)
         texts.append(text)
+        glosses.append(gloss)
     T = max(f.shape[0] for f in feats)
     x = np.zeros((len(feats), T, feats[0].shape[1]), np.float32)
     for row, f in enumerate(feats):
         x[row, : f.shape[0]] = f
     ids, mask = tokenizer(texts)
-    return {"features": torch.from_numpy(x), "lengths": torch.tensor([f.shape[0] for f in feats]),
-            "input_ids": ids, "attention_mask": mask}
+    batch = {"features": torch.from_numpy(x), "lengths": torch.tensor([f.shape[0] for f in feats]),
+             "input_ids": ids, "attention_mask": mask}
+    if data.glosses is not None:
+        targets = torch.zeros(len(glosses), max(1, max(len(g) for g in glosses)), dtype=torch.long)
+        for row, g in enumerate(glosses):
+            targets[row, : len(g)] = torch.tensor(g, dtype=torch.long)
+        batch["gloss_targets"] = targets
+        batch["gloss_target_lengths"] = torch.tensor([len(g) for g in glosses])
+    return batch
 

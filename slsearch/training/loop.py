@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,9 +25,10 @@ from slsearch.models.checkpoint import load_model, read_config, save_model
 from slsearch.models.losses import C2RLLoss
 from slsearch.models.model import SignTextModel, build_model
 from slsearch.models.tokenizer import TextTokenizer
-from slsearch.training.data import FeatureSet, collate, epoch_batches, load_features, read_training_manifest
+from slsearch.training.data import (FeatureSet, collate, epoch_batches, gloss_vocabulary, load_features,
+                                    read_training_manifest)
 from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
-from slsearch.training.recipe import Recipe, load_recipe, recipe_from_dict
+from slsearch.training.recipe import DERIVED_MODEL_KEYS, Recipe, load_recipe, recipe_from_dict
 
 LAST = "last"  # sub-folder with the resumable state
 STATE_FILE = "trainer_state.pt"
@@ -103,15 +104,26 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
 
 
-def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int):
+def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int,
+                   clock: Callable[[], float] | None = None):
+    """Linear warm-up, then cosine decay to min_lr_ratio over the run.
+
+    With train.max_minutes and a `clock` (training seconds so far), the decay follows whichever
+    runs out first, the epochs or the minutes: a run cut by its time budget still ends annealed,
+    whatever the machine's speed, instead of stopping at a high learning rate.
+    """
     total = max(1, recipe.train.epochs * steps_per_epoch)
     warm = int(recipe.optim.warmup_epochs * steps_per_epoch)
     floor = recipe.optim.min_lr_ratio
+    budget = recipe.train.max_minutes * 60
 
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        t = min(1.0, (step - warm) / max(1, total - warm))
+        t = (step - warm) / max(1, total - warm)
+        if budget and clock is not None:
+            t = max(t, clock() / budget)
+        t = min(1.0, t)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
@@ -185,20 +197,32 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         recipe.model = model.config  # the checkpoint's architecture, not the recipe's, is what trains
         err_console.print(f"starting from {tc.init} ({model.checkpoint_hash})")
     else:
+        if recipe.loss.gloss_weight:
+            recipe.model.glosses = gloss_vocabulary(train_clips)
+            if not recipe.model.glosses:
+                raise SlsearchError(f"{manifest}: loss.gloss_weight is set but no clip has glosses "
+                                    f"(a 'gloss' column); set loss.gloss_weight=0")
         model = build_for_recipe(recipe, [c.text for c in train_clips]).to(device)
+    if recipe.loss.gloss_weight and model.video.gloss_head is None:
+        raise SlsearchError(f"{tc.init}: this checkpoint was trained without a gloss head; "
+                            f"set loss.gloss_weight=0 or start from a run trained with glosses")
     model.decode_config = recipe.decode  # dev translations decode as the saved checkpoint will
     model.train()
     stride = model.temporal_stride
-    train_set = load_features(train_clips, model.video.front_end, stride, manifest, progress)
+    train_set = load_features(train_clips, model.video.front_end, stride, manifest, progress,
+                              glosses=model.config.glosses if recipe.loss.gloss_weight else None)
     dev_set = load_features(dev_clips, model.video.front_end, stride, dev, progress)
 
     loss_fn = C2RLLoss(recipe.loss.cico_weight, recipe.loss.global_weight, recipe.loss.lm_weight,
-                       recipe.loss.label_smoothing, recipe.model.cico_temperature)
+                       recipe.loss.label_smoothing, recipe.model.cico_temperature, recipe.loss.gloss_weight)
     with_lm = recipe.loss.lm_weight > 0
+    with_text = recipe.loss.cico_weight + recipe.loss.global_weight > 0
     opt = make_optimizer(model, recipe)
     steps_per_epoch = len(epoch_batches(train_set.lengths, tc.batch_size, np.random.default_rng(0)))
-    sched = make_scheduler(opt, recipe, steps_per_epoch)
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_dev": {}, "bad_epochs": 0, "train_seconds": 0.0}
+    epoch_start = [time.perf_counter()]  # training seconds = finished epochs' + this epoch's so far
+    sched = make_scheduler(opt, recipe, steps_per_epoch,
+                           clock=lambda: state["train_seconds"] + time.perf_counter() - epoch_start[0])
     if resuming:
         saved = torch.load(last / STATE_FILE, weights_only=False)
         opt.load_state_dict(saved["optimizer"])
@@ -213,6 +237,7 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         batches = epoch_batches(train_set.lengths, tc.batch_size, rng)
         sums: dict[str, float] = {}
         clips, t0 = 0, time.perf_counter()
+        epoch_start[0] = t0
         last_line = t0
         bar = progress_bar() if progress else None
         if bar:
@@ -223,8 +248,9 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
                 batch = {k: v.to(device) for k, v in collate(train_set, idx, model.tokenizer, rng, tc.max_frames,
                                                              tc.time_stretch, tc.feature_noise,
                                                              concat_prob=tc.concat_prob).items()}
+                targets = {k: batch.pop(k) for k in ("gloss_targets", "gloss_target_lengths") if k in batch}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    losses = loss_fn(**model(**batch, with_lm=with_lm))
+                    losses = loss_fn(**model(**batch, with_lm=with_lm, with_text=with_text), **targets)
                 total = sum(losses.values())
                 opt.zero_grad(set_to_none=True)
                 total.backward()
@@ -288,5 +314,5 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
 def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
     """A recipe without the values filled in by the code (they differ before/after building)."""
     model = {k: v for k, v in recipe["model"].items()
-             if k not in ("vocab_size", "text_mbart", "text_model_source", "max_text_tokens")}
+             if k not in DERIVED_MODEL_KEYS}
     return {**recipe, "model": model}

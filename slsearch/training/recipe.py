@@ -29,6 +29,7 @@ class LossConfig:
     global_weight: float = 1.0  # InfoNCE on the global vectors (FAISS first stage)
     lm_weight: float = 1.0  # C²RL explicit context learning; alpha:beta = 1:1 was best in the paper
     label_smoothing: float = 0.2  # C²RL's value for the LM loss
+    gloss_weight: float = 0.0  # CTC of a gloss head on the video tokens, for manifests with glosses; 0 = no head
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Recipe:
 
 
 # keys of ModelConfig filled in by the code, never by a recipe
-_DERIVED_MODEL_KEYS = {"vocab_size", "text_mbart", "text_model_source", "max_text_tokens"}
+DERIVED_MODEL_KEYS = {"vocab_size", "text_mbart", "text_model_source", "max_text_tokens", "glosses"}
 
 
 def _coerce(value: Any, current: Any, where: str) -> Any:
@@ -100,7 +101,7 @@ def _apply(recipe: Recipe, section: str, key: str, value: Any, where: str) -> No
     if section not in sections:
         raise SlsearchError(f"{where}: unknown recipe section [{section}] (known: {', '.join(sorted(sections))})")
     part = getattr(recipe, section)
-    names = {f.name for f in fields(part)} - (_DERIVED_MODEL_KEYS if section == "model" else set())
+    names = {f.name for f in fields(part)} - (DERIVED_MODEL_KEYS if section == "model" else set())
     if key not in names:
         raise SlsearchError(f"{where}: unknown recipe key {section}.{key} (known: {', '.join(sorted(names))})")
     setattr(part, key, _coerce(value, getattr(part, key), f"{where}: {section}.{key}"))
@@ -146,7 +147,7 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
     recipe = Recipe()
     for section, values in d.items():
         for key, value in values.items():
-            if section == "model" and key in _DERIVED_MODEL_KEYS:
+            if section == "model" and key in DERIVED_MODEL_KEYS:
                 setattr(recipe.model, key, value)
             else:
                 _apply(recipe, section, key, value, "checkpoint recipe")
