@@ -124,6 +124,6 @@ class VideoTower(nn.Module):
         m = mask[..., None].to(tokens.dtype)
         pooled = (tokens * m).sum(1) / m.sum(1)
         out = {"tokens": tokens, "mask": mask, "global": F.normalize(self.to_global(pooled), dim=-1)}
-        if self.gloss_head is not None and self.training:
+        if self.gloss_head is not None:
             out["gloss_logits"] = self.gloss_head(x)
         return out
