@@ -317,13 +317,18 @@ def translate(
                           "model": m.checkpoint_hash}, ensure_ascii=False))
     elif len(results) == 1 and results[0].reference is None:
         console.print(results[0].text, highlight=False)
+        if results[0].glosses is not None:
+            console.print(f"glosses (read): {results[0].glosses}", style="dim", highlight=False)
     else:
         table = Table(title=f"slsearch translate (beam {beam})")
-        cols = ["id", "translation"] + (["reference"] if any(r.reference for r in results) else [])
+        with_ref = any(r.reference for r in results)
+        with_glosses = any(r.glosses is not None for r in results)
+        cols = ["id", "translation"] + (["glosses (read)"] if with_glosses else []) + (["reference"] if with_ref else [])
         for col in cols:
             table.add_column(col, overflow="fold")
         for r in results:
-            table.add_row(r.id, r.text, *([r.reference or ""] if len(cols) == 3 else []))
+            table.add_row(r.id, r.text, *([r.glosses or ""] if with_glosses else []),
+                          *([r.reference or ""] if with_ref else []))
         console.print(table)
     if not results:
         raise typer.Exit(1)

@@ -26,9 +26,12 @@ class ClipTranslation:
     token_ids: list[int]
     reference: str | None = None  # the clip's own sentence, when the manifest has one
     attention: np.ndarray | None = None  # (tokens, video tokens)
+    glosses: str | None = None  # what the gloss head read, for models trained with glosses
 
     def to_dict(self) -> dict[str, Any]:
         d = {"id": self.id, "path": self.path, "translation": self.text, "score": round(self.score, 4)}
+        if self.glosses is not None:
+            d["glosses"] = self.glosses
         if self.reference is not None:
             d["reference"] = self.reference
         return d
@@ -64,7 +67,7 @@ def translate_paths(model, paths: Sequence[str | Path], beam: int | None = None,
                             no_repeat_ngram=no_repeat_ngram)
         for (clip, _), r in zip(ok, results):
             out.append(ClipTranslation(clip.id, str(clip.path) if clip.path else None, r.text, r.score,
-                                       r.token_ids, clip.text, r.attention))
+                                       r.token_ids, clip.text, r.attention, r.glosses))
     return out, failures
 
 

@@ -183,15 +183,12 @@ def test_schedule_anneals_within_the_time_budget():
 
 def test_gloss_ctc_head_trains_where_the_manifest_has_glosses(corpus, tmp_path):
     out = tmp_path / "gloss"
-    train(TINY, *corpus, out, overrides=["loss.gloss_weight=1.0", "loss.text_gloss_weight=1.0", "train.epochs=4"],
-          progress=False)
+    train(TINY, *corpus, out, overrides=["loss.gloss_weight=1.0", "train.epochs=4"], progress=False)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["gloss_loss"] < 0.7 * log[0]["gloss_loss"]
-    assert log[-1]["text_gloss_loss"] < 0.7 * log[0]["text_gloss_loss"]
     model = load_model(out)
     assert model.config.glosses == sorted({g for c in read_manifest(corpus[0]) for g in c.gloss.split()})
     assert model.video.gloss_head.out_features == len(model.config.glosses) + 1  # + CTC blank
-    assert model.text.gloss_head.out_features == len(model.config.glosses)
     # a manifest without glosses cannot train the head, and says so before training
     bare = tmp_path / "bare.jsonl"
     write_manifest([Clip(c.id, c.path, c.text) for c in read_manifest(corpus[0])], bare)
@@ -214,15 +211,16 @@ def test_gloss_ctc_ignores_clips_without_glosses():
     assert float(none.detach()) == 0.0
 
 
-def test_gloss_bag_bce_counts_each_clips_glosses():
-    from slsearch.models.losses import gloss_bag_bce
+def test_translate_reports_what_the_gloss_head_reads(corpus, tmp_path):
+    from slsearch.models.translator import translate
 
-    targets = torch.tensor([[2, 3], [1, 0], [0, 0]])
-    lengths = torch.tensor([2, 1, 0])
-    right = torch.full((3, 4), -20.0)
-    right[0, [1, 2]] = 20.0  # glosses 2 and 3 (1-based) are columns 1 and 2
-    right[1, 0] = 20.0
-    assert float(gloss_bag_bce(right, targets, lengths)) < 1e-6
-    wrong = right.clone()
-    wrong[0, 1] = -20.0  # clip 0 misses one of its two glosses: 20 nats over 2 glosses
-    assert float(gloss_bag_bce(wrong, targets, lengths)) == pytest.approx(0.5 * 20 / 2, rel=1e-3)
+    out = tmp_path / "gloss"
+    train(TINY, *corpus, out, overrides=["loss.gloss_weight=2.0", "train.epochs=12"], progress=False)
+    model = load_model(out)
+    clips = read_manifest(corpus[0])[:16]
+    readings = [t.glosses for t in translate(model, clips, beam=1)]
+    right = sum(r == c.gloss for r, c in zip(readings, clips))
+    assert right >= 8, list(zip(readings, [c.gloss for c in clips]))  # 2-3 glosses of 8: chance is ~0
+    r = CliRunner().invoke(app, ["translate", str(clips[0].path), "--model", str(out), "--json", "--beam", "1"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.strip().splitlines()[-1])["translations"][0]["glosses"] == readings[0]

@@ -4,8 +4,7 @@
 - `global`: symmetric InfoNCE on the pooled global vectors (the FAISS first stage);
 - `lm`: cross-entropy of the decoder's sentence given the video tokens, label smoothing 0.2;
 - `gloss`: CTC of the video tower's gloss head against the manifest's glosses, when it has them
-  (clips without glosses are left out of it);
-- `text_gloss`: multi-label BCE of the text tower's bag-of-glosses head against the same glosses.
+  (clips without glosses are left out of it).
 Logit scales are clamped at ln(100), as CLIP/CiCo do. Returns a dict of weighted named losses.
 """
 
@@ -31,17 +30,16 @@ def symmetric_infonce(scores: torch.Tensor, logit_scale: torch.Tensor) -> torch.
 
 class C2RLLoss(nn.Module):
     def __init__(self, cico_weight: float = 1.0, global_weight: float = 1.0, lm_weight: float = 1.0,
-                 label_smoothing: float = 0.2, temperature: float = CICO_TEMPERATURE, gloss_weight: float = 0.0,
-                 text_gloss_weight: float = 0.0):
+                 label_smoothing: float = 0.2, temperature: float = CICO_TEMPERATURE, gloss_weight: float = 0.0):
         super().__init__()
         self.cico_weight, self.global_weight, self.lm_weight = cico_weight, global_weight, lm_weight
-        self.gloss_weight, self.text_gloss_weight = gloss_weight, text_gloss_weight
+        self.gloss_weight = gloss_weight
         self.label_smoothing = label_smoothing
         self.temperature = temperature
 
     def forward(self, video_tokens, video_mask, video_global, text_tokens=None, text_mask=None, text_global=None,
                 logit_scale_fine=None, logit_scale_global=None, lm_logits=None, lm_labels=None, gloss_logits=None,
-                gloss_targets=None, gloss_target_lengths=None, text_gloss_logits=None) -> dict[str, torch.Tensor]:
+                gloss_targets=None, gloss_target_lengths=None) -> dict[str, torch.Tensor]:
         losses: dict[str, torch.Tensor] = {}
         if (self.cico_weight or self.global_weight) and text_tokens is None:
             raise ValueError("the contrastive losses need the text tower's outputs (with_text=True)")
@@ -58,23 +56,7 @@ class C2RLLoss(nn.Module):
         if self.gloss_weight and gloss_logits is not None and gloss_targets is not None:
             losses["gloss_loss"] = self.gloss_weight * gloss_ctc(gloss_logits, video_mask, gloss_targets,
                                                                  gloss_target_lengths)
-        if self.text_gloss_weight and text_gloss_logits is not None and gloss_targets is not None:
-            losses["text_gloss_loss"] = self.text_gloss_weight * gloss_bag_bce(text_gloss_logits, gloss_targets,
-                                                                               gloss_target_lengths)
         return losses
-
-
-def gloss_bag_bce(logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
-    """logits (B, C) for glosses 1..C, targets (B, S) padded, target_lengths (B,), 0 = unknown
-    -> mean over clips with glosses of the BCE summed over classes, per gloss of the clip."""
-    known = target_lengths > 0
-    if not bool(known.any()):
-        return logits.sum() * 0.0
-    bag = torch.zeros(logits.shape[0], logits.shape[1] + 1, device=logits.device)
-    valid = torch.arange(targets.shape[1], device=targets.device)[None, :] < target_lengths[:, None]
-    bag.scatter_(1, torch.where(valid, targets, 0), 1.0)  # column 0 collects the padding
-    per_clip = F.binary_cross_entropy_with_logits(logits.float(), bag[:, 1:], reduction="none").sum(1)
-    return (per_clip / target_lengths.clamp(min=1))[known].mean()
 
 
 def gloss_ctc(logits: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:

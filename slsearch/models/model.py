@@ -47,7 +47,6 @@ class ModelConfig:
     # gloss vocabulary of the training manifest when the recipe trains the gloss CTC head (loss.gloss_weight);
     # None = no head
     glosses: list[str] | None = None
-    text_gloss_head: bool = False  # the text tower predicts the bag of glosses too (loss.text_gloss_weight)
     text_mbart: dict[str, Any] | None = None  # MBartConfig of a pretrained text encoder, when one is used
     text_model_source: str | None = None  # where that pretrained encoder came from (for the record)
 
@@ -73,8 +72,7 @@ class SignTextModel(nn.Module):
         self.video = VideoTower(front, config.video_dim, config.conv_kernel, config.video_layers,
                                 config.video_heads, config.video_ffn, config.dropout, config.token_dim,
                                 config.embed_dim, gloss_classes=len(config.glosses or []))
-        self.text = TextTower(config.text_config(), config.token_dim, config.embed_dim,
-                              gloss_classes=len(config.glosses or []) if config.text_gloss_head else 0)
+        self.text = TextTower(config.text_config(), config.token_dim, config.embed_dim)
         self.decoder = TextDecoder(decoder_config(config.vocab_size, config.token_dim, config.decoder_layers,
                                                   config.decoder_heads, config.decoder_ffn, config.dropout,
                                                   max_positions=config.max_text_tokens + 4))
@@ -111,8 +109,6 @@ class SignTextModel(nn.Module):
             t = self.text(input_ids, attention_mask)
             out.update({"text_tokens": t["tokens"], "text_mask": t["mask"], "text_global": t["global"],
                         "logit_scale_fine": self.logit_scale_fine, "logit_scale_global": self.logit_scale_global})
-            if "gloss_bag_logits" in t:
-                out["text_gloss_logits"] = t["gloss_bag_logits"]
         if "gloss_logits" in v:
             out["gloss_logits"] = v["gloss_logits"]
         if with_lm:

@@ -25,15 +25,11 @@ def scratch_text_config(vocab_size: int, d: int = 256, layers: int = 2, heads: i
 
 
 class TextTower(nn.Module):
-    def __init__(self, mbart_config: MBartConfig, token_dim: int = 256, embed_dim: int = 256, gloss_classes: int = 0):
+    def __init__(self, mbart_config: MBartConfig, token_dim: int = 256, embed_dim: int = 256):
         super().__init__()
         self.encoder = MBartEncoder(mbart_config)
         self.to_tokens = nn.Linear(mbart_config.d_model, token_dim)
         self.to_global = nn.Linear(token_dim, embed_dim)
-        # which glosses a sentence's signing contains, read off its words (max over tokens): ties the
-        # text tokens to the same sign vocabulary the video tower's CTC head learns, so they cannot
-        # settle for memorising whole sentences
-        self.gloss_head = nn.Linear(mbart_config.d_model, gloss_classes) if gloss_classes else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """input_ids (B, L), attention_mask (B, L) bool -> tokens (B, L, token_dim), mask, global (B, D)."""
@@ -41,11 +37,8 @@ class TextTower(nn.Module):
         tokens = self.to_tokens(h)  # (B, L, token_dim)
         m = attention_mask[..., None].to(tokens.dtype)
         pooled = (tokens * m).sum(1) / m.sum(1)
-        out = {"tokens": tokens, "mask": attention_mask.bool(), "global": F.normalize(self.to_global(pooled), dim=-1)}
-        if self.gloss_head is not None:
-            logits = self.gloss_head(h).masked_fill(~attention_mask.bool()[..., None], float("-inf"))
-            out["gloss_bag_logits"] = logits.max(1).values  # (B, glosses)
-        return out
+        return {"tokens": tokens, "mask": attention_mask.bool(),
+                "global": F.normalize(self.to_global(pooled), dim=-1)}
 
     def load_pretrained_encoder(self, pretrained_encoder: nn.Module, kept_ids: Sequence[int]) -> None:
         """Copy a pretrained MBartEncoder's weights, keeping only the embedding rows in `kept_ids`."""

@@ -39,6 +39,7 @@ class Translation:
     token_ids: list[int]
     score: float  # length-normalised log-probability
     attention: np.ndarray | None = None  # (generated tokens, video tokens) cross-attention, when asked
+    glosses: str | None = None  # the gloss head's reading (greedy CTC), for models trained with glosses
 
 
 @torch.no_grad()
@@ -91,6 +92,16 @@ def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id
         if eos_id in ids:
             ids = ids[: ids.index(eos_id)]
         out.append((ids, float(norm[row])))
+    return out
+
+
+def ctc_glosses(logits: torch.Tensor, mask: torch.Tensor, vocabulary: list[str]) -> list[str]:
+    """Gloss logits (B, T, C+1), blank 0 -> greedy CTC reading per clip ('MORGEN REGEN NORD')."""
+    best = logits.argmax(-1).tolist()
+    out = []
+    for row, valid in zip(best, mask.sum(1).tolist()):
+        path = row[:valid]
+        out.append(" ".join(vocabulary[t - 1] for k, t in enumerate(path) if t and (k == 0 or t != path[k - 1])))
     return out
 
 
@@ -150,13 +161,15 @@ def translate(model, inputs, beam: int | None = None, max_len: int | None = None
             v = model.encode_video(x.to(model.device), lengths.to(model.device))
             hyps = beam_search(model.decoder, v["tokens"], v["mask"], tok.bos_id, tok.eos_id, beam=beam,
                                max_len=max_len, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
+            glosses = (ctc_glosses(v["gloss_logits"], v["mask"], model.config.glosses)
+                       if "gloss_logits" in v else [None] * len(hyps))
             for i, (ids, score) in enumerate(hyps):
                 att = None
                 if with_attention:
                     valid = v["mask"][i]
                     att = cross_attention(model.decoder, v["tokens"][i:i + 1, valid], v["mask"][i:i + 1, valid],
                                           ids, tok.bos_id)
-                results.append(Translation(tok.decode(ids), ids, score, att))
+                results.append(Translation(tok.decode(ids), ids, score, att, glosses[i]))
         return results
     finally:
         model.train(was_training)

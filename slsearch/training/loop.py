@@ -199,13 +199,10 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     else:
         if recipe.loss.gloss_weight:
             recipe.model.glosses = gloss_vocabulary(train_clips)
-            recipe.model.text_gloss_head = recipe.loss.text_gloss_weight > 0
             if not recipe.model.glosses:
                 raise SlsearchError(f"{manifest}: loss.gloss_weight is set but no clip has glosses "
                                     f"(a 'gloss' column); set loss.gloss_weight=0")
         model = build_for_recipe(recipe, [c.text for c in train_clips]).to(device)
-    if recipe.loss.text_gloss_weight and model.text.gloss_head is None:
-        raise SlsearchError(f"{tc.init}: this checkpoint has no text gloss head; set loss.text_gloss_weight=0")
     if recipe.loss.gloss_weight and model.video.gloss_head is None:
         raise SlsearchError(f"{tc.init}: this checkpoint was trained without a gloss head; "
                             f"set loss.gloss_weight=0 or start from a run trained with glosses")
@@ -217,8 +214,7 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     dev_set = load_features(dev_clips, model.video.front_end, stride, dev, progress)
 
     loss_fn = C2RLLoss(recipe.loss.cico_weight, recipe.loss.global_weight, recipe.loss.lm_weight,
-                       recipe.loss.label_smoothing, recipe.model.cico_temperature, recipe.loss.gloss_weight,
-                       recipe.loss.text_gloss_weight)
+                       recipe.loss.label_smoothing, recipe.model.cico_temperature, recipe.loss.gloss_weight)
     with_lm = recipe.loss.lm_weight > 0
     with_text = recipe.loss.cico_weight + recipe.loss.global_weight > 0
     opt = make_optimizer(model, recipe)

@@ -30,7 +30,6 @@ class LossConfig:
     lm_weight: float = 1.0  # C²RL explicit context learning; alpha:beta = 1:1 was best in the paper
     label_smoothing: float = 0.2  # C²RL's value for the LM loss
     gloss_weight: float = 0.0  # CTC of a gloss head on the video tokens, for manifests with glosses; 0 = no head
-    text_gloss_weight: float = 0.0  # the text tower predicts the sentence's glosses (bag); needs gloss_weight > 0
 
 
 @dataclass
@@ -80,8 +79,7 @@ class Recipe:
 
 
 # keys of ModelConfig filled in by the code, never by a recipe
-DERIVED_MODEL_KEYS = {"vocab_size", "text_mbart", "text_model_source", "max_text_tokens", "glosses",
-                      "text_gloss_head"}
+DERIVED_MODEL_KEYS = {"vocab_size", "text_mbart", "text_model_source", "max_text_tokens", "glosses"}
 
 
 def _coerce(value: Any, current: Any, where: str) -> Any:
@@ -172,7 +170,6 @@ def _validate(r: Recipe) -> None:
          "at least one contrastive loss weight must be > 0"),
         (r.train.stage == "joint" or r.loss.lm_weight > 0, "the translate stage needs loss.lm_weight > 0"),
         (r.decode.beam >= 1, "decode.beam must be at least 1"),
-        (not r.loss.text_gloss_weight or r.loss.gloss_weight > 0, "loss.text_gloss_weight needs loss.gloss_weight > 0"),
         (r.decode.no_repeat_ngram >= 0, "decode.no_repeat_ngram must be 0 (off) or positive"),
         (r.decode.length_penalty >= 0, "decode.length_penalty must not be negative"),
     ]
