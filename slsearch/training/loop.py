@@ -169,6 +169,11 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     dev_clips = read_training_manifest(dev)
     if len(train_clips) < 2:
         raise SlsearchError(f"{manifest}: training needs at least 2 clips, found {len(train_clips)}")
+    if recipe.loss.gloss_weight and not gloss_vocabulary(train_clips):
+        # the recipe's gloss loss applies where there are glosses
+        err_console.print(f"{manifest}: no clip has glosses (a 'gloss' column): training without the gloss "
+                          f"head (loss.gloss_weight=0)", highlight=False)
+        recipe.loss.gloss_weight = 0.0
 
     last = out / LAST
     resuming = resume and (last / STATE_FILE).exists()
@@ -199,9 +204,6 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     else:
         if recipe.loss.gloss_weight:
             recipe.model.glosses = gloss_vocabulary(train_clips)
-            if not recipe.model.glosses:
-                raise SlsearchError(f"{manifest}: loss.gloss_weight is set but no clip has glosses "
-                                    f"(a 'gloss' column); set loss.gloss_weight=0")
         model = build_for_recipe(recipe, [c.text for c in train_clips]).to(device)
     if recipe.loss.gloss_weight and model.video.gloss_head is None:
         raise SlsearchError(f"{tc.init}: this checkpoint was trained without a gloss head; "
