@@ -241,7 +241,8 @@ def query(
     video: Optional[str] = typer.Option(None, "--video", help="Search with a clip: its sentences (or --clips)."),
     clips: bool = typer.Option(False, "--clips", help="With --video: return similar clips instead of sentences."),
     queries: Optional[str] = typer.Option(None, "--queries", help="File with one text query per line (batched)."),
-    candidates: int = typer.Option(100, "--candidates", help="FAISS candidates re-ranked with the CiCo score."),
+    candidates: int = typer.Option(100, "--candidates", help="FAISS candidates re-ranked with the CiCo score "
+                                   "(fused with the gloss lexicon's, for models that have one)."),
     model: Optional[str] = typer.Option(None, "--model", help="Checkpoint (default: the one index.json names)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
@@ -375,7 +376,9 @@ def evaluate(
     manifest: Optional[str] = typer.Option(None, "--manifest", help="Test manifest (with --model)."),
     recall: str = typer.Option("1,5,10", "--recall", help="Comma-separated K values for R@K."),
     split: Optional[str] = typer.Option(None, "--split", help="Only clips of this split (e.g. test)."),
-    score: str = typer.Option("cico", "--score", help="cico (fine-grained) or global (first-stage vectors)."),
+    score: Optional[str] = typer.Option(None, "--score", help="fused (CiCo + gloss lexicon: what search ranks by, "
+                                        "the default for models with a lexicon), cico (the default otherwise), "
+                                        "lexical (the lexicon alone) or global (first-stage vectors)."),
     bleu: bool = typer.Option(False, "--bleu", help="Translation quality instead: BLEU-1..4, chrF, ROUGE-L."),
     beam: Optional[int] = typer.Option(None, "--beam", help="Beam size for --bleu (default: the model's, 4)."),
     length_penalty: Optional[float] = typer.Option(None, "--length-penalty",

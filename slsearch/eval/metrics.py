@@ -58,8 +58,10 @@ def same_text_matrix(texts_a: Sequence[str], texts_b: Sequence[str]) -> np.ndarr
 
 
 def retrieval_metrics(scores: np.ndarray, texts: Sequence[str] | None = None,
-                      ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+                      ks: Sequence[int] = DEFAULT_KS, v2t_scores: np.ndarray | None = None) -> dict[str, float]:
     """Both directions on a paired score matrix (N clips, N sentences; clip i says sentence i).
+    `v2t_scores`, when given, ranks the V2T direction instead (a score that depends on the direction,
+    as the gloss lexicon's does).
 
     Keys: `paper/t2v_R@1`, `paper/v2t_MedR`, ... and, when `texts` is given, the same under
     `dedup/` for the duplicate-aware protocol.
@@ -68,6 +70,9 @@ def retrieval_metrics(scores: np.ndarray, texts: Sequence[str] | None = None,
     n = scores.shape[0]
     if scores.shape != (n, n):
         raise ValueError(f"expected a square paired score matrix, got {scores.shape}")
+    v2t = scores if v2t_scores is None else np.asarray(v2t_scores)
+    if v2t.shape != scores.shape:
+        raise ValueError(f"V2T scores {v2t.shape} do not match T2V scores {scores.shape}")
     paired = np.eye(n, dtype=bool)
     protocols = {"paper": paired}
     if texts is not None:
@@ -77,7 +82,7 @@ def retrieval_metrics(scores: np.ndarray, texts: Sequence[str] | None = None,
     out: dict[str, float] = {}
     for name, relevant in protocols.items():
         out.update(rank_metrics(first_relevant_rank(scores.T, relevant.T), ks, f"{name}/t2v_"))
-        out.update(rank_metrics(first_relevant_rank(scores, relevant), ks, f"{name}/v2t_"))
+        out.update(rank_metrics(first_relevant_rank(v2t, relevant), ks, f"{name}/v2t_"))
     out["count"] = float(n)
     if texts is not None:
         out["distinct_texts"] = float(len({normalise_text(t) for t in texts}))

@@ -1,7 +1,9 @@
 """`slsearch eval --recall`: dense score matrices over a test set, then R@K / MedR / MeanR.
 
 Two sources: an index folder (its stored token states and vectors, so no model is loaded and
-nothing is re-encoded) or a checkpoint plus a manifest (encoded here). The CiCo matrix is
+nothing is re-encoded) or a checkpoint plus a manifest (encoded here). Scores: `fused` (what search
+ranks by when the model has a gloss lexicon: CiCo plus the lexicon's score, the default then),
+`cico` (the default otherwise), `lexical` (the lexicon alone) and `global` (first-stage vectors). The CiCo matrix is
 computed in blocks of clips against the distinct sentences, so tens of thousands of clips never
 hold a clips x sentences x tokens x tokens array, nor an N x N float64 matrix, at once.
 """
@@ -20,7 +22,7 @@ from slsearch.errors import SlsearchError
 from slsearch.eval.metrics import DEFAULT_KS, retrieval_metrics
 from slsearch.models.similarity import cico_similarity, pad_tokens
 
-SCORES = ("cico", "global")
+SCORES = ("fused", "cico", "lexical", "global")
 CLIP_BLOCK = 256  # clips per block of the CiCo matrix
 
 
@@ -72,16 +74,45 @@ def _checkpoint_temperature(info: dict[str, Any]) -> float:
         return CICO_TEMPERATURE
 
 
+def _pick_score(score: str | None, lexicon, readings: Sequence[str | None] | None, where: str) -> str:
+    """The score to rank by: the asked one, checked to be available, or the best available."""
+    usable = lexicon is not None and bool(lexicon.fusion) and readings is not None and None not in readings
+    if score is None:
+        return "fused" if usable else "cico"
+    if score in ("fused", "lexical") and not usable:
+        why = ("its model has no gloss lexicon (joint runs on manifests with glosses learn one)"
+               if lexicon is None or not lexicon.fusion else "it holds no gloss readings (rebuild it with this model)")
+        raise SlsearchError(f"{where}: --score {score} is not available: {why}")
+    return score
+
+
+def _lexicon_scores(score: str, cico: np.ndarray | None, lexicon, readings: Sequence[str],
+                    texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(T2V matrix, V2T matrix), clips x texts, for the lexical or fused score."""
+    t2v = lexicon.lexical_matrix(readings, texts, "t2v")
+    v2t = lexicon.lexical_matrix(readings, texts, "v2t")
+    if score == "lexical":
+        return t2v, v2t
+    return lexicon.fuse(cico, t2v, "t2v"), lexicon.fuse(cico, v2t, "v2t")
+
+
+def _checkpoint_lexicon(info: dict[str, Any]):
+    from slsearch.models.lexicon import Lexicon
+
+    path = (info.get("checkpoint") or {}).get("path")
+    return Lexicon.load(path) if path and Path(path).is_dir() else None
+
+
 def _report(metrics: dict[str, float], settings: dict[str, Any]) -> dict[str, Any]:
     return {"metrics": metrics, **settings}
 
 
 def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split: str | None = None,
-                   score: str = "cico", progress: bool = True) -> dict[str, Any]:
+                   score: str | None = None, progress: bool = True) -> dict[str, Any]:
     """R@K both directions over the indexed clips that have text (optionally one split)."""
     from slsearch.index.store import load_index
 
-    if score not in SCORES:
+    if score is not None and score not in SCORES:
         raise SlsearchError(f"--score must be one of {', '.join(SCORES)}, got {score!r}")
     t0 = time.perf_counter()
     idx = load_index(index_dir)
@@ -104,7 +135,11 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
     trow_of_id = idx.texts.row_of_id
     sent_rows = trow_of_id[text_id[rows]]
     distinct, column = np.unique(sent_rows, return_inverse=True)
-    if score == "cico":
+    lexicon = _checkpoint_lexicon(idx.info)
+    readings = [None if r is None else str(r) for r in clips.column("gloss_reading")[rows]]
+    score = _pick_score(score, lexicon, readings, str(index_dir))
+    v2t = None
+    if score in ("cico", "fused"):
         cstore, tstore = idx.token_store("clips"), idx.token_store("texts")
         seg, off, cnt = (clips.column(c)[rows] for c in ("token_segment", "token_offset", "token_count"))
         tseg, toff, tcnt = (idx.texts.column(c)[distinct] for c in ("token_segment", "token_offset", "token_count"))
@@ -113,43 +148,53 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
                   for i in range(0, len(rows), CLIP_BLOCK))
         temperature = _checkpoint_temperature(idx.info)
         s = _cico_matrix(blocks, text_tokens, len(rows), temperature, progress)
-    else:
+    elif score == "global":
         v = _reconstruct(clips.index, clips.column("faiss_id")[rows])
         t = _reconstruct(idx.texts.index, idx.texts.column("faiss_id")[distinct])
         s = v @ t.T
-    metrics = retrieval_metrics(s[:, column], texts, ks)
+    if score in ("fused", "lexical"):
+        distinct_texts = [str(t) for t in idx.texts.column("text")[distinct]]
+        s, v2t = _lexicon_scores(score, s if score == "fused" else None, lexicon, readings, distinct_texts)
+        v2t = v2t[:, column]
+    metrics = retrieval_metrics(s[:, column], texts, ks, v2t_scores=v2t)
     return _report(metrics, {"source": str(index_dir), "checkpoint": (idx.info.get("checkpoint") or {}).get("hash"),
                              "split": split, "score": score, "ks": list(ks), "count": len(rows),
                              "seconds": round(time.perf_counter() - t0, 2)})
 
 
 def evaluate_model(model_dir: str | Path, manifest: str | Path, ks: Sequence[int] = DEFAULT_KS,
-                   split: str | None = None, score: str = "cico", batch_size: int = 32,
+                   split: str | None = None, score: str | None = None, batch_size: int = 32,
                    progress: bool = True) -> dict[str, Any]:
     """Encode the manifest's clips and sentences with a checkpoint, then R@K as `evaluate_index`."""
     from slsearch.data.manifest import read_manifest
     from slsearch.encode import encode_texts, encode_videos
     from slsearch.models.checkpoint import load_model
 
-    if score not in SCORES:
+    if score is not None and score not in SCORES:
         raise SlsearchError(f"--score must be one of {', '.join(SCORES)}, got {score!r}")
     t0 = time.perf_counter()
     clips = [c for c in read_manifest(manifest) if c.text and (split is None or c.split == split)]
     if not clips:
         raise SlsearchError(f"{manifest}: no clips with text{f' in split {split!r}' if split else ''}")
     model = load_model(model_dir)
+    has_readings = model.video.gloss_head is not None
+    score = _pick_score(score, model.lexicon, [] if has_readings else None, str(model_dir))
     texts = [c.text for c in clips]
     distinct = sorted(set(texts))
     position = {t: i for i, t in enumerate(distinct)}
     column = np.array([position[t] for t in texts])
     v = encode_videos(model, clips, batch_size=batch_size, progress=progress)
     t = encode_texts(model, distinct, progress=progress)
-    if score == "cico":
+    v2t = None
+    if score in ("cico", "fused"):
         blocks = (pad_tokens(v.tokens[i:i + CLIP_BLOCK]) for i in range(0, len(clips), CLIP_BLOCK))
         s = _cico_matrix(blocks, t.tokens, len(clips), model.config.cico_temperature, progress)
-    else:
+    elif score == "global":
         s = v.vectors @ t.vectors.T
-    metrics = retrieval_metrics(s[:, column], texts, ks)
+    if score in ("fused", "lexical"):
+        s, v2t = _lexicon_scores(score, s if score == "fused" else None, model.lexicon, v.readings, distinct)
+        v2t = v2t[:, column]
+    metrics = retrieval_metrics(s[:, column], texts, ks, v2t_scores=v2t)
     return _report(metrics, {"source": str(manifest), "checkpoint": model.checkpoint_hash, "split": split,
                              "score": score, "ks": list(ks), "count": len(clips),
                              "seconds": round(time.perf_counter() - t0, 2)})

@@ -117,7 +117,7 @@ def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[
                 rows.append({"id": clip.id, "path": str(clip.path), "duration": seq.duration,
                              "frames": seq.frames, "fps": seq.fps, "text": clip.text, "split": clip.split,
                              "signer": clip.signer, "token_segment": segment, "token_offset": offset,
-                             "token_count": count})
+                             "token_count": count, "gloss_reading": enc[2]})
             if bar:
                 done = min(start + batch_size, len(clips))
                 bar.update(task, completed=done, rate=f"{done / (time.perf_counter() - t0):.1f} clips/s")
@@ -133,14 +133,15 @@ def _encode_isolating_failures(model, clips, poses, failures, encode_videos):
         return []
     try:
         enc = encode_videos(model, [p.data for p in poses])
-        return [(c, p, (enc.vectors[i], enc.tokens[i])) for i, (c, p) in enumerate(zip(clips, poses))]
+        return [(c, p, (enc.vectors[i], enc.tokens[i], enc.readings[i] if enc.readings else None))
+                for i, (c, p) in enumerate(zip(clips, poses))]
     except (SlsearchError, ValueError):
         pass
     out = []
     for c, p in zip(clips, poses):
         try:
             enc = encode_videos(model, [p.data])
-            out.append((c, p, (enc.vectors[0], enc.tokens[0])))
+            out.append((c, p, (enc.vectors[0], enc.tokens[0], enc.readings[0] if enc.readings else None)))
         except (SlsearchError, ValueError) as e:
             failures[c.id] = Failure(str(c.path), str(e).removeprefix("<array>: "))
     return out

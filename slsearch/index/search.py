@@ -1,7 +1,8 @@
 """`Searcher`: load an index once, answer many queries.
 
     query -> encode (text tower / video tower) -> FAISS top-N on global vectors
-          -> CiCo fine-grained score against the N candidates' stored token states -> top k
+          -> CiCo fine-grained score against the N candidates' stored token states
+          -> + the gloss lexicon's score (models that have one; T2V and V2T) -> top k
 
 T2V searches the clips with a sentence; V2T searches the corpus sentences with a clip; V2V
 (`target="clips"`) searches clips with a clip, scoring video tokens against video tokens.
@@ -49,7 +50,8 @@ def _threads(n: int | None):
 @dataclass
 class SearchHit:
     rank: int  # 1-based
-    score: float  # CiCo score after re-ranking (cosine of global vectors with rerank=False)
+    score: float  # re-rank score: CiCo, or CiCo fused with the gloss lexicon (dev-standardised units);
+    # the cosine of global vectors with rerank=False
     id: str  # clip id; for sentence results, the first clip that carries the sentence
     path: str | None
     text: str | None
@@ -69,6 +71,9 @@ class _Target:
         self.offset = coll.column("token_offset")
         self.count = coll.column("token_count")
         self.labels = labels  # per meta row: (id, path, text)
+        readings = coll.column("gloss_reading") if "id" in coll.meta.column_names else None
+        # clips' gloss readings for the lexicon's T2V score; None where the index has none
+        self.readings = None if readings is None or any(r is None for r in readings) else readings
 
     def __len__(self) -> int:
         return len(self.coll)
@@ -94,6 +99,8 @@ class Searcher:
                                 f"{getattr(model, 'checkpoint_hash', None)}; its vectors would not match. Use the "
                                 "index's model or rebuild the index with this one")
         self.model = model
+        lexicon = getattr(model, "lexicon", None)
+        self.lexicon = lexicon if lexicon is not None and lexicon.fusion else None
         clips = self.index.clips
         ids, paths, texts = clips.column("id").tolist(), clips.column("path").tolist(), clips.column("text").tolist()
         self.clips = _Target(clips, self.index.token_store("clips"), list(zip(ids, paths, texts)))
@@ -134,9 +141,15 @@ class Searcher:
             if not isinstance(q, str) or not q.strip():
                 raise SlsearchError(f"empty query {q!r}: type some words to search for")
         _check_k(k, n_candidates)
+        queries = [q.strip() for q in queries]
+        lexical = None
+        if self.lexicon is not None and self.clips.readings is not None:
+            def lexical(qi: int, rows: np.ndarray, cico: np.ndarray) -> np.ndarray:
+                lex = self.lexicon.text_given_readings([queries[qi]], self.clips.readings[rows])[0]
+                return self.lexicon.fuse(cico, lex, "t2v")
         with _threads(self.threads):
-            enc = encode_texts(self.model, [q.strip() for q in queries])
-            hits = self._search(self.clips, enc.vectors, enc.tokens, k, n_candidates, rerank)
+            enc = encode_texts(self.model, queries)
+            hits = self._search(self.clips, enc.vectors, enc.tokens, k, n_candidates, rerank, lexical)
         return hits[0] if single else hits
 
     def search_video(self, video: Any, k: int = 10, target: str = "texts", n_candidates: int = DEFAULT_CANDIDATES,
@@ -161,11 +174,19 @@ class Searcher:
                 enc = encode_videos(self.model, [pose.data])
             except ValueError as e:
                 raise InputError(str(video) if not isinstance(video, np.ndarray) else "<array>", str(e)) from None
-            return self._search(searched, enc.vectors, enc.tokens, k, n_candidates, rerank)[0]
+            lexical = None
+            if self.lexicon is not None and target == "texts" and enc.readings is not None:
+                def lexical(qi: int, rows: np.ndarray, cico: np.ndarray) -> np.ndarray:
+                    texts = [searched.labels[r][2] for r in rows]
+                    lex = self.lexicon.readings_given_texts([enc.readings[0]], texts)[0]
+                    return self.lexicon.fuse(cico, lex, "v2t")
+            return self._search(searched, enc.vectors, enc.tokens, k, n_candidates, rerank, lexical)[0]
 
     # --- the two stages -------------------------------------------------------------------------
     def _search(self, target: _Target, q_vectors: np.ndarray, q_tokens: list[np.ndarray], k: int,
-                n_candidates: int, rerank: bool) -> list[list[SearchHit]]:
+                n_candidates: int, rerank: bool, lexical=None) -> list[list[SearchHit]]:
+        """`lexical(query number, candidate rows, CiCo scores) -> fused scores`, when the model's gloss
+        lexicon applies to this search."""
         n = min(max(n_candidates, k) if rerank else k, len(target))
         scores, ids = faiss_index.search(target.index, q_vectors, n)  # (Q, n)
         temperature = getattr(getattr(self.model, "config", None), "cico_temperature", 0.07)
@@ -182,6 +203,8 @@ class Searcher:
                 cand = target.store.gather_flat(target.segment[rows], target.offset[rows], counts)  # (sum L, d)
                 # CiCo is symmetric in its sides: one code path for T2V, V2T and V2V
                 s = cico_one_to_many(q_tokens[qi], cand, counts, temperature)
+                if lexical is not None:
+                    s = lexical(qi, rows, s)
             order = np.argsort(-s, kind="stable")[:k]
             results.append([SearchHit(rank + 1, float(s[j]), *target.labels[rows[j]])
                             for rank, j in enumerate(order)])

@@ -54,6 +54,7 @@ CLIP_SCHEMA = pa.schema([
     ("text", pa.string()), ("text_id", pa.int64()),  # text_id: faiss_id in texts.faiss, -1 when no text
     ("split", pa.string()), ("signer", pa.string()),
     *TOKEN_COLUMNS,
+    ("gloss_reading", pa.string()),  # what the model's gloss head reads in the clip (None without a head)
 ])
 TEXT_SCHEMA = pa.schema([("faiss_id", pa.int64()), ("text", pa.string()), *TOKEN_COLUMNS])
 SCHEMAS = {"clips": CLIP_SCHEMA, "texts": TEXT_SCHEMA}
@@ -165,7 +166,11 @@ class Collection:
     info: dict[str, Any] = field(default_factory=dict)  # index_type, factory, search_params, tuning, next_id
 
     def __post_init__(self) -> None:
-        self.meta = self.meta.cast(SCHEMAS["clips" if "id" in self.meta.column_names else "texts"])
+        schema = SCHEMAS["clips" if "id" in self.meta.column_names else "texts"]
+        for name in set(schema.names) - set(self.meta.column_names):  # columns newer than the index
+            self.meta = self.meta.append_column(pa.field(name, schema.field(name).type),
+                                                pa.nulls(self.meta.num_rows, schema.field(name).type))
+        self.meta = self.meta.select(schema.names).cast(schema)
         ids = self.meta["faiss_id"].to_numpy()
         size = max(int(ids.max()) + 1 if len(ids) else 0, int(self.info.get("next_id", 0)))
         self.row_of_id = np.full(size, -1, dtype=np.int64)  # faiss id -> meta row

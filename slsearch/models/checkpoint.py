@@ -4,6 +4,7 @@
     model.safetensors  all weights
     tokenizer.json ... the tokenizer (+ vocab_trim.json)
     train_log.jsonl    per-epoch loss, dev metrics, throughput (written by training)
+    lexicon.npz        the gloss lexicon and its fusion weights (joint runs with glosses)
 
 `model.checkpoint_hash` (first 16 hex digits of the weights' sha256) names the weights; indexes
 record it so that a query never mixes vectors of two models.
@@ -81,6 +82,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild a model from a checkpoint folder, in eval mode; refuses foreign or incompatible ones."""
     from slsearch.models.model import SignTextModel, config_from_dict
     from slsearch.models.tokenizer import TextTokenizer
+    from slsearch.models.lexicon import LEXICON_FILE, Lexicon
     from slsearch.models.translator import DecodeConfig
 
     folder = Path(path)
@@ -103,4 +105,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
         raise SlsearchError(f"{folder}: weights do not match the model config ({' '.join(first)})") from e
     model.checkpoint_hash = file_hash(folder / WEIGHTS_FILE)
     model.decode_config = DecodeConfig.from_dict((cfg.get("recipe") or {}).get("decode"))
+    model.lexicon = Lexicon.load(folder)
+    if model.lexicon is not None and model.lexicon.glosses and not set(model.lexicon.glosses) <= set(config.glosses):
+        raise SlsearchError(f"{folder}: {LEXICON_FILE} names glosses the model's gloss head does not read; "
+                            "it belongs to another run")
     return model.to(device).eval()

@@ -79,6 +79,7 @@ class SignTextModel(nn.Module):
         self.logit_scale_fine = nn.Parameter(torch.tensor(config.init_logit_scale))
         self.logit_scale_global = nn.Parameter(torch.tensor(config.init_logit_scale))
         self.checkpoint_hash = "untrained"  # set by save_model / load_model
+        self.lexicon = None  # a slsearch.models.lexicon.Lexicon, set by load_model when the checkpoint has one
 
     @property
     def embed_dim(self) -> int:

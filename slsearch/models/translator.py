@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from slsearch.encode import prepare_videos
+from slsearch.models.video_tower import ctc_glosses
 
 
 @dataclass
@@ -92,16 +93,6 @@ def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id
         if eos_id in ids:
             ids = ids[: ids.index(eos_id)]
         out.append((ids, float(norm[row])))
-    return out
-
-
-def ctc_glosses(logits: torch.Tensor, mask: torch.Tensor, vocabulary: list[str]) -> list[str]:
-    """Gloss logits (B, T, C+1), blank 0 -> greedy CTC reading per clip ('MORGEN REGEN NORD')."""
-    best = logits.argmax(-1).tolist()
-    out = []
-    for row, valid in zip(best, mask.sum(1).tolist()):
-        path = row[:valid]
-        out.append(" ".join(vocabulary[t - 1] for k, t in enumerate(path) if t and (k == 0 or t != path[k - 1])))
     return out
 
 

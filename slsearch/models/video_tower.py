@@ -127,3 +127,13 @@ class VideoTower(nn.Module):
         if self.gloss_head is not None:
             out["gloss_logits"] = self.gloss_head(x)
         return out
+
+
+def ctc_glosses(logits: torch.Tensor, mask: torch.Tensor, vocabulary: list[str]) -> list[str]:
+    """Gloss logits (B, T, C+1), blank 0 -> greedy CTC reading per clip ('MORGEN REGEN NORD')."""
+    best = logits.argmax(-1).tolist()
+    out = []
+    for row, valid in zip(best, mask.sum(1).tolist()):
+        path = row[:valid]
+        out.append(" ".join(vocabulary[t - 1] for k, t in enumerate(path) if t and (k == 0 or t != path[k - 1])))
+    return out

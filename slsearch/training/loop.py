@@ -28,6 +28,7 @@ from slsearch.models.tokenizer import TextTokenizer
 from slsearch.training.data import (FeatureSet, collate, epoch_batches, gloss_vocabulary, load_features,
                                     read_training_manifest)
 from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
+from slsearch.training.lexicon_fit import fit_lexicon
 from slsearch.training.recipe import DERIVED_MODEL_KEYS, Recipe, load_recipe, recipe_from_dict
 
 LAST = "last"  # sub-folder with the resumable state
@@ -306,6 +307,10 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         if tc.patience and state["bad_epochs"] >= tc.patience:
             stopped = "early_stopping"
             break
+    if tc.stage == "joint" and recipe.lexicon.enabled and state["best_epoch"]:
+        t0 = time.perf_counter()
+        lexicon = fit_lexicon(out, train_clips, dev_set, recipe.lexicon, tc.eval_batch_size)
+        _report_lexicon(lexicon, time.perf_counter() - t0, state["best_dev"])
     best = state["best_dev"]
     what = (f"BLEU-4 {best.get('BLEU-4', 0):.2f}" if tc.stage == "translate" else
             f"CiCo R@1 T2V {best.get('cico_t2v_R@1', 0):.1f} V2T {best.get('cico_v2t_R@1', 0):.1f}")
@@ -313,8 +318,20 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     return TrainResult(out, state["best_epoch"], state["best_dev"], state["epoch"], state["train_seconds"] / 60, stopped)
 
 
+def _report_lexicon(lexicon, seconds: float, best_dev: dict[str, float]) -> None:
+    if lexicon is None:
+        return
+    f = lexicon.fusion
+    err_console.print(f"gloss lexicon: {len(lexicon.units)} word units x {len(lexicon.glosses)} glosses in "
+                      f"{seconds:.1f}s; dev R@1 with CiCo + lexicon T2V {f['t2v']['dev_R@1']:.1f} "
+                      f"V2T {f['v2t']['dev_R@1']:.1f} (CiCo alone {best_dev.get('cico_t2v_R@1', 0):.1f} / "
+                      f"{best_dev.get('cico_v2t_R@1', 0):.1f}; weights {f['t2v']['weight']:g} / {f['v2t']['weight']:g})",
+                      highlight=False)
+
+
 def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
-    """A recipe without the values filled in by the code (they differ before/after building)."""
+    """A recipe without the values filled in by the code (they differ before/after building), nor the
+    after-training lexicon settings (they do not change the training)."""
     model = {k: v for k, v in recipe["model"].items()
              if k not in DERIVED_MODEL_KEYS}
-    return {**recipe, "model": model}
+    return {**{k: v for k, v in recipe.items() if k != "lexicon"}, "model": model}

@@ -66,6 +66,17 @@ class TrainConfig:
 
 
 @dataclass
+class LexiconConfig:
+    # The gloss lexicon (slsearch.models.lexicon), learnt after a joint run whose manifest has glosses
+    # and fused with the CiCo score at weights picked on dev. On SynPhoenix dev, cutting words to 5
+    # characters, 5 EM iterations and smoothing 0.1 were best (benchmarks/RESULTS.md).
+    enabled: bool = True
+    prefix: int = 5  # sentence words cut to this many characters; 0 = whole words
+    iterations: int = 5  # IBM Model 1 EM iterations
+    smoothing: float = 0.1  # weight of the unit prior in p(unit | candidate)
+
+
+@dataclass
 class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -73,6 +84,7 @@ class Recipe:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # how the checkpoint translates by default
+    lexicon: LexiconConfig = field(default_factory=LexiconConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,6 +184,9 @@ def _validate(r: Recipe) -> None:
         (r.decode.beam >= 1, "decode.beam must be at least 1"),
         (r.decode.no_repeat_ngram >= 0, "decode.no_repeat_ngram must be 0 (off) or positive"),
         (r.decode.length_penalty >= 0, "decode.length_penalty must not be negative"),
+        (r.lexicon.prefix >= 0, "lexicon.prefix must be 0 (whole words) or positive"),
+        (r.lexicon.iterations >= 1, "lexicon.iterations must be at least 1"),
+        (0 < r.lexicon.smoothing < 1, "lexicon.smoothing must be between 0 and 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -1,0 +1,223 @@
+"""Gloss lexicon: word <-> gloss translation probabilities, and a score that ranks by them.
+
+A model with a gloss head reads the glosses a clip signs (greedy CTC). The lexicon, learnt with IBM
+Model 1 (EM over the training manifest's sentence/gloss pairs, both directions), says how likely
+a sentence is given those glosses and the other way round. Ranking candidates by how likely the
+query is given each candidate (query likelihood, smoothed with the unit prior) is a second opinion
+beside the CiCo score: it generalises from few sentences where a contextual text tower learnt from
+scratch overfits (benchmarks/RESULTS.md). `fusion` combines the two with weights picked on dev.
+
+Sentence units are words cut to `prefix` characters (a crude, language-blind stem: German
+"regnet"/"regen", "schönen"/"schön" meet), or single characters for CJK scripts, whose words are
+not separated by spaces.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from slsearch.errors import SlsearchError
+
+LEXICON_FILE = "lexicon.npz"
+_PUNCT = re.compile(r"[^\w\s-]+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def text_units(text: str, prefix: int = 5) -> list[str]:
+    """A sentence -> lexicon units: lower-cased words without punctuation, cut to `prefix` characters
+    (0 keeps whole words); CJK characters are units of their own."""
+    units: list[str] = []
+    for word in _PUNCT.sub(" ", str(text).lower()).split():
+        if _CJK.search(word):
+            units.extend(ch for ch in word if not ch.isspace())
+        else:
+            units.append(word[:prefix] if prefix > 0 else word)
+    return units
+
+
+def gloss_units(glosses: str | Sequence[str]) -> list[str]:
+    return glosses.split() if isinstance(glosses, str) else list(glosses)
+
+
+def _ibm1(pairs: list[tuple[np.ndarray, np.ndarray]], n_src: int, n_tgt: int, iterations: int) -> np.ndarray:
+    """EM for IBM Model 1: t[s, g] = p(target g | source s); source id 0 is NULL (in every pair)."""
+    t = np.full((n_src, n_tgt), 1.0 / n_tgt)
+    for _ in range(iterations):
+        counts = np.zeros_like(t)
+        for src, tgt in pairs:
+            sub = t[np.ix_(src, tgt)]  # (|src|, |tgt|)
+            post = sub / sub.sum(0, keepdims=True)  # alignment posterior of each target unit
+            np.add.at(counts, (np.repeat(src[:, None], len(tgt), 1), np.repeat(tgt[None], len(src), 0)), post)
+        counts += 1e-6  # units never seen as targets keep a tiny, uniform mass
+        t = counts / counts.sum(1, keepdims=True)
+    return t
+
+
+@dataclass
+class Lexicon:
+    units: list[str]  # sentence units (see text_units)
+    glosses: list[str]
+    unit_given_gloss: np.ndarray  # (G + 1, U): row 0 is NULL (units no gloss accounts for)
+    gloss_given_unit: np.ndarray  # (U + 1, G): row 0 is NULL
+    unit_prior: np.ndarray  # (U,) unigram frequencies, add-one smoothed
+    gloss_prior: np.ndarray  # (G,)
+    prefix: int = 5
+    smoothing: float = 0.1  # weight of the prior in p(unit | candidate)
+    fusion: dict[str, dict[str, float]] = field(default_factory=dict)  # per direction, see fuse()
+
+    def __post_init__(self) -> None:
+        self._unit_id = {u: i for i, u in enumerate(self.units)}
+        self._gloss_id = {g: i for i, g in enumerate(self.glosses)}
+
+    # --- training ---------------------------------------------------------------------------------
+    @classmethod
+    def train(cls, texts: Sequence[str], glosses: Sequence[str | Sequence[str]], prefix: int = 5,
+              iterations: int = 5, smoothing: float = 0.1) -> "Lexicon":
+        """IBM Model 1 both ways on sentence/gloss pairs (pairs with an empty side are skipped).
+        Few EM iterations on purpose: more make the tables peakier and retrieval worse on dev."""
+        if len(texts) != len(glosses):
+            raise ValueError(f"{len(texts)} sentences for {len(glosses)} gloss sequences")
+        pairs = [(text_units(t, prefix), gloss_units(g)) for t, g in zip(texts, glosses)]
+        pairs = [(u, g) for u, g in pairs if u and g]
+        if not pairs:
+            raise SlsearchError("no sentence with glosses to learn a gloss lexicon from")
+        units = sorted({u for us, _ in pairs for u in us})
+        gl = sorted({g for _, gs in pairs for g in gs})
+        uid, gid = {u: i for i, u in enumerate(units)}, {g: i for i, g in enumerate(gl)}
+        ids = [(np.array([uid[u] for u in us]), np.array([gid[g] for g in gs])) for us, gs in pairs]
+        # Source ids are shifted by one so that 0 is NULL in both directions.
+        gloss_given_unit = _ibm1([(np.r_[0, u + 1], g) for u, g in ids], len(units) + 1, len(gl), iterations)
+        unit_given_gloss = _ibm1([(np.r_[0, g + 1], u) for u, g in ids], len(gl) + 1, len(units), iterations)
+        unit_prior = np.bincount(np.concatenate([u for u, _ in ids]), minlength=len(units)) + 1.0
+        gloss_prior = np.bincount(np.concatenate([g for _, g in ids]), minlength=len(gl)) + 1.0
+        return cls(units, gl, unit_given_gloss, gloss_given_unit, unit_prior / unit_prior.sum(),
+                   gloss_prior / gloss_prior.sum(), prefix, smoothing)
+
+    # --- scores -----------------------------------------------------------------------------------
+    def _unit_counts(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, U) how often each known unit occurs in each sentence."""
+        out = np.zeros((len(texts), len(self.units)), np.float32)
+        for i, t in enumerate(texts):
+            for u in text_units(t, self.prefix):
+                j = self._unit_id.get(u)
+                if j is not None:
+                    out[i, j] += 1
+        return out
+
+    def _gloss_counts(self, readings: Sequence[str | Sequence[str]]) -> np.ndarray:
+        out = np.zeros((len(readings), len(self.glosses)), np.float32)
+        for i, r in enumerate(readings):
+            for g in gloss_units(r):
+                j = self._gloss_id.get(g)
+                if j is not None:
+                    out[i, j] += 1
+        return out
+
+    @staticmethod
+    def _mixture(counts: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """counts (N, S) of source units, table (S + 1, T) with NULL row 0 -> (N, T): the mean of the
+        NULL row and the rows of each source unit occurrence (IBM Model 1's uniform alignment)."""
+        return (table[0][None] + counts @ table[1:]) / (1.0 + counts.sum(1, keepdims=True))
+
+    def _likelihood(self, query_counts: np.ndarray, mixture: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        """query_counts (Q, T), mixture (C, T) -> (Q, C) mean log p(query unit | candidate)."""
+        logp = np.log((1.0 - self.smoothing) * mixture + self.smoothing * prior[None]).astype(np.float32)
+        n = np.maximum(query_counts.sum(1, keepdims=True), 1.0)
+        return (query_counts @ logp.T) / n  # a query with no known unit scores 0 everywhere
+
+    def text_given_readings(self, texts: Sequence[str], readings: Sequence[str | Sequence[str]]) -> np.ndarray:
+        """(len(texts), len(readings)): how likely each sentence is given each clip's gloss reading.
+        The score for searching clips with a sentence (T2V)."""
+        mixture = self._mixture(self._gloss_counts(readings), self.unit_given_gloss)
+        return self._likelihood(self._unit_counts(texts), mixture, self.unit_prior)
+
+    def readings_given_texts(self, readings: Sequence[str | Sequence[str]], texts: Sequence[str]) -> np.ndarray:
+        """(len(readings), len(texts)): how likely each clip's gloss reading is given each sentence.
+        The score for searching sentences with a clip (V2T)."""
+        mixture = self._mixture(self._unit_counts(texts), self.gloss_given_unit)
+        return self._likelihood(self._gloss_counts(readings), mixture, self.gloss_prior)
+
+    def lexical_matrix(self, readings: Sequence[str | Sequence[str]], texts: Sequence[str],
+                       direction: str) -> np.ndarray:
+        """(clips, texts) lexical scores for one direction ('t2v' or 'v2t'), clips on the rows as in
+        the CiCo matrix."""
+        if direction == "t2v":
+            return self.text_given_readings(texts, readings).T
+        if direction == "v2t":
+            return self.readings_given_texts(readings, texts)
+        raise ValueError(f"direction must be 't2v' or 'v2t', not {direction!r}")
+
+    # --- fusion with CiCo -------------------------------------------------------------------------
+    def fuse(self, cico: np.ndarray, lexical: np.ndarray, direction: str) -> np.ndarray:
+        """CiCo and lexical scores, each standardised with its dev statistics, summed with the dev-picked
+        weight. Fixed statistics (not the candidates') so one query against N candidates and a full
+        evaluation matrix rank alike."""
+        f = self.fusion.get(direction)
+        if not f:
+            return cico
+        return ((cico - f["cico_mean"]) / f["cico_std"]
+                + f["weight"] * (lexical - f["lexical_mean"]) / f["lexical_std"]).astype(np.float32)
+
+    def calibrate(self, cico: np.ndarray, readings: Sequence[str], texts: Sequence[str],
+                  weights: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)) -> dict[str, dict[str, float]]:
+        """Pick each direction's fusion weight by R@1 on a paired dev set (clip i says texts[i]);
+        cico is its (clips, texts) matrix. Sets and returns self.fusion."""
+        n = len(texts)
+        if cico.shape != (n, n) or len(readings) != n:
+            raise ValueError(f"calibration needs a paired square matrix, got {cico.shape} for {n} texts")
+        target = np.arange(n)
+        fusion = {}
+        for direction in ("t2v", "v2t"):
+            lex = self.lexical_matrix(readings, texts, direction)
+            stats = {"cico_mean": float(cico.mean()), "cico_std": float(cico.std() or 1.0),
+                     "lexical_mean": float(lex.mean()), "lexical_std": float(lex.std() or 1.0)}
+            best = None
+            for w in weights:
+                self.fusion = {direction: {**stats, "weight": float(w)}}
+                s = self.fuse(cico, lex, direction)
+                hits = (s.argmax(0) == target) if direction == "t2v" else (s.argmax(1) == target)
+                r1 = float(hits.mean() * 100)
+                if best is None or r1 > best[0]:
+                    best = (r1, w)
+            fusion[direction] = {**stats, "weight": float(best[1]), "dev_R@1": round(best[0], 2)}
+        self.fusion = fusion
+        return fusion
+
+    # --- files ------------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / LEXICON_FILE
+        meta = {"units": self.units, "glosses": self.glosses, "prefix": self.prefix,
+                "smoothing": self.smoothing, "fusion": self.fusion}
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, unit_given_gloss=self.unit_given_gloss.astype(np.float32),
+                            gloss_given_unit=self.gloss_given_unit.astype(np.float32),
+                            unit_prior=self.unit_prior, gloss_prior=self.gloss_prior,
+                            meta=np.array(json.dumps(meta, ensure_ascii=False)))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Lexicon | None":
+        """The lexicon saved in a checkpoint folder, or None when it has none."""
+        path = Path(folder) / LEXICON_FILE
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+                return cls(meta["units"], meta["glosses"], z["unit_given_gloss"], z["gloss_given_unit"],
+                           z["unit_prior"], z["gloss_prior"], int(meta["prefix"]), float(meta["smoothing"]),
+                           meta.get("fusion") or {})
+        except (OSError, KeyError, ValueError) as e:
+            raise SlsearchError(f"{path}: unreadable gloss lexicon ({e})") from e
+
+    def describe(self) -> dict:
+        return {"units": len(self.units), "glosses": len(self.glosses), "prefix": self.prefix,
+                "smoothing": self.smoothing, "fusion": self.fusion}
+
