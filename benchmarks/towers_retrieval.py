@@ -1,10 +1,12 @@
-"""Retrieval quality of a trained checkpoint on a test manifest: global only, CiCo dense, CiCo re-rank.
+"""Retrieval quality of a trained checkpoint on a test manifest: global only, CiCo dense, CiCo re-rank,
+and, for a model with a gloss lexicon, the lexicon alone and CiCo + lexicon (dense and re-ranked).
 
     .venv/bin/python benchmarks/towers_retrieval.py --model runs/NAME --manifest test.jsonl [--rerank 100]
 
 Paper protocol (only the paired clip/sentence counts), both directions, R@1/5/10 and MedR. The
-re-rank row is what `slsearch query` does: the global-vector top-N, re-ordered by the CiCo score
-(items outside the top-N keep their global order behind it). Prints a table and, with --json, a
+re-rank rows are what `slsearch query` does: the global-vector top-N, re-ordered by the CiCo score
+or, for a model with a gloss lexicon, by the fused score (items outside the top-N keep their global
+order behind it). Prints a table and, with --json, a
 JSON line with every number, the checkpoint hash and the training minutes from train_log.jsonl.
 """
 
@@ -26,11 +28,24 @@ from slsearch.training.dev_eval import cico_matrix, recall_metrics
 def rerank(global_scores: torch.Tensor, fine: torch.Tensor, n: int) -> torch.Tensor:
     """(Nv, Nt) scores -> V2T-oriented scores where each row's global top-n is ordered by `fine`.
 
-    Scores live in [-1, 1], so +10 lifts the candidates above every non-candidate."""
+    `fine` is CiCo in [-1, 1] or a fused score (standardised units): the candidates are lifted
+    above every non-candidate by more than either range."""
     n = min(n, global_scores.shape[1])
     top = global_scores.topk(n, dim=1).indices
     cand = torch.zeros_like(global_scores, dtype=torch.bool).scatter_(1, top, True)
-    return torch.where(cand, fine + 10.0, global_scores - 10.0)
+    lift = float(fine.abs().max()) + 10.0
+    return torch.where(cand, fine + lift, global_scores - lift)
+
+
+def by_direction(t2v: torch.Tensor, v2t: torch.Tensor) -> dict[str, float]:
+    """R@K with one (videos, texts) matrix ranking each direction."""
+    return {**{k: x for k, x in recall_metrics(t2v, "").items() if k.startswith("t2v")},
+            **{k: x for k, x in recall_metrics(v2t, "").items() if k.startswith("v2t")}}
+
+
+def reranked(g: torch.Tensor, t2v: torch.Tensor, v2t: torch.Tensor, n: int) -> dict[str, float]:
+    """Each direction re-ranks its own query's global top-n with its score."""
+    return by_direction(rerank(g.T, t2v.T, n).T, rerank(g, v2t, n))
 
 
 def evaluate(model_dir: str, manifest: str, n_rerank: int = 100) -> dict:
@@ -46,12 +61,16 @@ def evaluate(model_dir: str, manifest: str, n_rerank: int = 100) -> dict:
     rows = {
         "global": recall_metrics(g, ""),
         "cico_dense": recall_metrics(fine, ""),
-        # each direction re-ranks its own query's top-N
-        f"cico_rerank{n_rerank}": {
-            **{k: x for k, x in recall_metrics(rerank(g, fine, n_rerank), "").items() if k.startswith("v2t")},
-            **{k: x for k, x in recall_metrics(rerank(g.T, fine.T, n_rerank).T, "").items() if k.startswith("t2v")},
-        },
+        f"cico_rerank{n_rerank}": reranked(g, fine, fine, n_rerank),
     }
+    lex = model.lexicon
+    if lex is not None and lex.fusion and v.readings is not None:
+        texts = [c.text for c in clips]
+        lexical = {d: torch.from_numpy(lex.lexical_matrix(v.readings, texts, d)) for d in ("t2v", "v2t")}
+        fused = {d: torch.from_numpy(lex.fuse(fine.numpy(), lexical[d].numpy(), d)) for d in ("t2v", "v2t")}
+        rows["lexical_dense"] = by_direction(lexical["t2v"], lexical["v2t"])
+        rows["fused_dense"] = by_direction(fused["t2v"], fused["v2t"])
+        rows[f"fused_rerank{n_rerank}"] = reranked(g, fused["t2v"], fused["v2t"], n_rerank)
     log = Path(model_dir) / "train_log.jsonl"
     epochs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     cfg = json.loads((Path(model_dir) / "config.json").read_text())

@@ -258,10 +258,12 @@ def query(
         return
     for a in answers:
         table = Table(title=f"{a['mode']}: {a['query']}")
-        for col in ("rank", "score", "id", "path", "text"):
+        with_glosses = any(h.get("glosses") for h in a["results"])
+        for col in ("rank", "score", "id", "path", "text") + (("glosses",) if with_glosses else ()):
             table.add_column(col, overflow="fold")
         for h in a["results"]:
-            table.add_row(str(h["rank"]), f"{h['score']:.4f}", h["id"], h["path"] or "", h["text"] or "")
+            row = [str(h["rank"]), f"{h['score']:.4f}", h["id"], h["path"] or "", h["text"] or ""]
+            table.add_row(*row, *([h.get("glosses") or ""] if with_glosses else []))
         console.print(table)
 
 

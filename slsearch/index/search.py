@@ -55,6 +55,7 @@ class SearchHit:
     id: str  # clip id; for sentence results, the first clip that carries the sentence
     path: str | None
     text: str | None
+    glosses: str | None = None  # a clip result's gloss reading (models with a gloss head), why it matched
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,14 +64,15 @@ class SearchHit:
 class _Target:
     """One searchable collection, ready for queries: FAISS index, token store and display columns."""
 
-    def __init__(self, coll: Collection, store: TokenStore, labels: list[tuple[str, str | None, str | None]]):
+    def __init__(self, coll: Collection, store: TokenStore,
+                 labels: list[tuple[str, str | None, str | None, str | None]]):
         self.coll = coll
         self.index = faiss_index.to_search_device(coll.index, coll.info.get("search_params") or {})
         self.store = store
         self.segment = coll.column("token_segment")
         self.offset = coll.column("token_offset")
         self.count = coll.column("token_count")
-        self.labels = labels  # per meta row: (id, path, text)
+        self.labels = labels  # per meta row: (id, path, text, gloss reading)
         readings = coll.column("gloss_reading") if "id" in coll.meta.column_names else None
         # clips' gloss readings for the lexicon's T2V score; None where the index has none
         self.readings = None if readings is None or any(r is None for r in readings) else readings
@@ -103,14 +105,15 @@ class Searcher:
         self.lexicon = lexicon if lexicon is not None and lexicon.fusion else None
         clips = self.index.clips
         ids, paths, texts = clips.column("id").tolist(), clips.column("path").tolist(), clips.column("text").tolist()
-        self.clips = _Target(clips, self.index.token_store("clips"), list(zip(ids, paths, texts)))
+        readings = clips.column("gloss_reading").tolist()
+        self.clips = _Target(clips, self.index.token_store("clips"), list(zip(ids, paths, texts, readings)))
         self.texts: _Target | None = None
         if self.index.texts is not None:
             first_clip: dict[str, tuple[str, str]] = {}
             for cid, p, t in zip(ids, paths, texts):
                 if t is not None:
                     first_clip.setdefault(t, (cid, p))
-            labels = [(*first_clip.get(t, ("", None)), t) for t in self.index.texts.column("text").tolist()]
+            labels = [(*first_clip.get(t, ("", None)), t, None) for t in self.index.texts.column("text").tolist()]
             self.texts = _Target(self.index.texts, self.index.token_store("texts"), labels)
 
     @staticmethod

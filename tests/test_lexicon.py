@@ -1,0 +1,177 @@
+"""The gloss lexicon: units, IBM Model 1 tables, query-likelihood scores, dev-picked fusion with CiCo,
+and its use end to end: learnt by `train`, saved with the checkpoint, ranked by in eval and search."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from slsearch import load_model
+from slsearch.cli import app
+from slsearch.data.manifest import read_manifest
+from slsearch.index.search import Searcher
+from slsearch.models.lexicon import LEXICON_FILE, Lexicon, text_units
+
+runner = CliRunner()
+
+# A toy language: each content word is signed by one gloss; function words by none; word order and
+# inflection differ from the glosses'.
+CONTENT = {"regen": "REGEN", "sonne": "SONNE", "wind": "WIND", "schnee": "SCHNEE", "nebel": "NEBEL",
+           "morgen": "MORGEN", "heute": "HEUTE", "norden": "NORD", "süden": "SUED", "gewitter": "GEWITTER"}
+FUNCTION = ["im", "es", "gibt", "der", "und", "auch"]
+
+
+def toy_pairs(n: int, seed: int) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    words = list(CONTENT)
+    texts, glosses = [], []
+    for _ in range(n):
+        picked = [words[i] for i in rng.choice(len(words), size=rng.integers(2, 4), replace=False)]
+        sentence = picked + list(rng.choice(FUNCTION, size=rng.integers(1, 4)))
+        rng.shuffle(sentence)
+        texts.append(" ".join(sentence) + " .")
+        glosses.append(" ".join(CONTENT[w] for w in sorted(picked)))  # gloss order != word order
+    return texts, glosses
+
+
+def test_text_units_cut_words_and_split_cjk():
+    assert text_units("Im Norden regnet es, morgen Regen!", prefix=5) == ["im", "norde", "regne", "es", "morge", "regen"]
+    assert text_units("im norden regnet", prefix=0) == ["im", "norden", "regnet"]
+    assert text_units("明天 下雨 .", prefix=5) == ["明", "天", "下", "雨"]
+    assert text_units(" . ! ") == []
+
+
+def test_lexicon_learns_which_gloss_signs_which_word():
+    texts, glosses = toy_pairs(300, seed=0)
+    lex = Lexicon.train(texts, glosses, prefix=0)
+    for word, gloss in CONTENT.items():
+        row = lex.gloss_given_unit[1 + lex.units.index(word)]
+        assert lex.glosses[int(row.argmax())] == gloss
+    # held-out sentences: each finds its own gloss sequence first, and the other way round
+    test_texts, test_glosses = toy_pairs(40, seed=1)
+    keep = [i for i, g in enumerate(test_glosses) if test_glosses.index(g) == i]  # distinct gloss sequences
+    test_texts, test_glosses = [test_texts[i] for i in keep], [test_glosses[i] for i in keep]
+    t2v = lex.text_given_readings(test_texts, test_glosses)  # (texts, readings)
+    v2t = lex.readings_given_texts(test_glosses, test_texts)  # (readings, texts)
+    assert (t2v.argmax(1) == np.arange(len(keep))).mean() >= 0.95
+    assert (v2t.argmax(1) == np.arange(len(keep))).mean() >= 0.95
+    assert np.allclose(lex.lexical_matrix(test_glosses, test_texts, "t2v"), t2v.T)
+    # a query with no known word carries no lexical information: equal scores, not an error
+    assert np.ptp(lex.text_given_readings(["völlig unbekannt"], test_glosses)) == 0
+
+
+def test_calibration_picks_a_weight_on_dev_and_fusion_is_per_query_stable(tmp_path):
+    texts, glosses = toy_pairs(300, seed=0)
+    lex = Lexicon.train(texts, glosses)
+    dev_texts, dev_glosses = toy_pairs(30, seed=2)
+    keep = [i for i, g in enumerate(dev_glosses) if dev_glosses.index(g) == i and dev_texts.index(dev_texts[i]) == i]
+    dev_texts, dev_glosses = [dev_texts[i] for i in keep], [dev_glosses[i] for i in keep]
+    n = len(keep)
+    rng = np.random.default_rng(0)
+    cico = (0.3 * np.eye(n) + rng.normal(0, 0.3, (n, n))).astype(np.float32)  # a weak CiCo model
+    fusion = lex.calibrate(cico, dev_glosses, dev_texts)
+    cico_r1 = (cico.argmax(0) == np.arange(n)).mean() * 100
+    for direction in ("t2v", "v2t"):
+        assert fusion[direction]["weight"] > 0 and fusion[direction]["dev_R@1"] > cico_r1
+    fused = lex.fuse(cico, lex.lexical_matrix(dev_glosses, dev_texts, "t2v"), "t2v")
+    # one query against a subset of candidates gets the same numbers as the whole matrix (fixed statistics)
+    one = lex.fuse(cico[[3, 1, 4], 2], lex.text_given_readings([dev_texts[2]], [dev_glosses[i] for i in (3, 1, 4)])[0],
+                   "t2v")
+    assert np.allclose(one, fused[[3, 1, 4], 2], atol=1e-5)
+    lex.save(tmp_path)
+    again = Lexicon.load(tmp_path)
+    assert again.fusion == lex.fusion and again.units == lex.units
+    assert np.allclose(again.fuse(cico, again.lexical_matrix(dev_glosses, dev_texts, "t2v"), "t2v"), fused, atol=1e-5)
+    assert Lexicon.load(tmp_path / "nowhere") is None
+    (tmp_path / LEXICON_FILE).write_bytes(b"not a zip")
+    with pytest.raises(Exception, match="unreadable gloss lexicon"):
+        Lexicon.load(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def gloss_run(tiny_corpus, tmp_path_factory):
+    """tiny.toml with the gloss head on the generated gloss corpus: the run learns a lexicon."""
+    from pathlib import Path
+
+    from slsearch.training.loop import train
+
+    out = tmp_path_factory.mktemp("lexicon") / "run"
+    recipe = Path(__file__).resolve().parents[1] / "train" / "tiny.toml"
+    train(recipe, *tiny_corpus, out, overrides=["loss.lm_weight=0", "loss.gloss_weight=2.0", "train.epochs=12"],
+          progress=False)
+    return out
+
+
+def test_training_saves_a_calibrated_lexicon(gloss_run, tiny_corpus):
+    model = load_model(gloss_run)
+    assert (gloss_run / LEXICON_FILE).exists() and model.lexicon is not None
+    assert set(model.lexicon.fusion) == {"t2v", "v2t"}
+    train_glosses = {g for c in read_manifest(tiny_corpus[0]) for g in c.gloss.split()}
+    assert set(model.lexicon.glosses) == train_glosses
+
+
+def test_eval_ranks_by_the_fused_score_and_can_ablate_it(gloss_run, tiny_corpus, tiny_checkpoint):
+    def run(*args):
+        r = runner.invoke(app, ["eval", "--model", str(gloss_run), "--manifest", str(tiny_corpus[0]), "--json", "-",
+                                *args])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    fused, cico, lexical = run(), run("--score", "cico"), run("--score", "lexical")
+    assert fused["score"] == "fused" and cico["score"] == "cico" and lexical["score"] == "lexical"
+    # the toy sentences are their glosses' words: the lexicon alone finds nearly every clip
+    assert lexical["metrics"]["paper/t2v_R@1"] >= 80 and lexical["metrics"]["paper/v2t_R@1"] >= 80
+    assert fused["metrics"]["paper/t2v_R@1"] >= 80
+    # a model without a gloss head has no lexicon: asking for it is refused with the reason
+    r = runner.invoke(app, ["eval", "--model", str(tiny_checkpoint), "--manifest", str(tiny_corpus[0]),
+                            "--score", "fused"])
+    assert r.exit_code == 2 and "no gloss lexicon" in r.stderr
+
+
+def test_index_stores_gloss_readings_and_search_agrees_with_eval(gloss_run, tiny_corpus, tmp_path):
+    from slsearch.eval.retrieval import evaluate_index
+
+    out = tmp_path / "idx"
+    r = runner.invoke(app, ["index", str(tiny_corpus[0]), "--model", str(gloss_run), "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    clips = read_manifest(tiny_corpus[0])
+    meta = pq.read_table(out / "meta.parquet").to_pylist()
+    assert sum(m["gloss_reading"] == c.gloss for m, c in zip(meta, clips)) >= 0.8 * len(clips)
+    searcher = Searcher(out)
+    assert searcher.lexicon is not None and searcher.clips.readings is not None
+    # search over every clip ranks exactly as the fused evaluation matrix does
+    model = searcher.model
+    from slsearch.encode import encode_texts, encode_videos
+    from slsearch.training.dev_eval import cico_matrix
+
+    videos = encode_videos(model, clips)
+    queries = [clips[i].text for i in (0, 5, 17)]
+    cico = cico_matrix(videos, encode_texts(model, queries)).numpy()
+    fused = model.lexicon.fuse(cico, model.lexicon.lexical_matrix(videos.readings, queries, "t2v"), "t2v")
+    hits = searcher.search_text(queries, k=5, n_candidates=len(clips))
+    for q, h in enumerate(hits):
+        assert [x.id for x in h] == [clips[i].id for i in np.argsort(-fused[:, q], kind="stable")[:5]]
+        assert np.allclose([x.score for x in h], np.sort(fused[:, q])[::-1][:5], atol=0.02)  # float16 tokens
+    reading = {m["id"]: m["gloss_reading"] for m in meta}
+    assert all(x.glosses == reading[x.id] for x in hits[0])  # clip results show what was read in them
+    v2t = searcher.search_video(clips[3].path, k=1)
+    assert v2t[0].text == clips[3].text and v2t[0].glosses is None
+    report = evaluate_index(out, progress=False)
+    assert report["score"] == "fused" and report["metrics"]["paper/t2v_R@1"] >= 80
+
+
+def test_an_index_without_gloss_readings_still_loads(gloss_run, tiny_corpus, tmp_path):
+    """Indexes written before the gloss_reading column: read with nulls, searched with CiCo alone."""
+    out = tmp_path / "idx"
+    assert runner.invoke(app, ["index", str(tiny_corpus[1]), "--model", str(gloss_run), "--out",
+                               str(out)]).exit_code == 0
+    meta_path = (out / "meta.parquet").resolve()
+    table = pq.read_table(meta_path)
+    pq.write_table(table.drop(["gloss_reading"]), meta_path)
+    searcher = Searcher(out)
+    assert searcher.clips.readings is None
+    assert len(searcher.search_text("regen sonne", k=3)) == 3
+    r = runner.invoke(app, ["eval", "--index", str(out), "--score", "lexical"])
+    assert r.exit_code == 2 and "no gloss readings" in r.stderr
