@@ -3,8 +3,8 @@
 Two sources: an index folder (its stored token states and vectors, so no model is loaded and
 nothing is re-encoded) or a checkpoint plus a manifest (encoded here). Scores: `fused` (what search
 ranks by when the model has a gloss lexicon: CiCo plus the lexicon's score, the default then),
-`cico` (the default otherwise), `lexical` (the lexicon alone) and `global` (first-stage vectors). The CiCo matrix is
-computed in blocks of clips against the distinct sentences, so tens of thousands of clips never
+`cico` (the default otherwise), `lexical` (the lexicon alone) and `global` (first-stage vectors).
+The CiCo matrix is computed in blocks of clips against the distinct sentences, so tens of thousands of clips never
 hold a clips x sentences x tokens x tokens array, nor an N x N float64 matrix, at once.
 """
 
@@ -74,9 +74,9 @@ def _checkpoint_temperature(info: dict[str, Any]) -> float:
         return CICO_TEMPERATURE
 
 
-def _pick_score(score: str | None, lexicon, readings: Sequence[str | None] | None, where: str) -> str:
+def _pick_score(score: str | None, lexicon, has_readings: bool, where: str) -> str:
     """The score to rank by: the asked one, checked to be available, or the best available."""
-    usable = lexicon is not None and bool(lexicon.fusion) and readings is not None and None not in readings
+    usable = lexicon is not None and bool(lexicon.fusion) and has_readings
     if score is None:
         return "fused" if usable else "cico"
     if score in ("fused", "lexical") and not usable:
@@ -97,10 +97,16 @@ def _lexicon_scores(score: str, cico: np.ndarray | None, lexicon, readings: Sequ
 
 
 def _checkpoint_lexicon(info: dict[str, Any]):
+    """The gloss lexicon of the checkpoint that built the index, if that checkpoint is still there with
+    the same weights (the stored gloss readings are those weights' readings)."""
+    from slsearch.models.checkpoint import WEIGHTS_FILE, file_hash
     from slsearch.models.lexicon import Lexicon
 
-    path = (info.get("checkpoint") or {}).get("path")
-    return Lexicon.load(path) if path and Path(path).is_dir() else None
+    ckpt = info.get("checkpoint") or {}
+    path = ckpt.get("path")
+    if not path or not (Path(path) / WEIGHTS_FILE).is_file() or file_hash(Path(path) / WEIGHTS_FILE) != ckpt.get("hash"):
+        return None
+    return Lexicon.load(path)
 
 
 def _report(metrics: dict[str, float], settings: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +143,7 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
     distinct, column = np.unique(sent_rows, return_inverse=True)
     lexicon = _checkpoint_lexicon(idx.info)
     readings = [None if r is None else str(r) for r in clips.column("gloss_reading")[rows]]
-    score = _pick_score(score, lexicon, readings, str(index_dir))
+    score = _pick_score(score, lexicon, None not in readings, str(index_dir))
     v2t = None
     if score in ("cico", "fused"):
         cstore, tstore = idx.token_store("clips"), idx.token_store("texts")
@@ -177,8 +183,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, ks: Sequence[int
     if not clips:
         raise SlsearchError(f"{manifest}: no clips with text{f' in split {split!r}' if split else ''}")
     model = load_model(model_dir)
-    has_readings = model.video.gloss_head is not None
-    score = _pick_score(score, model.lexicon, [] if has_readings else None, str(model_dir))
+    score = _pick_score(score, model.lexicon, model.video.gloss_head is not None, str(model_dir))
     texts = [c.text for c in clips]
     distinct = sorted(set(texts))
     position = {t: i for i, t in enumerate(distinct)}

@@ -106,7 +106,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     model.checkpoint_hash = file_hash(folder / WEIGHTS_FILE)
     model.decode_config = DecodeConfig.from_dict((cfg.get("recipe") or {}).get("decode"))
     model.lexicon = Lexicon.load(folder)
-    if model.lexicon is not None and model.lexicon.glosses and not set(model.lexicon.glosses) <= set(config.glosses):
+    if model.lexicon is not None and model.lexicon.glosses and not set(model.lexicon.glosses) <= set(config.glosses or []):
         raise SlsearchError(f"{folder}: {LEXICON_FILE} names glosses the model's gloss head does not read; "
                             "it belongs to another run")
     return model.to(device).eval()

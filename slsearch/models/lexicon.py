@@ -165,7 +165,7 @@ class Lexicon:
                 + f["weight"] * (lexical - f["lexical_mean"]) / f["lexical_std"]).astype(np.float32)
 
     def calibrate(self, cico: np.ndarray, readings: Sequence[str], texts: Sequence[str],
-                  weights: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)) -> dict[str, dict[str, float]]:
+                  weights: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)) -> dict[str, dict[str, float]]:
         """Pick each direction's fusion weight by R@1 on a paired dev set (clip i says texts[i]);
         cico is its (clips, texts) matrix. Sets and returns self.fusion."""
         n = len(texts)
