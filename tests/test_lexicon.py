@@ -175,3 +175,22 @@ def test_an_index_without_gloss_readings_still_loads(gloss_run, tiny_corpus, tmp
     assert len(searcher.search_text("regen sonne", k=3)) == 3
     r = runner.invoke(app, ["eval", "--index", str(out), "--score", "lexical"])
     assert r.exit_code == 2 and "no gloss readings" in r.stderr
+
+
+def test_cli_lexicon_relearns_an_existing_checkpoints_lexicon(gloss_run, tiny_corpus, tiny_checkpoint, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(gloss_run, run)
+    before = load_model(run)
+    r = runner.invoke(app, ["lexicon", "--model", str(run), "--manifest", str(tiny_corpus[0]), "--dev",
+                            str(tiny_corpus[1]), "--prefix", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["prefix"] == 0 and set(summary["fusion"]) == {"t2v", "v2t"}
+    after = load_model(run)
+    assert after.lexicon.prefix == 0 and before.lexicon.prefix == 5
+    assert after.checkpoint_hash == before.checkpoint_hash  # weights untouched: indexes stay valid
+    r = runner.invoke(app, ["lexicon", "--model", str(tiny_checkpoint), "--manifest", str(tiny_corpus[0]), "--dev",
+                            str(tiny_corpus[1])])
+    assert r.exit_code == 2 and "no gloss head" in r.stderr

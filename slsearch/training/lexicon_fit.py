@@ -2,7 +2,9 @@
 
 The lexicon comes from the training manifest's sentence/gloss pairs; the weights need the best
 checkpoint's own dev scores (its CiCo matrix and gloss readings), so this runs once the run's
-best epoch is known, and writes lexicon.npz beside that checkpoint's weights.
+best epoch is known, and writes lexicon.npz beside that checkpoint's weights. `refit_lexicon` does
+the same for an existing checkpoint (`slsearch lexicon`): one trained before lexicons existed, or
+with other lexicon settings. The weights, and so any index built with them, stay as they are.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from slsearch.data.manifest import Clip
 from slsearch.encode import encode_texts, encode_videos
 from slsearch.models.checkpoint import load_model
 from slsearch.models.lexicon import Lexicon
-from slsearch.training.data import FeatureSet
+from slsearch.errors import SlsearchError
+from slsearch.training.data import FeatureSet, load_features, read_training_manifest
 from slsearch.training.dev_eval import cico_matrix
 from slsearch.training.recipe import LexiconConfig
 
@@ -35,3 +38,18 @@ def fit_lexicon(checkpoint: str | Path, train_clips: Sequence[Clip], dev_set: Fe
     lexicon.calibrate(cico, videos.readings, list(dev_set.texts))
     lexicon.save(checkpoint)
     return lexicon
+
+
+def refit_lexicon(checkpoint: str | Path, manifest: str | Path, dev: str | Path, config: LexiconConfig,
+                  progress: bool = True) -> Lexicon:
+    """(Re)learn the lexicon of an existing checkpoint from a training manifest with glosses; pick its
+    fusion weights on `dev`."""
+    model = load_model(checkpoint)
+    if model.video.gloss_head is None:
+        raise SlsearchError(f"{checkpoint}: this model has no gloss head, so there are no gloss readings for a "
+                            "lexicon to score; train with loss.gloss_weight > 0 on a manifest with glosses")
+    train_clips = read_training_manifest(manifest)
+    if not any(c.gloss for c in train_clips):
+        raise SlsearchError(f"{manifest}: no clip has glosses (a 'gloss' column) to learn a lexicon from")
+    dev_set = load_features(read_training_manifest(dev), model.video.front_end, model.temporal_stride, dev, progress)
+    return fit_lexicon(checkpoint, train_clips, dev_set, config)
