@@ -112,6 +112,23 @@ def test_training_saves_a_calibrated_lexicon(gloss_run, tiny_corpus):
     assert set(model.lexicon.glosses) == train_glosses
 
 
+def test_new_weights_drop_a_stale_lexicon(gloss_run, tmp_path):
+    """A lexicon's fusion is calibrated on one set of weights: saving others over them removes it."""
+    import shutil
+
+    import torch
+
+    from slsearch.models.checkpoint import save_model
+
+    run = tmp_path / "run"
+    shutil.copytree(gloss_run, run)
+    model = load_model(run)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    save_model(model, run)
+    assert not (run / LEXICON_FILE).exists() and load_model(run).lexicon is None
+
+
 def test_eval_ranks_by_the_fused_score_and_can_ablate_it(gloss_run, tiny_corpus, tiny_checkpoint):
     def run(*args):
         r = runner.invoke(app, ["eval", "--model", str(gloss_run), "--manifest", str(tiny_corpus[0]), "--json", "-",

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from slsearch import __version__
 from slsearch.errors import SlsearchError
+from slsearch.models.lexicon import LEXICON_FILE
 
 FORMAT = "slsearch-checkpoint"
 FORMAT_VERSION = 1
@@ -50,6 +51,8 @@ def save_model(model, folder: str | Path, recipe: dict[str, Any] | None = None,
     save_file(state, str(tmp), metadata={"format": FORMAT})
     tmp.replace(folder / WEIGHTS_FILE)
     model.tokenizer.save(folder)
+    # A gloss lexicon is calibrated on the scores of the weights it was fitted with: new weights drop it.
+    (folder / LEXICON_FILE).unlink(missing_ok=True)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "slsearch_version": __version__,
               "model": asdict(model.config), "recipe": recipe or {}, **(extra or {})}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False))
@@ -82,7 +85,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild a model from a checkpoint folder, in eval mode; refuses foreign or incompatible ones."""
     from slsearch.models.model import SignTextModel, config_from_dict
     from slsearch.models.tokenizer import TextTokenizer
-    from slsearch.models.lexicon import LEXICON_FILE, Lexicon
+    from slsearch.models.lexicon import Lexicon
     from slsearch.models.translator import DecodeConfig
 
     folder = Path(path)

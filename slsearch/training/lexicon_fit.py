@@ -14,9 +14,9 @@ from typing import Sequence
 
 from slsearch.data.manifest import Clip
 from slsearch.encode import encode_texts, encode_videos
+from slsearch.errors import SlsearchError
 from slsearch.models.checkpoint import load_model
 from slsearch.models.lexicon import Lexicon
-from slsearch.errors import SlsearchError
 from slsearch.training.data import FeatureSet, load_features, read_training_manifest
 from slsearch.training.dev_eval import cico_matrix
 from slsearch.training.recipe import LexiconConfig
