@@ -1,5 +1,6 @@
 """Retrieval quality of a trained checkpoint on a test manifest: global only, CiCo dense, CiCo re-rank,
-and, for a model with a gloss lexicon, the lexicon alone and CiCo + lexicon (dense and re-ranked).
+for a model with a gloss lexicon the lexicon alone and CiCo + lexicon (dense and re-ranked), and for
+a model with a decoder-likelihood stage the full re-rank (`full_rerankN`: what search ranks by).
 
     .venv/bin/python benchmarks/towers_retrieval.py --model runs/NAME --manifest test.jsonl [--rerank 100]
 
@@ -63,6 +64,7 @@ def evaluate(model_dir: str, manifest: str, n_rerank: int = 100) -> dict:
         "cico_dense": recall_metrics(fine, ""),
         f"cico_rerank{n_rerank}": reranked(g, fine, fine, n_rerank),
     }
+    likelihood_s = None
     lex = model.lexicon
     if lex is not None and lex.fusion and v.readings is not None:
         texts = [c.text for c in clips]
@@ -71,13 +73,25 @@ def evaluate(model_dir: str, manifest: str, n_rerank: int = 100) -> dict:
         rows["lexical_dense"] = by_direction(lexical["t2v"], lexical["v2t"])
         rows["fused_dense"] = by_direction(fused["t2v"], fused["v2t"])
         rows[f"fused_rerank{n_rerank}"] = reranked(g, fused["t2v"], fused["v2t"], n_rerank)
+    else:
+        fused = {"t2v": fine, "v2t": fine}
+    if model.likelihood is not None and model.likelihood.fusion:
+        # what `slsearch query` ranks by: the stage-2 re-rank of the global top-N, then the decoder
+        # likelihood on each query's first `depth`
+        texts = [c.text for c in clips]
+        stage2 = {"t2v": rerank(g.T, fused["t2v"].T, n_rerank).T, "v2t": rerank(g, fused["v2t"], n_rerank)}
+        t0 = time.perf_counter()
+        full = {d: torch.from_numpy(model.likelihood.rerank_matrix(model, stage2[d].numpy(), v.tokens, texts, d,
+                                                                   progress=True)) for d in ("t2v", "v2t")}
+        likelihood_s = time.perf_counter() - t0
+        rows[f"full_rerank{n_rerank}"] = by_direction(full["t2v"], full["v2t"])
     log = Path(model_dir) / "train_log.jsonl"
     epochs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     cfg = json.loads((Path(model_dir) / "config.json").read_text())
     return {"model": model_dir, "checkpoint_hash": model.checkpoint_hash, "manifest": manifest, "clips": len(clips),
             "best_epoch": cfg.get("best_epoch"), "epochs_run": len(epochs),
             "train_minutes": epochs[-1]["train_minutes"] if epochs else None, "encode_seconds": encode_s,
-            "rows": rows}
+            "likelihood_seconds": likelihood_s, "rows": rows}
 
 
 def main() -> None:

@@ -173,6 +173,37 @@ def lexicon(
 
 
 @app.command()
+def calibrate(
+    model: str = typer.Option(..., "--model", help="Joint-run checkpoint (its likelihood.json is replaced)."),
+    dev: str = typer.Option(..., "--dev", help="Dev manifest: picks the re-ranking weights (never test)."),
+    depth: int = typer.Option(20, "--depth", help="Re-rank this many of each query's first candidates."),
+    as_json: bool = typer.Option(False, "--json", help="Print the weights and dev R@1 as JSON on stdout."),
+) -> None:
+    """Pick the decoder-likelihood re-ranking weights of a checkpoint on dev (what `train` does at the end
+    of a joint run)."""
+    from rich.table import Table
+
+    from slsearch.training.likelihood_fit import refit_likelihood
+
+    if depth < 1:
+        raise SlsearchError(f"--depth must be at least 1, got {depth}")
+    reranker = refit_likelihood(model, dev, depth, progress=not as_json)
+    if as_json:
+        print(json.dumps({"model": model, "depth": reranker.depth, "fusion": reranker.fusion}))
+        return
+    table = Table(title=f"decoder-likelihood re-ranking of the first {reranker.depth} candidates ({model})")
+    for col in ("direction", "weight", "dev R@1 before", "dev R@1 after"):
+        table.add_column(col)
+    for direction in ("t2v", "v2t"):
+        f = reranker.fusion.get(direction)
+        if f is None:
+            table.add_row(direction.upper(), "-", "", "not re-ranked: no sentence prior (model.lm_prior_rate = 0)")
+        else:
+            table.add_row(direction.upper(), f"{f['weight']:g}", f"{f['dev_R@1_before']:.1f}", f"{f['dev_R@1']:.1f}")
+    console.print(table)
+
+
+@app.command()
 def synth(
     corpus: str = typer.Option("demo", "--corpus", help="demo (built-in weather reports), phoenix (SynPhoenix) "
                                                         "or a manifest FILE / folder with a gloss column."),
@@ -405,9 +436,10 @@ def evaluate(
     manifest: Optional[str] = typer.Option(None, "--manifest", help="Test manifest (with --model)."),
     recall: str = typer.Option("1,5,10", "--recall", help="Comma-separated K values for R@K."),
     split: Optional[str] = typer.Option(None, "--split", help="Only clips of this split (e.g. test)."),
-    score: Optional[str] = typer.Option(None, "--score", help="fused (CiCo + gloss lexicon: what search ranks by, "
-                                        "the default for models with a lexicon), cico (the default otherwise), "
-                                        "lexical (the lexicon alone) or global (first-stage vectors)."),
+    score: Optional[str] = typer.Option(None, "--score", help="full (what search ranks by: CiCo + gloss lexicon, "
+                                        "then the decoder likelihood on each query's first 20), fused (CiCo + "
+                                        "lexicon), cico, lexical (the lexicon alone) or global (first-stage "
+                                        "vectors). Default: the best the model has (full, fused, cico)."),
     bleu: bool = typer.Option(False, "--bleu", help="Translation quality instead: BLEU-1..4, chrF, ROUGE-L."),
     beam: Optional[int] = typer.Option(None, "--beam", help="Beam size for --bleu (default: the model's, 4)."),
     length_penalty: Optional[float] = typer.Option(None, "--length-penalty",

@@ -123,7 +123,8 @@ def run_demo(workdir: str | Path = DEFAULT_WORKDIR, recipe: str | Path | None = 
     _step(5, total, "evaluating retrieval on the test split")
     report = evaluate_index(index_dir, (1, 5, 10), split="test", progress=progress)
     m = report["metrics"]
-    what = {"fused": "CiCo + gloss lexicon", "cico": "CiCo"}.get(report["score"], report["score"])
+    what = {"full": "CiCo + gloss lexicon + decoder likelihood", "fused": "CiCo + gloss lexicon",
+            "cico": "CiCo"}.get(report["score"], report["score"])
     table = Table(title=f"R@K on {report['count']} test clips ({what} score, paper protocol)")
     for col in ("direction", "R@1", "R@5", "R@10", "MedR"):
         table.add_column(col)

@@ -1,9 +1,11 @@
 """`slsearch eval --recall`: dense score matrices over a test set, then R@K / MedR / MeanR.
 
-Two sources: an index folder (its stored token states and vectors, so no model is loaded and
-nothing is re-encoded) or a checkpoint plus a manifest (encoded here). Scores: `fused` (what search
-ranks by when the model has a gloss lexicon: CiCo plus the lexicon's score, the default then),
-`cico` (the default otherwise), `lexical` (the lexicon alone) and `global` (first-stage vectors).
+Two sources: an index folder (its stored token states and vectors, so nothing is re-encoded; its
+checkpoint, when still there with the same weights, lends the lexicon and the decoder) or a checkpoint plus a manifest (encoded here). Scores: `full` (what search
+ranks by when the model has a decoder-likelihood stage: `fused`, or `cico` for a model without a
+lexicon, with each query's first candidates re-ranked by the decoder likelihood; the default then),
+`fused` (CiCo plus the gloss lexicon's score), `cico`, `lexical` (the lexicon alone) and `global`
+(first-stage vectors). The default is the best the model has: full, else fused, else cico.
 The CiCo matrix is computed in blocks of clips against the distinct sentences, so tens of thousands of clips never
 hold a clips x sentences x tokens x tokens array, nor an N x N float64 matrix, at once.
 """
@@ -22,7 +24,7 @@ from slsearch.errors import SlsearchError
 from slsearch.eval.metrics import DEFAULT_KS, retrieval_metrics
 from slsearch.models.similarity import cico_similarity, pad_tokens
 
-SCORES = ("fused", "cico", "lexical", "global")
+SCORES = ("full", "fused", "cico", "lexical", "global")
 CLIP_BLOCK = 256  # clips per block of the CiCo matrix
 
 
@@ -74,16 +76,35 @@ def _checkpoint_temperature(info: dict[str, Any]) -> float:
         return CICO_TEMPERATURE
 
 
-def _pick_score(score: str | None, lexicon, has_readings: bool, where: str) -> str:
-    """The score to rank by: the asked one, checked to be available, or the best available."""
-    usable = lexicon is not None and bool(lexicon.fusion) and has_readings
+def _pick_score(score: str | None, lexicon, has_readings: bool, where: str, likelihood=None) -> str:
+    """The score to rank by: the asked one, checked to be available, or the best available (what a
+    search ranks by)."""
+    calibrated = lexicon is not None and bool(lexicon.fusion)
+    usable = calibrated and has_readings
+    # the likelihood stage re-ranks the stage it was calibrated on: with the lexicon if the model has one
+    full = likelihood is not None and bool(likelihood.fusion) and (usable or not calibrated)
     if score is None:
-        return "fused" if usable else "cico"
+        return "full" if full else "fused" if usable else "cico"
+    if score == "full" and not full:
+        why = ("its model has no decoder-likelihood stage (joint runs with the LM loss calibrate one; "
+               "`slsearch calibrate` adds it to an older checkpoint)" if likelihood is None or not likelihood.fusion
+               else "it holds no gloss readings for the lexicon stage below it (rebuild it with this model)")
+        raise SlsearchError(f"{where}: --score full is not available: {why}")
     if score in ("fused", "lexical") and not usable:
         why = ("its model has no gloss lexicon (joint runs on manifests with glosses learn one)"
                if lexicon is None or not lexicon.fusion else "it holds no gloss readings (rebuild it with this model)")
         raise SlsearchError(f"{where}: --score {score} is not available: {why}")
     return score
+
+
+def _with_likelihood(model, t2v: np.ndarray, v2t: np.ndarray | None, clip_tokens, texts: Sequence[str],
+                     progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The stage-2 (clips, distinct texts) matrices re-ranked per query by the decoder likelihood, as a
+    search does."""
+    v2t = t2v if v2t is None else v2t
+    reranker = model.likelihood
+    return (reranker.rerank_matrix(model, t2v, clip_tokens, texts, "t2v", progress),
+            reranker.rerank_matrix(model, v2t, clip_tokens, texts, "v2t", progress))
 
 
 def _lexicon_scores(score: str, cico: np.ndarray | None, lexicon, readings: Sequence[str],
@@ -96,17 +117,16 @@ def _lexicon_scores(score: str, cico: np.ndarray | None, lexicon, readings: Sequ
     return lexicon.fuse(cico, t2v, "t2v"), lexicon.fuse(cico, v2t, "v2t")
 
 
-def _checkpoint_lexicon(info: dict[str, Any]):
-    """The gloss lexicon of the checkpoint that built the index, if that checkpoint is still there with
-    the same weights (the stored gloss readings are those weights' readings)."""
-    from slsearch.models.checkpoint import WEIGHTS_FILE, file_hash
-    from slsearch.models.lexicon import Lexicon
+def _checkpoint_model(info: dict[str, Any]):
+    """The checkpoint that built the index (with its lexicon and likelihood stage), if it is still there
+    with the same weights (the stored gloss readings and token states are those weights')."""
+    from slsearch.models.checkpoint import WEIGHTS_FILE, file_hash, load_model
 
     ckpt = info.get("checkpoint") or {}
     path = ckpt.get("path")
     if not path or not (Path(path) / WEIGHTS_FILE).is_file() or file_hash(Path(path) / WEIGHTS_FILE) != ckpt.get("hash"):
         return None
-    return Lexicon.load(path)
+    return load_model(path)
 
 
 def _report(metrics: dict[str, float], settings: dict[str, Any]) -> dict[str, Any]:
@@ -141,11 +161,12 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
     trow_of_id = idx.texts.row_of_id
     sent_rows = trow_of_id[text_id[rows]]
     distinct, column = np.unique(sent_rows, return_inverse=True)
-    lexicon = _checkpoint_lexicon(idx.info)
+    model = _checkpoint_model(idx.info)
+    lexicon = getattr(model, "lexicon", None)
     readings = [None if r is None else str(r) for r in clips.column("gloss_reading")[rows]]
-    score = _pick_score(score, lexicon, None not in readings, str(index_dir))
+    score = _pick_score(score, lexicon, None not in readings, str(index_dir), getattr(model, "likelihood", None))
     v2t = None
-    if score in ("cico", "fused"):
+    if score in ("cico", "fused", "full"):
         cstore, tstore = idx.token_store("clips"), idx.token_store("texts")
         seg, off, cnt = (clips.column(c)[rows] for c in ("token_segment", "token_offset", "token_count"))
         tseg, toff, tcnt = (idx.texts.column(c)[distinct] for c in ("token_segment", "token_offset", "token_count"))
@@ -158,9 +179,13 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
         v = _reconstruct(clips.index, clips.column("faiss_id")[rows])
         t = _reconstruct(idx.texts.index, idx.texts.column("faiss_id")[distinct])
         s = v @ t.T
-    if score in ("fused", "lexical"):
-        distinct_texts = [str(t) for t in idx.texts.column("text")[distinct]]
-        s, v2t = _lexicon_scores(score, s if score == "fused" else None, lexicon, readings, distinct_texts)
+    distinct_texts = [str(t) for t in idx.texts.column("text")[distinct]]
+    if score in ("fused", "lexical") or (score == "full" and lexicon is not None and lexicon.fusion):
+        s, v2t = _lexicon_scores(score, s if score != "lexical" else None, lexicon, readings, distinct_texts)
+    if score == "full":
+        clip_tokens = [cstore.gather_flat(seg[i:i + 1], off[i:i + 1], cnt[i:i + 1]) for i in range(len(rows))]
+        s, v2t = _with_likelihood(model, s, v2t, clip_tokens, distinct_texts, progress)
+    if v2t is not None:
         v2t = v2t[:, column]
     metrics = retrieval_metrics(s[:, column], texts, ks, v2t_scores=v2t)
     return _report(metrics, {"source": str(index_dir), "checkpoint": (idx.info.get("checkpoint") or {}).get("hash"),
@@ -183,7 +208,7 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, ks: Sequence[int
     if not clips:
         raise SlsearchError(f"{manifest}: no clips with text{f' in split {split!r}' if split else ''}")
     model = load_model(model_dir)
-    score = _pick_score(score, model.lexicon, model.video.gloss_head is not None, str(model_dir))
+    score = _pick_score(score, model.lexicon, model.video.gloss_head is not None, str(model_dir), model.likelihood)
     texts = [c.text for c in clips]
     distinct = sorted(set(texts))
     position = {t: i for i, t in enumerate(distinct)}
@@ -191,13 +216,16 @@ def evaluate_model(model_dir: str | Path, manifest: str | Path, ks: Sequence[int
     v = encode_videos(model, clips, batch_size=batch_size, progress=progress)
     t = encode_texts(model, distinct, progress=progress)
     v2t = None
-    if score in ("cico", "fused"):
+    if score in ("cico", "fused", "full"):
         blocks = (pad_tokens(v.tokens[i:i + CLIP_BLOCK]) for i in range(0, len(clips), CLIP_BLOCK))
         s = _cico_matrix(blocks, t.tokens, len(clips), model.config.cico_temperature, progress)
     elif score == "global":
         s = v.vectors @ t.vectors.T
-    if score in ("fused", "lexical"):
-        s, v2t = _lexicon_scores(score, s if score == "fused" else None, model.lexicon, v.readings, distinct)
+    if score in ("fused", "lexical") or (score == "full" and model.lexicon is not None and model.lexicon.fusion):
+        s, v2t = _lexicon_scores(score, s if score != "lexical" else None, model.lexicon, v.readings, distinct)
+    if score == "full":
+        s, v2t = _with_likelihood(model, s, v2t, v.tokens, distinct, progress)
+    if v2t is not None:
         v2t = v2t[:, column]
     metrics = retrieval_metrics(s[:, column], texts, ks, v2t_scores=v2t)
     return _report(metrics, {"source": str(manifest), "checkpoint": model.checkpoint_hash, "split": split,

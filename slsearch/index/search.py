@@ -2,7 +2,8 @@
 
     query -> encode (text tower / video tower) -> FAISS top-N on global vectors
           -> CiCo fine-grained score against the N candidates' stored token states
-          -> + the gloss lexicon's score (models that have one; T2V and V2T) -> top k
+          -> + the gloss lexicon's score (models that have one; T2V and V2T)
+          -> + the decoder's likelihood on the first 20 (models calibrated for it) -> top k
 
 T2V searches the clips with a sentence; V2T searches the corpus sentences with a clip; V2V
 (`target="clips"`) searches clips with a clip, scoring video tokens against video tokens.
@@ -50,8 +51,8 @@ def _threads(n: int | None):
 @dataclass
 class SearchHit:
     rank: int  # 1-based
-    score: float  # re-rank score: CiCo, or CiCo fused with the gloss lexicon (dev-standardised units);
-    # the cosine of global vectors with rerank=False
+    score: float  # re-rank score: CiCo, or CiCo fused with the gloss lexicon (dev-standardised units),
+    # plus the decoder likelihood's share for the first 20; the cosine of global vectors with rerank=False
     id: str  # clip id; for sentence results, the first clip that carries the sentence
     path: str | None
     text: str | None
@@ -103,6 +104,7 @@ class Searcher:
         self.model = model
         lexicon = getattr(model, "lexicon", None)
         self.lexicon = lexicon if lexicon is not None and lexicon.fusion else None
+        self.likelihood = getattr(model, "likelihood", None)  # LikelihoodReranker or None
         clips = self.index.clips
         ids, paths, texts = clips.column("id").tolist(), clips.column("path").tolist(), clips.column("text").tolist()
         readings = clips.column("gloss_reading").tolist()
@@ -150,9 +152,17 @@ class Searcher:
             def lexical(qi: int, rows: np.ndarray, cico: np.ndarray) -> np.ndarray:
                 lex = self.lexicon.text_given_readings([queries[qi]], self.clips.readings[rows])[0]
                 return self.lexicon.fuse(cico, lex, "t2v")
+        likelihood = None
+        if self._likelihood_applies("t2v"):
+            def likelihood(qi: int, rows: np.ndarray) -> np.ndarray:
+                counts = self.clips.count[rows]
+                flat = self.clips.store.gather_flat(self.clips.segment[rows], self.clips.offset[rows], counts)
+                clips = np.split(flat, np.cumsum(counts)[:-1])
+                return self.likelihood.raw_scores(self.model, "t2v", clips, [queries[qi]] * len(rows))
         with _threads(self.threads):
             enc = encode_texts(self.model, queries)
-            hits = self._search(self.clips, enc.vectors, enc.tokens, k, n_candidates, rerank, lexical)
+            hits = self._search(self.clips, enc.vectors, enc.tokens, k, n_candidates, rerank, lexical,
+                                likelihood, "t2v")
         return hits[0] if single else hits
 
     def search_video(self, video: Any, k: int = 10, target: str = "texts", n_candidates: int = DEFAULT_CANDIDATES,
@@ -183,13 +193,26 @@ class Searcher:
                     texts = [searched.labels[r][2] for r in rows]
                     lex = self.lexicon.readings_given_texts([enc.readings[0]], texts)[0]
                     return self.lexicon.fuse(cico, lex, "v2t")
-            return self._search(searched, enc.vectors, enc.tokens, k, n_candidates, rerank, lexical)[0]
+            likelihood = None
+            if target == "texts" and self._likelihood_applies("v2t"):
+                def likelihood(qi: int, rows: np.ndarray) -> np.ndarray:
+                    texts = [searched.labels[r][2] for r in rows]
+                    return self.likelihood.raw_scores(self.model, "v2t", [enc.tokens[0]] * len(rows), texts)
+            return self._search(searched, enc.vectors, enc.tokens, k, n_candidates, rerank, lexical,
+                                likelihood, "v2t")[0]
+
+    def _likelihood_applies(self, direction: str) -> bool:
+        # it re-ranks what CiCo + lexicon ordered: an index without gloss readings has no such order
+        return (self.likelihood is not None and self.likelihood.applies(direction)
+                and (self.lexicon is None or self.clips.readings is not None))
 
     # --- the two stages -------------------------------------------------------------------------
     def _search(self, target: _Target, q_vectors: np.ndarray, q_tokens: list[np.ndarray], k: int,
-                n_candidates: int, rerank: bool, lexical=None) -> list[list[SearchHit]]:
+                n_candidates: int, rerank: bool, lexical=None, likelihood=None,
+                direction: str = "") -> list[list[SearchHit]]:
         """`lexical(query number, candidate rows, CiCo scores) -> fused scores`, when the model's gloss
-        lexicon applies to this search."""
+        lexicon applies to this search; `likelihood(query number, candidate rows) -> raw scores` of the
+        decoder-likelihood stage in `direction`, when the model is calibrated for it."""
         n = min(max(n_candidates, k) if rerank else k, len(target))
         scores, ids = faiss_index.search(target.index, q_vectors, n)  # (Q, n)
         temperature = getattr(getattr(self.model, "config", None), "cico_temperature", 0.07)
@@ -208,7 +231,11 @@ class Searcher:
                 s = cico_one_to_many(q_tokens[qi], cand, counts, temperature)
                 if lexical is not None:
                     s = lexical(qi, rows, s)
-            order = np.argsort(-s, kind="stable")[:k]
+            if rerank and len(rows) and likelihood is not None:
+                order, s = self.likelihood.rerank(s, direction, lambda pos: likelihood(qi, rows[pos]))
+                order = order[:k]
+            else:
+                order = np.argsort(-s, kind="stable")[:k]
             results.append([SearchHit(rank + 1, float(s[j]), *target.labels[rows[j]])
                             for rank, j in enumerate(order)])
         return results

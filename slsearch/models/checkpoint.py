@@ -5,6 +5,7 @@
     tokenizer.json ... the tokenizer (+ vocab_trim.json)
     train_log.jsonl    per-epoch loss, dev metrics, throughput (written by training)
     lexicon.npz        the gloss lexicon and its fusion weights (joint runs with glosses)
+    likelihood.json    the decoder-likelihood re-ranking stage's dev-picked weights (joint runs)
 
 `model.checkpoint_hash` (first 16 hex digits of the weights' sha256) names the weights; indexes
 record it so that a query never mixes vectors of two models.
@@ -24,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from slsearch import __version__
 from slsearch.errors import SlsearchError
 from slsearch.models.lexicon import LEXICON_FILE
+from slsearch.models.likelihood import LIKELIHOOD_FILE
 
 FORMAT = "slsearch-checkpoint"
 FORMAT_VERSION = 1
@@ -51,8 +53,10 @@ def save_model(model, folder: str | Path, recipe: dict[str, Any] | None = None,
     save_file(state, str(tmp), metadata={"format": FORMAT})
     tmp.replace(folder / WEIGHTS_FILE)
     model.tokenizer.save(folder)
-    # A gloss lexicon is calibrated on the scores of the weights it was fitted with: new weights drop it.
+    # The lexicon and the likelihood stage are calibrated on the scores of the weights they were fitted
+    # with: new weights drop them.
     (folder / LEXICON_FILE).unlink(missing_ok=True)
+    (folder / LIKELIHOOD_FILE).unlink(missing_ok=True)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "slsearch_version": __version__,
               "model": asdict(model.config), "recipe": recipe or {}, **(extra or {})}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False))
@@ -86,6 +90,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     from slsearch.models.model import SignTextModel, config_from_dict
     from slsearch.models.tokenizer import TextTokenizer
     from slsearch.models.lexicon import Lexicon
+    from slsearch.models.likelihood import LikelihoodReranker
     from slsearch.models.translator import DecodeConfig
 
     folder = Path(path)
@@ -112,4 +117,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     if model.lexicon is not None and model.lexicon.glosses and not set(model.lexicon.glosses) <= set(config.glosses or []):
         raise SlsearchError(f"{folder}: {LEXICON_FILE} names glosses the model's gloss head does not read; "
                             "it belongs to another run")
+    model.likelihood = LikelihoodReranker.load(folder)
     return model.to(device).eval()

@@ -49,6 +49,10 @@ class ModelConfig:
     glosses: list[str] | None = None
     text_mbart: dict[str, Any] | None = None  # MBartConfig of a pretrained text encoder, when one is used
     text_model_source: str | None = None  # where that pretrained encoder came from (for the record)
+    # Share of the LM loss's sentences that the decoder reads with a learnt "null clip" instead of their
+    # video: it then also models p(sentence), the prior that V2T re-ranking by likelihood divides out.
+    # > 0 adds the null token to the model.
+    lm_prior_rate: float = 0.0
 
     def text_config(self) -> MBartConfig:
         if self.text_mbart is not None:
@@ -76,10 +80,13 @@ class SignTextModel(nn.Module):
         self.decoder = TextDecoder(decoder_config(config.vocab_size, config.token_dim, config.decoder_layers,
                                                   config.decoder_heads, config.decoder_ffn, config.dropout,
                                                   max_positions=config.max_text_tokens + 4))
+        self.null_video = (nn.Parameter(torch.randn(1, 1, config.token_dim) * 0.02)
+                           if config.lm_prior_rate > 0 else None)
         self.logit_scale_fine = nn.Parameter(torch.tensor(config.init_logit_scale))
         self.logit_scale_global = nn.Parameter(torch.tensor(config.init_logit_scale))
         self.checkpoint_hash = "untrained"  # set by save_model / load_model
         self.lexicon = None  # a slsearch.models.lexicon.Lexicon, set by load_model when the checkpoint has one
+        self.likelihood = None  # a slsearch.models.likelihood.LikelihoodReranker, likewise
 
     @property
     def embed_dim(self) -> int:
@@ -115,9 +122,27 @@ class SignTextModel(nn.Module):
         if with_lm:
             dec_in, dec_mask, labels = shift_for_lm(input_ids, attention_mask, self.tokenizer.bos_id,
                                                     self.tokenizer.pad_id)
-            out["lm_logits"] = self.decoder(v["tokens"], v["mask"], dec_in, dec_mask)  # (B, L, vocab)
+            memory, memory_mask = v["tokens"], v["mask"]
+            if self.training and self.null_video is not None:
+                nulls = torch.rand(memory.shape[0], device=memory.device) < self.config.lm_prior_rate
+                null_mem, null_mask = self.null_memory(memory.shape[0], memory.shape[1])
+                memory = torch.where(nulls[:, None, None], null_mem.to(memory.dtype), memory)
+                memory_mask = torch.where(nulls[:, None], null_mask, memory_mask)
+            out["lm_logits"] = self.decoder(memory, memory_mask, dec_in, dec_mask)  # (B, L, vocab)
             out["lm_labels"] = labels
         return out
+
+
+    def null_memory(self, batch: int, length: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder memory of the null clip, (batch, length, d) with only the first step valid: reading
+        it the decoder scores p(sentence) alone."""
+        if self.null_video is None:
+            raise ValueError("this model was trained without a sentence prior (model.lm_prior_rate = 0)")
+        memory = torch.zeros(batch, length, self.config.token_dim, device=self.device)
+        memory[:, 0] = self.null_video[0, 0]
+        mask = torch.zeros(batch, length, dtype=torch.bool, device=self.device)
+        mask[:, 0] = True
+        return memory, mask
 
 
 def build_model(config: ModelConfig, tokenizer: TextTokenizer) -> SignTextModel:

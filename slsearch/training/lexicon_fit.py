@@ -4,7 +4,8 @@ The lexicon comes from the training manifest's sentence/gloss pairs; the weights
 checkpoint's own dev scores (its CiCo matrix and gloss readings), so this runs once the run's
 best epoch is known, and writes lexicon.npz beside that checkpoint's weights. `refit_lexicon` does
 the same for an existing checkpoint (`slsearch lexicon`): one trained before lexicons existed, or
-with other lexicon settings. The weights, and so any index built with them, stay as they are.
+with other lexicon settings, and then recalibrates the checkpoint's likelihood stage, which re-ranks
+the lexicon's order. The weights, and so any index built with them, stay as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from slsearch.models.checkpoint import load_model
 from slsearch.models.lexicon import Lexicon
 from slsearch.training.data import FeatureSet, load_features, read_training_manifest
 from slsearch.training.dev_eval import cico_matrix
+from slsearch.training.likelihood_fit import fit_likelihood
 from slsearch.training.recipe import LexiconConfig
 
 
@@ -52,4 +54,7 @@ def refit_lexicon(checkpoint: str | Path, manifest: str | Path, dev: str | Path,
     if not any(c.gloss for c in train_clips):
         raise SlsearchError(f"{manifest}: no clip has glosses (a 'gloss' column) to learn a lexicon from")
     dev_set = load_features(read_training_manifest(dev), model.video.front_end, model.temporal_stride, dev, progress)
-    return fit_lexicon(checkpoint, train_clips, dev_set, config)
+    lexicon = fit_lexicon(checkpoint, train_clips, dev_set, config)
+    if model.likelihood is not None:  # it re-ranks CiCo + lexicon: its weights were picked on the old lexicon
+        fit_likelihood(checkpoint, dev_set, depth=model.likelihood.depth)
+    return lexicon

@@ -29,6 +29,7 @@ from slsearch.training.data import (FeatureSet, collate, epoch_batches, gloss_vo
                                     read_training_manifest)
 from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
 from slsearch.training.lexicon_fit import fit_lexicon
+from slsearch.training.likelihood_fit import fit_likelihood
 from slsearch.training.recipe import DERIVED_MODEL_KEYS, Recipe, load_recipe, recipe_from_dict
 
 LAST = "last"  # sub-folder with the resumable state
@@ -311,6 +312,10 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         t0 = time.perf_counter()
         lexicon = fit_lexicon(out, train_clips, dev_set, recipe.lexicon, tc.eval_batch_size)
         _report_lexicon(lexicon, time.perf_counter() - t0, state["best_dev"])
+    if tc.stage == "joint" and recipe.likelihood.enabled and recipe.loss.lm_weight and state["best_epoch"]:
+        t0 = time.perf_counter()
+        reranker = fit_likelihood(out, dev_set, tc.eval_batch_size, recipe.likelihood.depth)
+        _report_likelihood(reranker, time.perf_counter() - t0)
     best = state["best_dev"]
     what = (f"BLEU-4 {best.get('BLEU-4', 0):.2f}" if tc.stage == "translate" else
             f"CiCo R@1 T2V {best.get('cico_t2v_R@1', 0):.1f} V2T {best.get('cico_v2t_R@1', 0):.1f}")
@@ -329,9 +334,18 @@ def _report_lexicon(lexicon, seconds: float, best_dev: dict[str, float]) -> None
                       highlight=False)
 
 
+def _report_likelihood(reranker, seconds: float) -> None:
+    parts = [f"{d.upper()} {f['dev_R@1_before']:.1f} -> {f['dev_R@1']:.1f} (weight {f['weight']:g})"
+             for d, f in reranker.fusion.items()]
+    err_console.print(f"decoder-likelihood re-ranking of the first {reranker.depth} in {seconds:.1f}s; dev R@1 "
+                      + ", ".join(parts) + ("" if "v2t" in reranker.fusion else
+                                            "; V2T not re-ranked (no sentence prior: model.lm_prior_rate = 0)"),
+                      highlight=False)
+
+
 def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
     """A recipe without the values filled in by the code (they differ before/after building), nor the
-    after-training lexicon settings (they do not change the training)."""
+    after-training lexicon and likelihood settings (they do not change the training)."""
     model = {k: v for k, v in recipe["model"].items()
              if k not in DERIVED_MODEL_KEYS}
-    return {**{k: v for k, v in recipe.items() if k != "lexicon"}, "model": model}
+    return {**{k: v for k, v in recipe.items() if k not in ("lexicon", "likelihood")}, "model": model}

@@ -77,6 +77,14 @@ class LexiconConfig:
 
 
 @dataclass
+class LikelihoodConfig:
+    # The decoder-likelihood re-ranking stage (slsearch.models.likelihood), calibrated on dev after a
+    # joint run with the LM loss: it re-scores the first `depth` candidates of CiCo + lexicon.
+    enabled: bool = True
+    depth: int = 20
+
+
+@dataclass
 class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -85,6 +93,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # how the checkpoint translates by default
     lexicon: LexiconConfig = field(default_factory=LexiconConfig)
+    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,6 +196,8 @@ def _validate(r: Recipe) -> None:
         (r.lexicon.prefix >= 0, "lexicon.prefix must be 0 (whole words) or positive"),
         (r.lexicon.iterations >= 1, "lexicon.iterations must be at least 1"),
         (0 < r.lexicon.smoothing < 1, "lexicon.smoothing must be between 0 and 1"),
+        (r.likelihood.depth >= 1, "likelihood.depth must be at least 1"),
+        (0 <= r.model.lm_prior_rate < 1, "model.lm_prior_rate must be in [0, 1)"),
     ]
     for ok, message in checks:
         if not ok:
