@@ -130,7 +130,11 @@ def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_
 def test_new_weights_drop_a_stale_likelihood_stage(prior_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(prior_run, run)
-    model = load_model(run)
+    assert LikelihoodReranker.load(run).fusion == load_model(prior_run).likelihood.fusion  # round trip
+    (run / LIKELIHOOD_FILE).write_text("{not json")
+    with pytest.raises(Exception, match="unreadable likelihood stage"):
+        load_model(run)
+    model = load_model(prior_run)
     save_model(model, run)
     assert not (run / LIKELIHOOD_FILE).exists() and load_model(run).likelihood is None
 

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 
 from slsearch.console import progress_bar
+from slsearch.errors import SlsearchError
 from slsearch.models.decoder import shift_for_lm
+from slsearch.models.similarity import pad_tokens
 
 LIKELIHOOD_FILE = "likelihood.json"
 DEFAULT_DEPTH = 20
@@ -44,12 +46,9 @@ def _loglik(model, memory: torch.Tensor, memory_mask: torch.Tensor, texts: Seque
     return token.sum(1).cpu().numpy()
 
 
-def sentence_loglik(model, clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
-                    progress: bool = False) -> np.ndarray:
-    """log p(texts[k] | clip_tokens[k]) for aligned pairs: the decoder's summed log-probability of the
-    sentence's tokens (end of sentence included) given a clip's token states (L, d)."""
-    if len(clip_tokens) != len(texts):
-        raise ValueError(f"{len(clip_tokens)} clips for {len(texts)} sentences: pairs must be aligned")
+def _batched(model, texts: Sequence[str], memory_of, progress: bool, desc: str) -> np.ndarray:
+    """Run `_loglik` over batches of sentences; `memory_of(slice) -> (memory, mask)` gives each
+    batch's decoder memory. Eval mode and no_grad, restored after."""
     out = np.zeros(len(texts), np.float32)
     was_training = model.training
     model.eval()
@@ -57,20 +56,14 @@ def sentence_loglik(model, clip_tokens: Sequence[np.ndarray], texts: Sequence[st
     try:
         if bar:
             bar.start()
-            task = bar.add_task("decoder likelihood", total=len(texts), rate="")
+            task = bar.add_task(desc, total=len(texts), rate="")
         with torch.no_grad():
             for start in range(0, len(texts), _BATCH):
-                part = slice(start, start + _BATCH)
-                tokens = clip_tokens[part]
-                lmax = max(t.shape[0] for t in tokens)
-                memory = torch.zeros(len(tokens), lmax, model.token_dim)
-                memory_mask = torch.zeros(len(tokens), lmax, dtype=torch.bool)
-                for row, t in enumerate(tokens):
-                    memory[row, : t.shape[0]] = torch.from_numpy(np.asarray(t, dtype=np.float32))
-                    memory_mask[row, : t.shape[0]] = True
-                out[part] = _loglik(model, memory.to(model.device), memory_mask.to(model.device), texts[part])
+                part = slice(start, min(start + _BATCH, len(texts)))
+                memory, memory_mask = memory_of(part)
+                out[part] = _loglik(model, memory, memory_mask, list(texts[part]))
                 if bar:
-                    bar.update(task, advance=len(tokens))
+                    bar.update(task, advance=part.stop - part.start)
     finally:
         if bar:
             bar.stop()
@@ -79,21 +72,23 @@ def sentence_loglik(model, clip_tokens: Sequence[np.ndarray], texts: Sequence[st
     return out
 
 
+def sentence_loglik(model, clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
+                    progress: bool = False) -> np.ndarray:
+    """log p(texts[k] | clip_tokens[k]) for aligned pairs: the decoder's summed log-probability of the
+    sentence's tokens (end of sentence included) given a clip's token states (L, d)."""
+    if len(clip_tokens) != len(texts):
+        raise ValueError(f"{len(clip_tokens)} clips for {len(texts)} sentences: pairs must be aligned")
+
+    def memory_of(part: slice):
+        memory, mask = pad_tokens(clip_tokens[part])
+        return memory.to(model.device), mask.to(model.device)
+
+    return _batched(model, texts, memory_of, progress, "decoder likelihood")
+
+
 def sentence_prior(model, texts: Sequence[str]) -> np.ndarray:
     """log p(text) from the decoder reading the null clip (models with `lm_prior_rate > 0`)."""
-    out = np.zeros(len(texts), np.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(texts), _BATCH):
-                part = list(texts[start:start + _BATCH])
-                memory, memory_mask = model.null_memory(len(part))
-                out[start:start + len(part)] = _loglik(model, memory, memory_mask, part)
-    finally:
-        if was_training:
-            model.train()
-    return out
+    return _batched(model, texts, lambda part: model.null_memory(part.stop - part.start), False, "sentence prior")
 
 
 def has_prior(model) -> bool:
@@ -222,5 +217,8 @@ class LikelihoodReranker:
         path = Path(folder) / LIKELIHOOD_FILE
         if not path.exists():
             return None
-        d = json.loads(path.read_text())
-        return cls(depth=int(d["depth"]), fusion=d["fusion"])
+        try:
+            d = json.loads(path.read_text())
+            return cls(depth=int(d["depth"]), fusion=dict(d["fusion"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise SlsearchError(f"{path}: unreadable likelihood stage ({e}); run `slsearch calibrate` again") from None
