@@ -123,7 +123,8 @@ class SignTextModel(nn.Module):
             dec_in, dec_mask, labels = shift_for_lm(input_ids, attention_mask, self.tokenizer.bos_id,
                                                     self.tokenizer.pad_id)
             memory, memory_mask = v["tokens"], v["mask"]
-            if self.training and self.null_video is not None:
+            # joint training only: the translate stage (with_text=False) learns from every clip's video
+            if self.training and with_text and self.null_video is not None:
                 nulls = torch.rand(memory.shape[0], device=memory.device) < self.config.lm_prior_rate
                 null_mem, null_mask = self.null_memory(memory.shape[0], memory.shape[1])
                 memory = torch.where(nulls[:, None, None], null_mem.to(memory.dtype), memory)
@@ -131,7 +132,6 @@ class SignTextModel(nn.Module):
             out["lm_logits"] = self.decoder(memory, memory_mask, dec_in, dec_mask)  # (B, L, vocab)
             out["lm_labels"] = labels
         return out
-
 
     def null_memory(self, batch: int, length: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder memory of the null clip, (batch, length, d) with only the first step valid: reading
