@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -120,6 +121,17 @@ def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_
         h = searcher.search_video(clips[i].path, k=4, n_candidates=len(texts))
         assert [x.text for x in h] == [texts[j] for j in np.argsort(-v2t[i], kind="stable")[:4]]
     assert not np.array_equal(np.argsort(-t2v, 0)[:3], np.argsort(-stage2["t2v"], 0)[:3])  # it did re-rank
+    # the index stores each sentence's prior, so V2T does not recompute it per query
+    stored = dict(zip(searcher.texts.coll.column("text"), searcher.texts.priors))
+    assert np.allclose([stored[t] for t in texts], sentence_prior(model, texts), atol=1e-4)
+
+    # an index from before the column: priors are computed per query, with the same ranking
+    texts_meta = next(p for p in out.resolve().rglob("*.parquet") if "sentence_prior" in pq.read_schema(p).names)
+    pq.write_table(pq.read_table(texts_meta).drop(["sentence_prior"]), texts_meta)
+    older = Searcher(out)
+    assert older.texts.priors is None
+    assert [x.text for x in older.search_video(clips[2].path, k=4, n_candidates=len(texts))] == \
+        [texts[j] for j in np.argsort(-v2t[2], kind="stable")[:4]]
 
     full = evaluate_model(prior_run, tiny_corpus[0], progress=False)
     assert full["score"] == "full" and full["metrics"]["paper/t2v_R@1"] >= 80

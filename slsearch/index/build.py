@@ -168,6 +168,7 @@ def _texts_collection(model, clip_rows: list[dict[str, Any]], prev: Collection |
     """Sentences of the clips: known ones keep their ids, new ones are embedded and added;
     sentences no clip carries any more are dropped. Sets each row's text_id."""
     from slsearch.encode import encode_texts
+    from slsearch.models.likelihood import has_prior, sentence_prior
 
     wanted = list(dict.fromkeys(r["text"] for r in clip_rows if r["text"]))
     prev_meta = prev.meta.to_pylist() if prev is not None else []
@@ -181,10 +182,12 @@ def _texts_collection(model, clip_rows: list[dict[str, Any]], prev: Collection |
         segment, seg_writer = writer.new_token_segment("texts", model.token_dim)
         enc = encode_texts(model, new_texts, progress=progress)
         vectors = enc.vectors
-        for i, (text, tok) in enumerate(zip(new_texts, enc.tokens)):
+        priors = sentence_prior(model, new_texts) if has_prior(model) else [None] * len(new_texts)
+        for i, (text, tok, prior) in enumerate(zip(new_texts, enc.tokens, priors)):
             offset, count = seg_writer.append(tok)
             new_rows.append({"faiss_id": next_id + i, "text": text, "token_segment": segment,
-                             "token_offset": offset, "token_count": count})
+                             "token_offset": offset, "token_count": count,
+                             "sentence_prior": None if prior is None else float(prior)})
     if not kept and not new_rows:
         return None
     new_ids = np.arange(next_id, next_id + len(new_rows), dtype=np.int64)

@@ -77,6 +77,9 @@ class _Target:
         readings = coll.column("gloss_reading") if "id" in coll.meta.column_names else None
         # clips' gloss readings for the lexicon's T2V score; None where the index has none
         self.readings = None if readings is None or any(r is None for r in readings) else readings
+        priors = coll.column("sentence_prior") if "sentence_prior" in coll.meta.column_names else None
+        # sentences' log p(s) for V2T likelihood re-ranking; None: computed per query
+        self.priors = None if priors is None or np.isnan(priors.astype(np.float64)).any() else priors
 
     def __len__(self) -> int:
         return len(self.coll)
@@ -197,7 +200,8 @@ class Searcher:
             if target == "texts" and self._likelihood_applies("v2t"):
                 def likelihood(qi: int, rows: np.ndarray) -> np.ndarray:
                     texts = [searched.labels[r][2] for r in rows]
-                    return self.likelihood.raw_scores(self.model, "v2t", [enc.tokens[0]] * len(rows), texts)
+                    priors = None if searched.priors is None else searched.priors[rows]
+                    return self.likelihood.raw_scores(self.model, "v2t", [enc.tokens[0]] * len(rows), texts, priors)
             return self._search(searched, enc.vectors, enc.tokens, k, n_candidates, rerank, lexical,
                                 likelihood, "v2t")[0]
 

@@ -56,7 +56,10 @@ CLIP_SCHEMA = pa.schema([
     *TOKEN_COLUMNS,
     ("gloss_reading", pa.string()),  # what the model's gloss head reads in the clip (None without a head)
 ])
-TEXT_SCHEMA = pa.schema([("faiss_id", pa.int64()), ("text", pa.string()), *TOKEN_COLUMNS])
+TEXT_SCHEMA = pa.schema([("faiss_id", pa.int64()), ("text", pa.string()), *TOKEN_COLUMNS,
+                         # log p(sentence) from the decoder's null clip, for V2T likelihood re-ranking
+                         # (models trained with it; None otherwise, and in older indexes)
+                         ("sentence_prior", pa.float32())])
 SCHEMAS = {"clips": CLIP_SCHEMA, "texts": TEXT_SCHEMA}
 
 
