@@ -80,6 +80,56 @@ def test_resume_after_interruption_matches_uninterrupted(corpus, tmp_path, monke
         train(TINY, *corpus, tmp_path / "cut", overrides=["train.epochs=4"], progress=False)
 
 
+def test_weight_average_follows_the_live_weights():
+    from slsearch.training.averaging import WeightAverage
+
+    live = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(live.weight)
+    avg = WeightAverage(live, decay=0.5)
+    live.weight.data.fill_(1.0)
+    avg.update(live)  # first update: memory (1 + 1) / (10 + 1) < 0.5
+    assert np.isclose(avg.model.weight.item(), 1 - 2 / 11)
+    for _ in range(20):
+        avg.update(live)
+    assert np.isclose(avg.model.weight.item(), 1.0, atol=1e-5) and not avg.model.weight.requires_grad
+    with pytest.raises(ValueError):
+        WeightAverage(live, decay=1.0)
+
+
+def test_weight_average_is_judged_saved_and_resumed(corpus, tmp_path, monkeypatch):
+    sets = ["train.epochs=3", "train.ema_decay=0.9", "train.patience=0"]
+    full = train(TINY, *corpus, tmp_path / "full", overrides=sets, progress=False)
+    best = load_file(str(tmp_path / "full" / "model.safetensors"))
+    live = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    state = torch.load(tmp_path / "full" / "last" / loop.STATE_FILE, weights_only=False)["weight_average"]
+    log = [json.loads(l) for l in (tmp_path / "full" / "train_log.jsonl").read_text().splitlines()]
+    assert state["updates"] == log[-1]["step"]  # one update per optimiser step
+    assert any(not torch.equal(best[k], live[k]) for k in best)  # the checkpoint is not the live weights
+    if full.best_epoch == 3:  # ... it is their average at the best epoch
+        assert all(torch.equal(best[k], state["weights"][k]) for k in best)
+    # dev R@1 in the log is the average's: re-evaluating the saved checkpoint gives the same numbers
+    dev = read_manifest(corpus[1])
+    again = evaluate_retrieval(load_model(tmp_path / "full"), dev, [c.text for c in dev])
+    assert np.isclose(again["cico_t2v_R@1"], log[full.best_epoch - 1]["cico_t2v_R@1"])
+    # an interrupted run resumes the average too
+    real_eval, calls = loop.evaluate_retrieval, []
+
+    def interrupted_eval(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_eval(*a, **k)
+
+    monkeypatch.setattr(loop, "evaluate_retrieval", interrupted_eval)
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY, *corpus, tmp_path / "cut", overrides=sets, progress=False)
+    monkeypatch.setattr(loop, "evaluate_retrieval", real_eval)
+    train(TINY, *corpus, tmp_path / "cut", overrides=sets, progress=False)
+    resumed = torch.load(tmp_path / "cut" / "last" / loop.STATE_FILE, weights_only=False)["weight_average"]
+    assert resumed["updates"] == state["updates"]
+    assert all(torch.equal(resumed["weights"][k], state["weights"][k]) for k in state["weights"])
+
+
 def _bad_manifest(tmp_path, corpus, change):
     clips = read_manifest(corpus[0])[:6]
     change(clips)

@@ -27,6 +27,7 @@ from slsearch.models.model import SignTextModel, build_model
 from slsearch.models.tokenizer import TextTokenizer
 from slsearch.training.data import (FeatureSet, collate, epoch_batches, gloss_vocabulary, load_features,
                                     read_training_manifest)
+from slsearch.training.averaging import WeightAverage
 from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
 from slsearch.training.lexicon_fit import fit_lexicon
 from slsearch.training.likelihood_fit import fit_likelihood
@@ -148,14 +149,16 @@ def _metrics_table(row: dict[str, Any]):
     return table
 
 
-def _save_state(model, opt, sched, out: Path, recipe: Recipe, state: dict[str, Any]) -> None:
+def _save_state(model, opt, sched, out: Path, recipe: Recipe, state: dict[str, Any],
+                average: WeightAverage | None = None) -> None:
     last = out / LAST
     tmp = out / (LAST + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     save_model(model, tmp, recipe=recipe.to_dict())
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "torch_rng": torch.get_rng_state(), **state}, tmp / STATE_FILE)
+                "torch_rng": torch.get_rng_state(), **state,
+                **({"weight_average": average.state_dict()} if average else {})}, tmp / STATE_FILE)
     if last.exists():
         shutil.rmtree(last)
     tmp.rename(last)
@@ -212,6 +215,8 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
                             f"set loss.gloss_weight=0 or start from a run trained with glosses")
     model.decode_config = recipe.decode  # dev translations decode as the saved checkpoint will
     model.train()
+    average = WeightAverage(model, tc.ema_decay) if tc.ema_decay else None
+    judged = average.model if average else model  # what dev evaluates and the checkpoint holds
     stride = model.temporal_stride
     train_set = load_features(train_clips, model.video.front_end, stride, manifest, progress,
                               glosses=model.config.glosses if recipe.loss.gloss_weight else None)
@@ -232,6 +237,8 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
+        if average:
+            average.load_state_dict(saved["weight_average"])
         state = {k: saved[k] for k in state}
     amp = tc.precision == "bf16"
 
@@ -262,6 +269,8 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
                     torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
                 opt.step()
                 sched.step()
+                if average:
+                    average.update(model)
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
@@ -285,9 +294,9 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         state["train_seconds"] += seconds
         steps_done = step + 1
         if tc.stage == "translate":
-            dev_metrics = evaluate_translation(model, dev_set.features, dev_set.texts, tc.dev_beam, tc.eval_batch_size)
+            dev_metrics = evaluate_translation(judged, dev_set.features, dev_set.texts, tc.dev_beam, tc.eval_batch_size)
         else:
-            dev_metrics = evaluate_retrieval(model, dev_set.features, dev_set.texts, tc.eval_batch_size)
+            dev_metrics = evaluate_retrieval(judged, dev_set.features, dev_set.texts, tc.eval_batch_size)
         model.train()
         row = {"epoch": epoch, "step": epoch * steps_per_epoch, "lr": sched.get_last_lr()[0],
                **{k: v / steps_done for k, v in sums.items()}, "clips_per_s": clips / seconds,
@@ -299,10 +308,10 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         state["epoch"] = epoch
         if dev_metrics["score"] > state["best_score"]:
             state.update(best_score=dev_metrics["score"], best_epoch=epoch, best_dev=dev_metrics, bad_epochs=0)
-            save_model(model, out, recipe=recipe.to_dict(), extra={"best_epoch": epoch, "dev": dev_metrics})
+            save_model(judged, out, recipe=recipe.to_dict(), extra={"best_epoch": epoch, "dev": dev_metrics})
         else:
             state["bad_epochs"] += 1
-        _save_state(model, opt, sched, out, recipe, state)
+        _save_state(model, opt, sched, out, recipe, state, average)
         if stopped == "time_limit":
             break
         if tc.patience and state["bad_epochs"] >= tc.patience:

@@ -58,6 +58,7 @@ class TrainConfig:
     time_stretch: float = 0.2  # augmentation: random speed factor in [1 - x, 1 + x]
     feature_noise: float = 0.0  # augmentation: Gaussian noise std added to features
     concat_prob: float = 0.0  # augmentation: chance a pair is joined with another pair (see data.collate)
+    ema_decay: float = 0.0  # > 0: dev evaluation and the checkpoint use this running average of the weights
     eval_batch_size: int = 64
     log_every: int = 10  # steps between progress-bar updates of the loss
     stage: str = "joint"  # joint: contrastive + LM (C²RL); translate: video encoder + decoder on the LM loss only
