@@ -151,23 +151,30 @@ def lexicon(
     manifest: str = typer.Option(..., "--manifest", help="Training manifest with a gloss column."),
     dev: str = typer.Option(..., "--dev", help="Dev manifest: picks the fusion weights (never test)."),
     prefix: int = typer.Option(5, "--prefix", help="Cut sentence words to this many characters (0 = whole words)."),
-    iterations: int = typer.Option(5, "--iterations", help="IBM Model 1 EM iterations."),
+    iterations: int = typer.Option(5, "--iterations", help="EM iterations (IBM Model 1, then the diagonal model)."),
     smoothing: float = typer.Option(0.1, "--smoothing", help="Weight of the unit prior, between 0 and 1."),
+    alignment: str = typer.Option("diagonal", "--alignment",
+                                  help="diagonal: words and glosses at similar positions align; ibm1: any order."),
+    tension: float = typer.Option(4.0, "--tension", help="Diagonal alignment: how sharply it prefers equal positions."),
     as_json: bool = typer.Option(False, "--json", help="Print the lexicon's summary as JSON on stdout."),
 ) -> None:
     """Learn a checkpoint's gloss lexicon again (what `train` does at the end of a joint run with glosses)."""
     from slsearch.training.lexicon_fit import refit_lexicon
     from slsearch.training.recipe import LexiconConfig
 
-    if prefix < 0 or iterations < 1 or not 0 < smoothing < 1:
-        raise SlsearchError("--prefix must be >= 0, --iterations >= 1 and --smoothing between 0 and 1")
-    lex = refit_lexicon(model, manifest, dev, LexiconConfig(True, prefix, iterations, smoothing), progress=not as_json)
+    if prefix < 0 or iterations < 1 or not 0 < smoothing < 1 or tension <= 0:
+        raise SlsearchError("--prefix must be >= 0, --iterations >= 1, --smoothing between 0 and 1 and --tension > 0")
+    if alignment not in ("ibm1", "diagonal"):
+        raise SlsearchError(f"--alignment must be 'ibm1' or 'diagonal', not {alignment!r}")
+    config = LexiconConfig(True, prefix, iterations, smoothing, alignment, tension)
+    lex = refit_lexicon(model, manifest, dev, config, progress=not as_json)
     summary = {"model": model, **lex.describe()}
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))
         return
     f = lex.fusion
-    console.print(f"gloss lexicon of {model}: {len(lex.units)} word units x {len(lex.glosses)} glosses; dev R@1 with "
+    console.print(f"gloss lexicon of {model} ({lex.alignment} alignment): {len(lex.units)} word units x "
+                  f"{len(lex.glosses)} glosses; dev R@1 with "
                   f"CiCo + lexicon T2V {f['t2v']['dev_R@1']:.1f} V2T {f['v2t']['dev_R@1']:.1f} "
                   f"(weights {f['t2v']['weight']:g} / {f['v2t']['weight']:g})", highlight=False)
 

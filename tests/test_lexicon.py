@@ -1,5 +1,6 @@
-"""The gloss lexicon: units, IBM Model 1 tables, query-likelihood scores, dev-picked fusion with CiCo,
-and its use end to end: learnt by `train`, saved with the checkpoint, ranked by in eval and search."""
+"""The gloss lexicon: units, IBM Model 1 and diagonal-alignment tables, query-likelihood scores,
+dev-picked fusion with CiCo, and its use end to end: learnt by `train`, saved with the checkpoint,
+ranked by in eval and search."""
 
 import json
 
@@ -43,9 +44,26 @@ def test_text_units_cut_words_and_split_cjk():
     assert text_units(" . ! ") == []
 
 
+def ordered_pairs(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """A toy language signed in the spoken order: the glosses follow the content words, function words
+    fall in between. The same words in another order make another sentence."""
+    rng = np.random.default_rng(seed)
+    words = list(CONTENT)
+    texts, glosses = [], []
+    for _ in range(n):
+        picked = [words[i] for i in rng.choice(len(words), size=rng.integers(2, 5), replace=False)]
+        sentence = []
+        for w in picked:
+            sentence += list(rng.choice(FUNCTION, size=rng.integers(0, 2))) + [w]
+        texts.append(" ".join(sentence) + " .")
+        glosses.append(" ".join(CONTENT[w] for w in picked))
+    return texts, glosses
+
+
 def test_lexicon_learns_which_gloss_signs_which_word():
+    """IBM Model 1 on a language whose gloss order has nothing to do with its word order."""
     texts, glosses = toy_pairs(300, seed=0)
-    lex = Lexicon.train(texts, glosses, prefix=0)
+    lex = Lexicon.train(texts, glosses, prefix=0, alignment="ibm1")
     for word, gloss in CONTENT.items():
         row = lex.gloss_given_unit[1 + lex.units.index(word)]
         assert lex.glosses[int(row.argmax())] == gloss
@@ -60,6 +78,28 @@ def test_lexicon_learns_which_gloss_signs_which_word():
     assert np.allclose(lex.lexical_matrix(test_glosses, test_texts, "t2v"), t2v.T)
     # a query with no known word carries no lexical information: equal scores, not an error
     assert np.ptp(lex.text_given_readings(["völlig unbekannt"], test_glosses)) == 0
+
+
+def test_diagonal_alignment_tells_apart_sentences_that_differ_in_order():
+    texts, glosses = ordered_pairs(400, seed=0)
+    test_texts, test_glosses = ordered_pairs(60, seed=1)
+    # each held-out sentence also in reverse order: the same words, another gloss sequence
+    test_texts += [" ".join(t.rstrip(" .").split()[::-1]) + " ." for t in test_texts]
+    test_glosses += [" ".join(g.split()[::-1]) for g in test_glosses]
+    keep = [i for i, g in enumerate(test_glosses) if test_glosses.index(g) == i]
+    test_texts, test_glosses = [test_texts[i] for i in keep], [test_glosses[i] for i in keep]
+    target = np.arange(len(keep))
+    r1 = {}
+    for alignment in ("ibm1", "diagonal"):
+        lex = Lexicon.train(texts, glosses, prefix=0, alignment=alignment)
+        for word, gloss in CONTENT.items():
+            assert lex.glosses[int(lex.gloss_given_unit[1 + lex.units.index(word)].argmax())] == gloss
+        t2v = lex.text_given_readings(test_texts, test_glosses)
+        v2t = lex.readings_given_texts(test_glosses, test_texts)
+        r1[alignment] = ((t2v.argmax(1) == target).mean(), (v2t.argmax(1) == target).mean())
+    # Model 1 scores a sentence and its reversal alike, so it can get at most about half of them right
+    assert max(r1["ibm1"]) <= 0.6
+    assert min(r1["diagonal"]) >= 0.9
 
 
 def test_calibration_picks_a_weight_on_dev_and_fusion_is_per_query_stable(tmp_path):
@@ -82,8 +122,16 @@ def test_calibration_picks_a_weight_on_dev_and_fusion_is_per_query_stable(tmp_pa
     assert np.allclose(one, fused[[3, 1, 4], 2], atol=1e-5)
     lex.save(tmp_path)
     again = Lexicon.load(tmp_path)
-    assert again.fusion == lex.fusion and again.units == lex.units
+    assert again.fusion == lex.fusion and again.units == lex.units and again.alignment == "diagonal"
     assert np.allclose(again.fuse(cico, again.lexical_matrix(dev_glosses, dev_texts, "t2v"), "t2v"), fused, atol=1e-5)
+    # a lexicon saved before the diagonal model (no 'alignment' in its metadata) is read as Model 1's
+    with np.load(tmp_path / LEXICON_FILE) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    for key in ("alignment", "tension", "null_probability"):
+        del meta[key]
+    np.savez_compressed(tmp_path / LEXICON_FILE, **{**arrays, "meta": np.array(json.dumps(meta))})
+    assert Lexicon.load(tmp_path).alignment == "ibm1"
     assert Lexicon.load(tmp_path / "nowhere") is None
     (tmp_path / LEXICON_FILE).write_bytes(b"not a zip")
     with pytest.raises(Exception, match="unreadable gloss lexicon"):

@@ -33,7 +33,7 @@ def fit_lexicon(checkpoint: str | Path, train_clips: Sequence[Clip], dev_set: Fe
     if model.video.gloss_head is None or not pairs:
         return None
     lexicon = Lexicon.train([t for t, _ in pairs], [g for _, g in pairs], config.prefix, config.iterations,
-                            config.smoothing)
+                            config.smoothing, config.alignment, config.tension)
     videos = encode_videos(model, dev_set.features, batch_size=batch_size)
     texts = encode_texts(model, list(dev_set.texts), batch_size=max(batch_size, 128))
     cico = cico_matrix(videos, texts, model.config.cico_temperature).numpy()

@@ -70,11 +70,14 @@ class TrainConfig:
 class LexiconConfig:
     # The gloss lexicon (slsearch.models.lexicon), learnt after a joint run whose manifest has glosses
     # and fused with the CiCo score at weights picked on dev. On SynPhoenix dev, cutting words to 5
-    # characters, 5 EM iterations and smoothing 0.1 were best (benchmarks/RESULTS.md).
+    # characters, 5 EM iterations, smoothing 0.1 and the diagonal alignment were best
+    # (benchmarks/RESULTS.md).
     enabled: bool = True
     prefix: int = 5  # sentence words cut to this many characters; 0 = whole words
-    iterations: int = 5  # IBM Model 1 EM iterations
+    iterations: int = 5  # EM iterations of IBM Model 1 (and as many of the diagonal model after it)
     smoothing: float = 0.1  # weight of the unit prior in p(unit | candidate)
+    alignment: str = "diagonal"  # 'diagonal': words and glosses at similar positions align; 'ibm1': any order
+    tension: float = 4.0  # diagonal: how sharply it prefers equal relative positions
 
 
 @dataclass
@@ -197,6 +200,8 @@ def _validate(r: Recipe) -> None:
         (r.lexicon.prefix >= 0, "lexicon.prefix must be 0 (whole words) or positive"),
         (r.lexicon.iterations >= 1, "lexicon.iterations must be at least 1"),
         (0 < r.lexicon.smoothing < 1, "lexicon.smoothing must be between 0 and 1"),
+        (r.lexicon.alignment in ("ibm1", "diagonal"), "lexicon.alignment must be 'ibm1' or 'diagonal'"),
+        (r.lexicon.tension > 0, "lexicon.tension must be positive"),
         (r.likelihood.depth >= 1, "likelihood.depth must be at least 1"),
         (0 <= r.model.lm_prior_rate < 1, "model.lm_prior_rate must be in [0, 1)"),
     ]
