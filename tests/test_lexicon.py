@@ -117,12 +117,19 @@ def test_calibration_picks_a_weight_on_dev_and_fusion_is_per_query_stable(tmp_pa
         assert fusion[direction]["weight"] > 0 and fusion[direction]["dev_R@1"] > cico_r1
     fused = lex.fuse(cico, lex.lexical_matrix(dev_glosses, dev_texts, "t2v"), "t2v")
     # one query against a subset of candidates gets the same numbers as the whole matrix (fixed statistics)
-    one = lex.fuse(cico[[3, 1, 4], 2], lex.text_given_readings([dev_texts[2]], [dev_glosses[i] for i in (3, 1, 4)])[0],
-                   "t2v")
+    one = lex.fuse(cico[[3, 1, 4], 2], lex.clip_scores([dev_texts[2]], [dev_glosses[i] for i in (3, 1, 4)])[0], "t2v")
     assert np.allclose(one, fused[[3, 1, 4], 2], atol=1e-5)
+    # the T2V score is the direct channel plus the calibrated share of the reverse one
+    assert "reverse_weight" in fusion["t2v"] and "reverse_weight" not in fusion["v2t"]
+    direct = lex.text_given_readings(dev_texts, dev_glosses)
+    assert np.allclose(lex.clip_scores(dev_texts, dev_glosses, reverse_weight=0.0), direct)
+    priors = lex.reading_priors(dev_glosses)
+    reverse = lex.readings_given_texts(dev_glosses, dev_texts).T - priors[None, :]
+    assert np.allclose(lex.clip_scores(dev_texts, dev_glosses, priors, 0.5), direct + 0.5 * reverse, atol=1e-5)
     lex.save(tmp_path)
     again = Lexicon.load(tmp_path)
     assert again.fusion == lex.fusion and again.units == lex.units and again.alignment == "diagonal"
+    assert again.fingerprint == lex.fingerprint and np.allclose(again.reading_priors(dev_glosses), priors)
     assert np.allclose(again.fuse(cico, again.lexical_matrix(dev_glosses, dev_texts, "t2v"), "t2v"), fused, atol=1e-5)
     # a lexicon saved before the diagonal model (no 'alignment' in its metadata) is read as Model 1's
     with np.load(tmp_path / LEXICON_FILE) as z:
@@ -206,6 +213,11 @@ def test_index_stores_gloss_readings_and_search_agrees_with_eval(gloss_run, tiny
     assert sum(m["gloss_reading"] == c.gloss for m, c in zip(meta, clips)) >= 0.8 * len(clips)
     searcher = Searcher(out)
     assert searcher.lexicon is not None and searcher.clips.readings is not None
+    # the index stores each clip's log p(reading) for the reverse channel, and whose lexicon they are
+    info = json.loads((out / "index.json").read_text())
+    assert info["lexicon"] == searcher.lexicon.fingerprint and all(m["reading_prior"] is not None for m in meta)
+    assert np.allclose(searcher.clips.reading_priors, searcher.lexicon.reading_priors([m["gloss_reading"] for m in meta]))
+    searcher.lexicon.fusion["t2v"]["reverse_weight"] = 0.5  # whatever dev picked for the toy, use the channel
     # search over every clip ranks exactly as the fused evaluation matrix does
     model = searcher.model
     from slsearch.encode import encode_texts, encode_videos
@@ -219,6 +231,10 @@ def test_index_stores_gloss_readings_and_search_agrees_with_eval(gloss_run, tiny
     for q, h in enumerate(hits):
         assert [x.id for x in h] == [clips[i].id for i in np.argsort(-fused[:, q], kind="stable")[:5]]
         assert np.allclose([x.score for x in h], np.sort(fused[:, q])[::-1][:5], atol=0.02)  # float16 tokens
+    # stored priors of another lexicon are not used: they are computed per candidate, to the same ranking
+    searcher.clips.reading_priors = None
+    assert [[x.id for x in h] for h in searcher.search_text(queries, k=5, n_candidates=len(clips))] == \
+        [[x.id for x in h] for h in hits]
     reading = {m["id"]: m["gloss_reading"] for m in meta}
     assert all(x.glosses == reading[x.id] for x in hits[0])  # clip results show what was read in them
     v2t = searcher.search_video(clips[3].path, k=1)

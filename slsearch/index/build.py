@@ -163,6 +163,23 @@ def _new_index(vectors: np.ndarray, ids: np.ndarray, index_type: str | None, bud
     return index, info
 
 
+def _reading_priors(model, rows: list[dict[str, Any]], old_rows: list[dict[str, Any]],
+                    prev: StoredIndex | None) -> str | None:
+    """Fill each clip row's reading_prior for the model's lexicon (new rows, and kept ones when the index
+    holds another lexicon's); returns the lexicon's fingerprint, None when it has no reverse channel."""
+    lexicon = getattr(model, "lexicon", None)
+    if lexicon is None or not lexicon.has_reverse_channel:
+        for r in old_rows + rows:
+            r["reading_prior"] = None
+        return None
+    stale = prev is None or prev.info.get("lexicon") != lexicon.fingerprint
+    todo = [r for r in (old_rows + rows if stale else rows) if r.get("gloss_reading") is not None]
+    priors = lexicon.reading_priors([r["gloss_reading"] for r in todo]) if todo else []
+    for r, p in zip(todo, priors):
+        r["reading_prior"] = float(p)
+    return lexicon.fingerprint
+
+
 def _texts_collection(model, clip_rows: list[dict[str, Any]], prev: Collection | None, writer: IndexWriter,
                       index_type: str | None, budget: int | None, progress: bool) -> Collection | None:
     """Sentences of the clips: known ones keep their ids, new ones are embedded and added;
@@ -286,6 +303,7 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
             old_rows, replaced = [], np.zeros(0, np.int64)
             index, info = _new_index(vectors, ids, index_type, budget, "clips")
         info["next_id"] = next_id + len(rows)
+        lexicon_fingerprint = _reading_priors(model, rows, old_rows, prev)
         all_rows = old_rows + rows
         texts = _texts_collection(model, all_rows, prev.texts if prev is not None else None, writer,
                                   index_type=None, budget=budget, progress=progress)
@@ -296,6 +314,7 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         meta_info = {
             "created": prev.info["created"] if prev is not None else None,
             "checkpoint": {"path": checkpoint, "hash": model.checkpoint_hash},
+            "lexicon": lexicon_fingerprint,  # the lexicon the clips' reading_prior belong to
             "dims": {"global": int(model.embed_dim), "token": int(model.token_dim)},
             "history": history + [{"action": action, "clips": len(rows), "failures": len(failures),
                                    "seconds": round(time.perf_counter() - t0, 2)}],

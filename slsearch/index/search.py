@@ -77,6 +77,10 @@ class _Target:
         readings = coll.column("gloss_reading") if "id" in coll.meta.column_names else None
         # clips' gloss readings for the lexicon's T2V score; None where the index has none
         self.readings = None if readings is None or any(r is None for r in readings) else readings
+        reading_priors = coll.column("reading_prior") if "reading_prior" in coll.meta.column_names else None
+        # clips' log p(reading) for the lexicon's T2V reverse channel; None: computed when needed
+        self.reading_priors = (None if reading_priors is None or np.isnan(reading_priors.astype(np.float64)).any()
+                               else reading_priors.astype(np.float32))
         priors = coll.column("sentence_prior") if "sentence_prior" in coll.meta.column_names else None
         # sentences' log p(s) for V2T likelihood re-ranking; None: computed per query
         self.priors = None if priors is None or np.isnan(priors.astype(np.float64)).any() else priors
@@ -112,6 +116,9 @@ class Searcher:
         ids, paths, texts = clips.column("id").tolist(), clips.column("path").tolist(), clips.column("text").tolist()
         readings = clips.column("gloss_reading").tolist()
         self.clips = _Target(clips, self.index.token_store("clips"), list(zip(ids, paths, texts, readings)))
+        if self.lexicon is not None and info.get("lexicon") != self.lexicon.fingerprint:
+            self.clips.reading_priors = None  # another lexicon's (or none): computed per candidate instead
+        self._reading_prior_memo: dict[int, float] = {}
         self.texts: _Target | None = None
         if self.index.texts is not None:
             first_clip: dict[str, tuple[str, str]] = {}
@@ -153,7 +160,8 @@ class Searcher:
         lexical = None
         if self.lexicon is not None and self.clips.readings is not None:
             def lexical(qi: int, rows: np.ndarray, cico: np.ndarray) -> np.ndarray:
-                lex = self.lexicon.text_given_readings([queries[qi]], self.clips.readings[rows])[0]
+                readings = self.clips.readings[rows]
+                lex = self.lexicon.clip_scores([queries[qi]], readings, self._reading_priors(rows))[0]
                 return self.lexicon.fuse(cico, lex, "t2v")
         likelihood = None
         if self._likelihood_applies("t2v"):
@@ -204,6 +212,19 @@ class Searcher:
                     return self.likelihood.raw_scores(self.model, "v2t", [enc.tokens[0]] * len(rows), texts, priors)
             return self._search(searched, enc.vectors, enc.tokens, k, n_candidates, rerank, lexical,
                                 likelihood, "v2t")[0]
+
+    def _reading_priors(self, rows: np.ndarray) -> np.ndarray | None:
+        """The candidates' log p(reading) for the lexicon's reverse channel: stored by the index, or (an
+        index built before them or with another lexicon) computed once per clip and remembered."""
+        if not self.lexicon.fusion.get("t2v", {}).get("reverse_weight"):
+            return None  # not used
+        if self.clips.reading_priors is not None:
+            return self.clips.reading_priors[rows]
+        todo = [r for r in dict.fromkeys(rows.tolist()) if r not in self._reading_prior_memo]
+        if todo:
+            priors = self.lexicon.reading_priors(self.clips.readings[np.array(todo)])
+            self._reading_prior_memo.update(zip(todo, priors.tolist()))
+        return np.array([self._reading_prior_memo[r] for r in rows.tolist()], np.float32)
 
     def _likelihood_applies(self, direction: str) -> bool:
         # it re-ranks what CiCo + lexicon ordered: an index without gloss readings has no such order

@@ -55,6 +55,9 @@ CLIP_SCHEMA = pa.schema([
     ("split", pa.string()), ("signer", pa.string()),
     *TOKEN_COLUMNS,
     ("gloss_reading", pa.string()),  # what the model's gloss head reads in the clip (None without a head)
+    # log p(reading) under the lexicon's training sentences, for its T2V reverse channel; valid for the
+    # lexicon whose fingerprint index.json records under "lexicon" (None without one, and in older indexes)
+    ("reading_prior", pa.float32()),
 ])
 TEXT_SCHEMA = pa.schema([("faiss_id", pa.int64()), ("text", pa.string()), *TOKEN_COLUMNS,
                          # log p(sentence) from the decoder's null clip, for V2T likelihood re-ranking

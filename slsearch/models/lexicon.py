@@ -14,6 +14,12 @@ query is given each candidate (query likelihood, smoothed with the unit prior) i
 beside the CiCo score: it generalises from few sentences where a contextual text tower learnt from
 scratch overfits (benchmarks/RESULTS.md). `fusion` combines the two with weights picked on dev.
 
+For T2V, the lexicon also reads the other way (the noisy channel): how likely the clip's reading is
+given the query, over how likely that reading is given any sentence (its mean over the training
+sentences, kept in the lexicon as `bank`). Readings that fit many sentences, short and generic ones,
+stop winning queries they fit only loosely (SynPhoenix dev R@1 after every stage +0.2 to +2.5 on
+three seeds). The denominator is per clip: an index stores it (`reading_priors`).
+
 Sentence units are words cut to `prefix` characters (a crude, language-blind stem: German
 "regnet"/"regen", "schönen"/"schön" meet), or single characters for CJK scripts, whose words are
 not separated by spaces.
@@ -21,9 +27,11 @@ not separated by spaces.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -33,6 +41,7 @@ from slsearch.errors import SlsearchError
 
 LEXICON_FILE = "lexicon.npz"
 ALIGNMENTS = ("ibm1", "diagonal")
+REVERSE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # T2V: share of the reverse channel, picked on dev
 _PUNCT = re.compile(r"[^\w\s-]+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
@@ -82,6 +91,29 @@ def _diagonal_em(pairs: list[tuple[np.ndarray, np.ndarray]], table: np.ndarray, 
     return t
 
 
+def _by_length(seqs) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Sequences -> [(length, their positions, (count, length) stacked ids)]; already grouped passes through."""
+    if isinstance(seqs, _Grouped):
+        return seqs.groups
+    lengths = np.array([len(s) for s in seqs], int)
+    out = []
+    for n in np.unique(lengths):
+        rows = np.nonzero(lengths == n)[0]
+        out.append((int(n), rows, np.stack([seqs[i] for i in rows]) if n else np.zeros((len(rows), 0), int)))
+    return out
+
+
+class _Grouped:
+    """Candidates grouped by length once, for a set scored against many queries (the sentence bank)."""
+
+    def __init__(self, seqs: list[np.ndarray]):
+        self.groups = _by_length(seqs)
+        self.size = len(seqs)
+
+    def __len__(self) -> int:
+        return self.size
+
+
 def _ibm1(pairs: list[tuple[np.ndarray, np.ndarray]], n_src: int, n_tgt: int, iterations: int) -> np.ndarray:
     """EM for IBM Model 1: t[s, g] = p(target g | source s); source id 0 is NULL (in every pair)."""
     t = np.full((n_src, n_tgt), 1.0 / n_tgt)
@@ -110,12 +142,32 @@ class Lexicon:
     alignment: str = "ibm1"  # how the tables were learnt and are scored: 'ibm1' or 'diagonal'
     tension: float = 4.0  # diagonal: how sharply the alignment prior prefers equal relative positions
     null_probability: float = 0.08  # diagonal: prior share of units that no source unit accounts for
+    # the training sentences as unit ids: p(reading) for the reverse channel (None: no reverse channel)
+    bank: list[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.alignment not in ALIGNMENTS:
             raise ValueError(f"alignment must be one of {', '.join(ALIGNMENTS)}, not {self.alignment!r}")
         self._unit_id = {u: i for i, u in enumerate(self.units)}
         self._gloss_id = {g: i for i, g in enumerate(self.glosses)}
+        self._bank_groups = None  # the bank grouped by length, built on first use
+
+    @property
+    def has_reverse_channel(self) -> bool:
+        """T2V can also read p(reading | sentence) / p(reading): needs the bank and the diagonal model."""
+        return self.bank is not None and self.alignment == "diagonal"
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Names the tables and the bank: reading priors stored by an index are valid for this value only."""
+        h = hashlib.sha256()
+        for a in (self.unit_given_gloss, self.gloss_given_unit):
+            h.update(np.ascontiguousarray(a, np.float32).tobytes())
+        h.update(json.dumps([self.alignment, self.tension, self.null_probability, self.smoothing, self.prefix,
+                             None if self.bank is None else [len(b) for b in self.bank]]).encode())
+        if self.bank:
+            h.update(np.concatenate(self.bank).astype(np.int64).tobytes())
+        return h.hexdigest()[:16]
 
     # --- training ---------------------------------------------------------------------------------
     @classmethod
@@ -149,7 +201,7 @@ class Lexicon:
         gloss_prior = np.bincount(np.concatenate([g for _, g in ids]), minlength=len(gl)) + 1.0
         return cls(units, gl, unit_given_gloss, gloss_given_unit, unit_prior / unit_prior.sum(),
                    gloss_prior / gloss_prior.sum(), prefix, smoothing, alignment=alignment, tension=tension,
-                   null_probability=null_probability)
+                   null_probability=null_probability, bank=[u for u, _ in ids])
 
     # --- scores -----------------------------------------------------------------------------------
     def _unit_counts(self, texts: Sequence[str]) -> np.ndarray:
@@ -190,32 +242,60 @@ class Lexicon:
     def _gloss_ids(self, reading: str | Sequence[str]) -> np.ndarray:
         return np.array([j for j in map(self._gloss_id.get, gloss_units(reading)) if j is not None], int)
 
-    def _aligned_likelihood(self, queries: list[np.ndarray], candidates: list[np.ndarray], table: np.ndarray,
+    def _aligned_likelihood(self, queries: list[np.ndarray], candidates, table: np.ndarray,
                             prior: np.ndarray) -> np.ndarray:
         """(Q, C) mean log p(query unit | candidate) under the diagonal alignment model; table (S + 1, T)
         with NULL row 0 says p(query unit | candidate unit). Candidates of one length share one prior
         matrix, so each query costs one small einsum per distinct candidate length."""
+        groups = _by_length(candidates)
         out = np.zeros((len(queries), len(candidates)), np.float32)
-        lengths = np.array([len(c) for c in candidates], int)
-        groups = [(n, np.nonzero(lengths == n)[0]) for n in np.unique(lengths)]
-        stacked = {n: np.stack([candidates[i] for i in rows]) for n, rows in groups if n}
         for qi, query in enumerate(queries):
             if len(query) == 0:
                 continue  # a query with no known unit scores 0 everywhere
-            null = self.null_probability * table[0, query]
-            for n, rows in groups:
+            columns = table[:, query]  # (S + 1, m): only the query's units, before gathering rows
+            null = self.null_probability * columns[0]
+            for n, rows, stacked in groups:
                 if n == 0:  # an empty reading: only NULL can account for the query
-                    p = np.broadcast_to(table[0, query], (len(rows), len(query)))
+                    p = np.broadcast_to(columns[0], (len(rows), len(query)))
                 else:
                     align = _position_prior(len(query), n, self.tension) * (1.0 - self.null_probability)
-                    p = np.einsum("mn,cnm->cm", align, table[stacked[n] + 1][:, :, query]) + null[None]
+                    p = np.einsum("mn,cnm->cm", align, columns[stacked + 1]) + null[None]
                 smoothed = (1.0 - self.smoothing) * p + self.smoothing * prior[query][None]
                 out[qi, rows] = np.log(smoothed).mean(1)
         return out
 
+    def reading_priors(self, readings: Sequence[str | Sequence[str]]) -> np.ndarray | None:
+        """(len(readings),) log of the mean, over the bank's sentences, of each reading's score given the
+        sentence (scores are mean log-probabilities per gloss, as in readings_given_texts). None for a
+        lexicon without a reverse channel. A few ms a reading on a 7k-sentence bank: indexes store them."""
+        if not self.has_reverse_channel:
+            return None
+        if self._bank_groups is None:
+            self._bank_groups = _Grouped(self.bank)
+        scores = self._aligned_likelihood([self._gloss_ids(r) for r in readings], self._bank_groups,
+                                          self.gloss_given_unit, self.gloss_prior).astype(np.float64)
+        top = scores.max(1, keepdims=True)
+        return (top[:, 0] + np.log(np.exp(scores - top).mean(1))).astype(np.float32)
+
+    def clip_scores(self, texts: Sequence[str], readings: Sequence[str | Sequence[str]],
+                    priors: np.ndarray | None = None, reverse_weight: float | None = None) -> np.ndarray:
+        """(len(texts), len(readings)): the T2V lexical score of each clip (by its gloss reading) for each
+        sentence: log p(sentence | reading) plus, with the reverse channel, reverse_weight times
+        (log p(reading | sentence) - log p(reading)). `priors` are reading_priors(readings), computed here
+        when not given; reverse_weight defaults to the calibrated one."""
+        channel = self.text_given_readings(texts, readings)
+        if reverse_weight is None:
+            reverse_weight = self.fusion.get("t2v", {}).get("reverse_weight", 0.0)
+        if not reverse_weight or not self.has_reverse_channel:
+            return channel
+        if priors is None:
+            priors = self.reading_priors(readings)
+        reverse = self.readings_given_texts(readings, texts).T - np.asarray(priors, np.float32)[None, :]
+        return (channel + reverse_weight * reverse).astype(np.float32)
+
     def text_given_readings(self, texts: Sequence[str], readings: Sequence[str | Sequence[str]]) -> np.ndarray:
-        """(len(texts), len(readings)): how likely each sentence is given each clip's gloss reading.
-        The score for searching clips with a sentence (T2V)."""
+        """(len(texts), len(readings)): how likely each sentence is given each clip's gloss reading (the
+        direct channel of the T2V score, see clip_scores)."""
         if self.alignment == "diagonal":
             return self._aligned_likelihood([self._unit_ids(t) for t in texts], [self._gloss_ids(r) for r in readings],
                                             self.unit_given_gloss, self.unit_prior)
@@ -232,11 +312,11 @@ class Lexicon:
         return self._likelihood(self._gloss_counts(readings), mixture, self.gloss_prior)
 
     def lexical_matrix(self, readings: Sequence[str | Sequence[str]], texts: Sequence[str],
-                       direction: str) -> np.ndarray:
+                       direction: str, priors: np.ndarray | None = None) -> np.ndarray:
         """(clips, texts) lexical scores for one direction ('t2v' or 'v2t'), clips on the rows as in
-        the CiCo matrix."""
+        the CiCo matrix. `priors`: the readings' reading_priors, when already known."""
         if direction == "t2v":
-            return self.text_given_readings(texts, readings).T
+            return self.clip_scores(texts, readings, priors).T
         if direction == "v2t":
             return self.readings_given_texts(readings, texts)
         raise ValueError(f"direction must be 't2v' or 'v2t', not {direction!r}")
@@ -260,20 +340,28 @@ class Lexicon:
         if cico.shape != (n, n) or len(readings) != n:
             raise ValueError(f"calibration needs a paired square matrix, got {cico.shape} for {n} texts")
         target = np.arange(n)
+        priors = self.reading_priors(readings)
+        v2t = self.readings_given_texts(readings, texts)  # also the reverse channel of T2V
+        channel = {"t2v": self.text_given_readings(texts, readings).T, "v2t": v2t}
+        reverse = None if priors is None else v2t - priors[:, None]  # as clip_scores has it
         fusion = {}
         for direction in ("t2v", "v2t"):
-            lex = self.lexical_matrix(readings, texts, direction)
-            stats = {"cico_mean": float(cico.mean()), "cico_std": float(cico.std() or 1.0),
-                     "lexical_mean": float(lex.mean()), "lexical_std": float(lex.std() or 1.0)}
+            shares = REVERSE_WEIGHTS if direction == "t2v" and reverse is not None else (0.0,)
             best = None
-            for w in weights:
-                self.fusion = {direction: {**stats, "weight": float(w)}}
-                s = self.fuse(cico, lex, direction)
-                hits = (s.argmax(0) == target) if direction == "t2v" else (s.argmax(1) == target)
-                r1 = float(hits.mean() * 100)
-                if best is None or r1 > best[0]:
-                    best = (r1, w)
-            fusion[direction] = {**stats, "weight": float(best[1]), "dev_R@1": round(best[0], 2)}
+            for rw in shares:
+                lex = channel[direction] + rw * reverse if rw else channel[direction]
+                stats = {"cico_mean": float(cico.mean()), "cico_std": float(cico.std() or 1.0),
+                         "lexical_mean": float(lex.mean()), "lexical_std": float(lex.std() or 1.0)}
+                for w in weights:
+                    self.fusion = {direction: {**stats, "weight": float(w)}}
+                    s = self.fuse(cico, lex, direction)
+                    hits = (s.argmax(0) == target) if direction == "t2v" else (s.argmax(1) == target)
+                    r1 = float(hits.mean() * 100)
+                    if best is None or r1 > best[0]:
+                        best = (r1, {**stats, "weight": float(w)}, rw)
+            fusion[direction] = {**best[1], "dev_R@1": round(best[0], 2)}
+            if direction == "t2v" and priors is not None:
+                fusion[direction]["reverse_weight"] = float(best[2])
         self.fusion = fusion
         return fusion
 
@@ -284,10 +372,14 @@ class Lexicon:
                 "smoothing": self.smoothing, "fusion": self.fusion, "alignment": self.alignment,
                 "tension": self.tension, "null_probability": self.null_probability}
         tmp = path.with_name(path.name + ".tmp.npz")
+        bank = {}
+        if self.bank is not None:  # ragged: the ids one after another, and where each sentence starts
+            bank = {"bank_ids": np.concatenate([np.zeros(0, np.int32), *self.bank]).astype(np.int32),
+                    "bank_offsets": np.cumsum([0] + [len(b) for b in self.bank]).astype(np.int64)}
         np.savez_compressed(tmp, unit_given_gloss=self.unit_given_gloss.astype(np.float32),
                             gloss_given_unit=self.gloss_given_unit.astype(np.float32),
                             unit_prior=self.unit_prior, gloss_prior=self.gloss_prior,
-                            meta=np.array(json.dumps(meta, ensure_ascii=False)))
+                            meta=np.array(json.dumps(meta, ensure_ascii=False)), **bank)
         tmp.replace(path)
         return path
 
@@ -300,11 +392,15 @@ class Lexicon:
         try:
             with np.load(path) as z:
                 meta = json.loads(str(z["meta"]))
+                bank = None
+                if "bank_ids" in z.files:
+                    ids, offsets = z["bank_ids"].astype(int), z["bank_offsets"]
+                    bank = [ids[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
                 # lexicons saved before the diagonal model have no 'alignment': they are IBM Model 1's
                 return cls(meta["units"], meta["glosses"], z["unit_given_gloss"], z["gloss_given_unit"],
                            z["unit_prior"], z["gloss_prior"], int(meta["prefix"]), float(meta["smoothing"]),
                            meta.get("fusion") or {}, meta.get("alignment", "ibm1"), float(meta.get("tension", 4.0)),
-                           float(meta.get("null_probability", 0.08)))
+                           float(meta.get("null_probability", 0.08)), bank)
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise SlsearchError(f"{path}: unreadable gloss lexicon ({e})") from e
 
@@ -313,5 +409,6 @@ class Lexicon:
                "prefix": self.prefix, "smoothing": self.smoothing, "fusion": self.fusion}
         if self.alignment == "diagonal":
             out.update(tension=self.tension, null_probability=self.null_probability)
+        out["bank"] = 0 if self.bank is None else len(self.bank)
         return out
 
