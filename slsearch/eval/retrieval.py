@@ -108,9 +108,10 @@ def _with_likelihood(model, t2v: np.ndarray, v2t: np.ndarray | None, clip_tokens
 
 
 def _lexicon_scores(score: str, cico: np.ndarray | None, lexicon, readings: Sequence[str],
-                    texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(T2V matrix, V2T matrix), clips x texts, for the lexical or fused score."""
-    t2v = lexicon.lexical_matrix(readings, texts, "t2v")
+                    texts: Sequence[str], priors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(T2V matrix, V2T matrix), clips x texts, for the lexical or fused score. `priors`: the clips'
+    reading priors where an index stores them for this lexicon."""
+    t2v = lexicon.lexical_matrix(readings, texts, "t2v", priors)
     v2t = lexicon.lexical_matrix(readings, texts, "v2t")
     if score == "lexical":
         return t2v, v2t
@@ -181,7 +182,10 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
         s = v @ t.T
     distinct_texts = [str(t) for t in idx.texts.column("text")[distinct]]
     if score in ("fused", "lexical") or (score == "full" and lexicon is not None and lexicon.fusion):
-        s, v2t = _lexicon_scores(score, s if score != "lexical" else None, lexicon, readings, distinct_texts)
+        priors = clips.column("reading_prior")[rows].astype(np.float32)
+        stored = idx.info.get("lexicon") == lexicon.fingerprint and not np.isnan(priors).any()
+        s, v2t = _lexicon_scores(score, s if score != "lexical" else None, lexicon, readings, distinct_texts,
+                                 priors if stored else None)
     if score == "full":
         clip_tokens = [cstore.gather_flat(seg[i:i + 1], off[i:i + 1], cnt[i:i + 1]) for i in range(len(rows))]
         s, v2t = _with_likelihood(model, s, v2t, clip_tokens, distinct_texts, progress)

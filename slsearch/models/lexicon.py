@@ -9,16 +9,19 @@ those glosses and the other way round. Two alignment models:
   and a gloss at the same relative position, exp(-tension * |i/m - j/n|), plus a fixed share for
   words no gloss accounts for (the reparameterised Model 2 of fast_align, Dyer et al. 2013). Signed
   and spoken sentences mostly run in the same order, and the order separates sentences that share
-  their words (on SynPhoenix dev, CiCo + lexicon R@1 78.4 -> 82.3 T2V; benchmarks/RESULTS.md). Ranking candidates by how likely the
-query is given each candidate (query likelihood, smoothed with the unit prior) is a second opinion
-beside the CiCo score: it generalises from few sentences where a contextual text tower learnt from
-scratch overfits (benchmarks/RESULTS.md). `fusion` combines the two with weights picked on dev.
+  their words (on SynPhoenix dev, CiCo + lexicon R@1 78.4 -> 82.3 T2V; benchmarks/RESULTS.md).
+
+Ranking candidates by how likely the query is given each candidate (query likelihood, smoothed with
+the unit prior) is a second opinion beside the CiCo score: it generalises from few sentences where
+a contextual text tower learnt from scratch overfits (benchmarks/RESULTS.md). `fusion` combines the
+two with weights picked on dev.
 
 For T2V, the lexicon also reads the other way (the noisy channel): how likely the clip's reading is
 given the query, over how likely that reading is given any sentence (its mean over the training
 sentences, kept in the lexicon as `bank`). Readings that fit many sentences, short and generic ones,
-stop winning queries they fit only loosely (SynPhoenix dev R@1 after every stage +0.2 to +2.5 on
-three seeds). The denominator is per clip: an index stores it (`reading_priors`).
+stop winning queries they fit only loosely (SynPhoenix dev T2V R@1 +1.1 to +2.1 for CiCo + lexicon,
++1.0 to +2.7 after the likelihood stage, on three seeds). The denominator is per clip: an index
+stores it (`reading_priors`).
 
 Sentence units are words cut to `prefix` characters (a crude, language-blind stem: German
 "regnet"/"regen", "schönen"/"schön" meet), or single characters for CJK scripts, whose words are
