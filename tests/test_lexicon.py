@@ -97,6 +97,10 @@ def test_diagonal_alignment_tells_apart_sentences_that_differ_in_order():
         t2v = lex.text_given_readings(test_texts, test_glosses)
         v2t = lex.readings_given_texts(test_glosses, test_texts)
         r1[alignment] = ((t2v.argmax(1) == target).mean(), (v2t.argmax(1) == target).mean())
+        # few candidates are scored candidate by candidate: the same numbers (an empty one included)
+        few = test_texts[:2] + [""]
+        assert np.allclose(lex.readings_given_texts(test_glosses, few),
+                           lex.readings_given_texts(test_glosses, few + test_texts)[:, :3], atol=1e-6)
     # Model 1 scores a sentence and its reversal alike, so it can get at most about half of them right
     assert max(r1["ibm1"]) <= 0.6
     assert min(r1["diagonal"]) >= 0.9

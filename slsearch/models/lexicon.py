@@ -250,6 +250,8 @@ class Lexicon:
         """(Q, C) mean log p(query unit | candidate) under the diagonal alignment model; table (S + 1, T)
         with NULL row 0 says p(query unit | candidate unit). Candidates of one length share one prior
         matrix, so each query costs one small einsum per distinct candidate length."""
+        if not isinstance(candidates, _Grouped) and len(candidates) < len(queries):
+            return self._aligned_by_candidate(queries, candidates, table, prior)
         groups = _by_length(candidates)
         out = np.zeros((len(queries), len(candidates)), np.float32)
         for qi, query in enumerate(queries):
@@ -265,6 +267,26 @@ class Lexicon:
                     p = np.einsum("mn,cnm->cm", align, columns[stacked + 1]) + null[None]
                 smoothed = (1.0 - self.smoothing) * p + self.smoothing * prior[query][None]
                 out[qi, rows] = np.log(smoothed).mean(1)
+        return out
+
+    def _aligned_by_candidate(self, queries: list[np.ndarray], candidates: list[np.ndarray], table: np.ndarray,
+                              prior: np.ndarray) -> np.ndarray:
+        """_aligned_likelihood looping over the candidates instead, with the queries grouped by length:
+        the same numbers, faster when there are few candidates (T2V's reverse channel: 100 readings
+        against one query)."""
+        out = np.zeros((len(queries), len(candidates)), np.float32)
+        groups = [(m, rows, stacked) for m, rows, stacked in _by_length(queries) if m]  # empty queries score 0
+        for ci, cand in enumerate(candidates):
+            rows_of_cand = table[cand + 1] if len(cand) else None  # (n, T)
+            for m, rows, stacked in groups:
+                null = table[0][stacked]  # (Qm, m)
+                if rows_of_cand is None:
+                    p = null
+                else:
+                    align = _position_prior(m, len(cand), self.tension) * (1.0 - self.null_probability)
+                    p = np.einsum("mn,nqm->qm", align, rows_of_cand[:, stacked]) + self.null_probability * null
+                smoothed = (1.0 - self.smoothing) * p + self.smoothing * prior[stacked]
+                out[rows, ci] = np.log(smoothed).mean(1)
         return out
 
     def reading_priors(self, readings: Sequence[str | Sequence[str]]) -> np.ndarray | None:
