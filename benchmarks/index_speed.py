@@ -178,6 +178,7 @@ def write_index_folder(folder: Path, index, params: dict, n: int, dim_tok: int, 
             "split": pa.nulls(n, pa.string()), "signer": pa.nulls(n, pa.string()),
             "token_segment": pa.array(np.zeros(n, np.int32)), "token_offset": pa.array(offsets),
             "token_count": pa.array(lengths.astype(np.int32)),
+            "gloss_reading": pa.nulls(n, pa.string()), "reading_prior": pa.nulls(n, pa.float32()),
         }).cast(CLIP_SCHEMA)
         info = {"index_type": "bench", "factory": "", "search_params": params, "next_id": n}
         coll = Collection(index, meta, w.token_files("clips"), info)
@@ -188,9 +189,10 @@ def write_index_folder(folder: Path, index, params: dict, n: int, dim_tok: int, 
 def bench_end_to_end(folder: Path, model, texts: list[str], n_queries: int) -> dict:
     from slsearch.encode import encode_texts
     from slsearch.index.search import Searcher
+    from slsearch.rank import RetrievalModel
 
     t0 = time.perf_counter()
-    searcher = Searcher(folder, model=model, threads=1)
+    searcher = Searcher(folder, model=RetrievalModel(model), threads=1)
     load_s = time.perf_counter() - t0
     for t in texts[-5:]:  # warm-up: first calls allocate
         searcher.search_text(t, k=10)

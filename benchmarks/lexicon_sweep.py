@@ -16,42 +16,39 @@ import itertools
 import json
 import time
 
-import numpy as np
-
-from slsearch import encode_texts, encode_videos, load_model
 from slsearch.data.manifest import read_manifest
+from slsearch.eval.metrics import paired_recall_at_1
 from slsearch.models.lexicon import Lexicon
-from slsearch.training.dev_eval import cico_matrix
-
-
-def r1(scores: np.ndarray, direction: str) -> float:
-    n = len(scores)
-    best = scores.argmax(0) if direction == "t2v" else scores.argmax(1)
-    return float((best == np.arange(n)).mean() * 100)
+from slsearch.rank import RankingPipeline, load_retrieval_model
+from slsearch.rank.cico import cico_matrix
+from slsearch.rank.lexicon_stage import LexiconStage
+from slsearch.training.dev_eval import encode_dev
 
 
 def sweep(model_dir: str, train: str, dev: str, prefixes, iterations, smoothings) -> dict:
-    model = load_model(model_dir)
-    if model.video.gloss_head is None:
+    model = load_retrieval_model(model_dir)
+    if not model.reads_glosses:
         raise SystemExit(f"{model_dir}: this model has no gloss head, so no gloss readings to score")
     pairs = [(c.text, c.gloss) for c in read_manifest(train) if c.text and c.gloss]
     clips = read_manifest(dev)
-    texts = [c.text for c in clips]
-    videos = encode_videos(model, clips, batch_size=64, progress=True)
-    cico = cico_matrix(videos, encode_texts(model, texts), model.config.cico_temperature).numpy()
+    videos, texts = encode_dev(model.net, clips, [c.text for c in clips])
+    cico = cico_matrix(videos.tokens, texts.tokens, model.temperature)
     rows = []
     for prefix, iters, smoothing in itertools.product(prefixes, iterations, smoothings):
         t0 = time.perf_counter()
         lex = Lexicon.train([t for t, _ in pairs], [g for _, g in pairs], prefix, iters, smoothing)
-        fusion = lex.calibrate(cico, videos.readings, texts)
+        fusion = LexiconStage(lex).fit(cico, videos.readings, texts.texts)
+        model.lexicon = lex
+        lexical = RankingPipeline(model).score_matrix(videos, texts, "lexical")
         rows.append({"prefix": prefix, "iterations": iters, "smoothing": smoothing,
-                     "lexical_t2v_R@1": r1(lex.lexical_matrix(videos.readings, texts, "t2v"), "t2v"),
-                     "lexical_v2t_R@1": r1(lex.lexical_matrix(videos.readings, texts, "v2t"), "v2t"),
+                     "lexical_t2v_R@1": paired_recall_at_1(lexical["t2v"], "t2v"),
+                     "lexical_v2t_R@1": paired_recall_at_1(lexical["v2t"], "v2t"),
                      "fused_t2v_R@1": fusion["t2v"]["dev_R@1"], "fused_v2t_R@1": fusion["v2t"]["dev_R@1"],
                      "weights": [fusion["t2v"]["weight"], fusion["v2t"]["weight"]],
                      "seconds": time.perf_counter() - t0})
-    return {"model": model_dir, "checkpoint_hash": model.checkpoint_hash, "dev": dev, "clips": len(clips),
-            "cico_t2v_R@1": r1(cico, "t2v"), "cico_v2t_R@1": r1(cico, "v2t"), "rows": rows}
+    return {"model": model_dir, "checkpoint_hash": model.hash, "dev": dev, "clips": len(clips),
+            "cico_t2v_R@1": paired_recall_at_1(cico, "t2v"), "cico_v2t_R@1": paired_recall_at_1(cico, "v2t"),
+            "rows": rows}
 
 
 def main() -> None:

@@ -38,10 +38,11 @@ def main() -> None:
     args = ap.parse_args()
     clips = [c for c in read_manifest(args.manifest) if c.text][: args.queries]
     searcher = Searcher(args.index)
-    stage = searcher.likelihood
+    stage = searcher.pipeline.likelihood
     rows = {}
     for name, likelihood in (("with likelihood", stage), ("without likelihood", None)):
-        searcher.likelihood = likelihood
+        searcher.pipeline.likelihood = likelihood
+        searcher.score = searcher.pipeline.resolve_score(None, searcher.readings is not None, args.index)
         t2v = _times(lambda c: searcher.search_text(c.text, k=10), clips)
         v2t = _times(lambda c: searcher.search_video(c.path, k=10), clips)
         rows[name] = {"t2v_p50_ms": float(np.percentile(t2v, 50)), "t2v_p90_ms": float(np.percentile(t2v, 90)),

@@ -18,77 +18,46 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
-from slsearch import encode_texts, encode_videos, load_model
 from slsearch.data.manifest import read_manifest
-from slsearch.models.similarity import global_similarity
-from slsearch.training.dev_eval import cico_matrix, recall_metrics
+from slsearch.encode import encode_texts, encode_videos
+from slsearch.rank import ClipSide, RankingPipeline, TextSide, load_retrieval_model
+from slsearch.training.dev_eval import recall_metrics
 
 
-def rerank(global_scores: torch.Tensor, fine: torch.Tensor, n: int) -> torch.Tensor:
-    """(Nv, Nt) scores -> V2T-oriented scores where each row's global top-n is ordered by `fine`.
-
-    `fine` is CiCo in [-1, 1] or a fused score (standardised units): the candidates are lifted
-    above every non-candidate by more than either range."""
-    n = min(n, global_scores.shape[1])
-    top = global_scores.topk(n, dim=1).indices
-    cand = torch.zeros_like(global_scores, dtype=torch.bool).scatter_(1, top, True)
-    lift = float(fine.abs().max()) + 10.0
-    return torch.where(cand, fine + lift, global_scores - lift)
-
-
-def by_direction(t2v: torch.Tensor, v2t: torch.Tensor) -> dict[str, float]:
-    """R@K with one (videos, texts) matrix ranking each direction."""
-    return {**{k: x for k, x in recall_metrics(t2v, "").items() if k.startswith("t2v")},
-            **{k: x for k, x in recall_metrics(v2t, "").items() if k.startswith("v2t")}}
-
-
-def reranked(g: torch.Tensor, t2v: torch.Tensor, v2t: torch.Tensor, n: int) -> dict[str, float]:
-    """Each direction re-ranks its own query's global top-n with its score."""
-    return by_direction(rerank(g.T, t2v.T, n).T, rerank(g, v2t, n))
+def by_direction(scores: dict) -> dict[str, float]:
+    """R@K with each direction ranked by its own (videos, texts) matrix."""
+    return {**{k: x for k, x in recall_metrics(scores["t2v"], "").items() if k.startswith("t2v")},
+            **{k: x for k, x in recall_metrics(scores["v2t"], "").items() if k.startswith("v2t")}}
 
 
 def evaluate(model_dir: str, manifest: str, n_rerank: int = 100) -> dict:
-    model = load_model(model_dir)
+    model = load_retrieval_model(model_dir)
+    pipeline = RankingPipeline(model)
     clips = read_manifest(manifest)
     t0 = time.perf_counter()
-    v = encode_videos(model, clips, batch_size=64, progress=True)
-    t = encode_texts(model, [c.text for c in clips])
+    v = encode_videos(model.net, clips, batch_size=64)
+    t = encode_texts(model.net, [c.text for c in clips])
     encode_s = time.perf_counter() - t0
-    with torch.no_grad():
-        g = global_similarity(v.vectors, t.vectors)
-        fine = cico_matrix(v, t, model.config.cico_temperature)
-    rows = {
-        "global": recall_metrics(g, ""),
-        "cico_dense": recall_metrics(fine, ""),
-        f"cico_rerank{n_rerank}": reranked(g, fine, fine, n_rerank),
-    }
+    videos = ClipSide(v.tokens, v.readings, vectors=v.vectors)
+    texts = TextSide([c.text for c in clips], t.tokens, vectors=t.vectors)
+    rows = {"global": by_direction(pipeline.score_matrix(videos, texts, "global")),
+            "cico_dense": by_direction(pipeline.score_matrix(videos, texts, "cico")),
+            f"cico_rerank{n_rerank}": by_direction(pipeline.score_matrix(videos, texts, "cico", n_rerank))}
+    if pipeline.lexicon is not None and v.readings is not None:
+        rows["lexical_dense"] = by_direction(pipeline.score_matrix(videos, texts, "lexical"))
+        rows["fused_dense"] = by_direction(pipeline.score_matrix(videos, texts, "fused"))
+        rows[f"fused_rerank{n_rerank}"] = by_direction(pipeline.score_matrix(videos, texts, "fused", n_rerank))
     likelihood_s = None
-    lex = model.lexicon
-    if lex is not None and lex.fusion and v.readings is not None:
-        texts = [c.text for c in clips]
-        lexical = {d: torch.from_numpy(lex.lexical_matrix(v.readings, texts, d)) for d in ("t2v", "v2t")}
-        fused = {d: torch.from_numpy(lex.fuse(fine.numpy(), lexical[d].numpy(), d)) for d in ("t2v", "v2t")}
-        rows["lexical_dense"] = by_direction(lexical["t2v"], lexical["v2t"])
-        rows["fused_dense"] = by_direction(fused["t2v"], fused["v2t"])
-        rows[f"fused_rerank{n_rerank}"] = reranked(g, fused["t2v"], fused["v2t"], n_rerank)
-    else:
-        fused = {"t2v": fine, "v2t": fine}
-    if model.likelihood is not None and model.likelihood.fusion:
-        # what `slsearch query` ranks by: the stage-2 re-rank of the global top-N, then the decoder
-        # likelihood on each query's first `depth`
-        texts = [c.text for c in clips]
-        stage2 = {"t2v": rerank(g.T, fused["t2v"].T, n_rerank).T, "v2t": rerank(g, fused["v2t"], n_rerank)}
+    if pipeline.likelihood is not None:
+        # what `slsearch query` ranks by: the global top-N re-ranked by CiCo (+ lexicon), then the
+        # decoder likelihood on each query's first `depth`
         t0 = time.perf_counter()
-        full = {d: torch.from_numpy(model.likelihood.rerank_matrix(model, stage2[d].numpy(), v.tokens, texts, d,
-                                                                   progress=True)) for d in ("t2v", "v2t")}
+        rows[f"full_rerank{n_rerank}"] = by_direction(pipeline.score_matrix(videos, texts, "full", n_rerank))
         likelihood_s = time.perf_counter() - t0
-        rows[f"full_rerank{n_rerank}"] = by_direction(full["t2v"], full["v2t"])
     log = Path(model_dir) / "train_log.jsonl"
     epochs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    return {"model": model_dir, "checkpoint_hash": model.checkpoint_hash, "manifest": manifest, "clips": len(clips),
+    return {"model": model_dir, "checkpoint_hash": model.hash, "manifest": manifest, "clips": len(clips),
             "best_epoch": cfg.get("best_epoch"), "epochs_run": len(epochs),
             "train_minutes": epochs[-1]["train_minutes"] if epochs else None, "encode_seconds": encode_s,
             "likelihood_seconds": likelihood_s, "rows": rows}

@@ -2,13 +2,13 @@
 # A walk through slsearch with the ordinary commands, on a small synthetic corpus.
 # Runs as a test (tests/test_examples.py) with a tiny setting; by hand:
 #   bash examples/walkthrough.sh            # ~5 minutes on 2 cores
-# Settings (environment): WORK (folder), LIMIT (clips per split), RECIPE, EPOCHS, SLSEARCH (the command).
+# Settings (environment): WORK (folder), LIMIT (clips per split), RECIPE (name or path), EPOCHS, SLSEARCH (the command).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 SLSEARCH="${SLSEARCH:-slsearch}"
 WORK="${WORK:-walkthrough}"
 LIMIT="${LIMIT:-400}"
-RECIPE="${RECIPE:-$here/../train/demo.toml}"
+RECIPE="${RECIPE:-demo}"  # a packaged recipe by name, or a TOML path
 EPOCHS="${EPOCHS:-8}"
 
 echo "== 1. a corpus: synthetic signer, German weather sentences ($LIMIT clips per split)"
@@ -30,7 +30,7 @@ clip="$(ls "$WORK"/corpus/poses/test/*.npz | head -n 1)"
 $SLSEARCH query --video "$clip" --index "$WORK/index" -k 3
 
 echo "== 6. how good is it? R@1/5/10 on the indexed test clips"
-$SLSEARCH eval --recall 1,5,10 --index "$WORK/index" --json "$WORK/eval.json"
+$SLSEARCH eval --recall 1,5,10 --index "$WORK/index" --json-out "$WORK/eval.json"
 
 echo "== 7. translate a clip"
 $SLSEARCH translate "$clip" --model "$WORK/model" --beam 4

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from typing import Optional
+
+# Before torch (imported inside the commands) starts OpenMP: threads that sleep rather than spin
+# while they wait. Spinning threads slowed training ~4x as soon as another process wanted a core
+# (benchmarks/RESULTS.md, "Demo training under load"). A user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 import typer.core
 
 from slsearch import __version__
-from slsearch.console import console, err_console
+from slsearch.console import console, err_console, progress_if, stdout_to_stderr
 from slsearch.errors import SlsearchError
 
 
@@ -117,7 +124,8 @@ def train(
     manifest: str = typer.Option(..., "--manifest", help="Training manifest (clips with sentences)."),
     dev: str = typer.Option(..., "--dev", help="Dev manifest: selects the best checkpoint (never test)."),
     out: str = typer.Option(..., "--out", help="Checkpoint folder, e.g. runs/NAME."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe TOML (train/cpu.toml); defaults if omitted."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="A packaged recipe by name (cpu, gpu, demo, tiny, "
+                                         "translate) or a TOML path; defaults if omitted."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable)."),
     text_model: Optional[str] = typer.Option(None, "--text-model",
                                              help="Local pretrained mBART folder for the text tower (vocab trimmed)."),
@@ -133,12 +141,12 @@ def train(
 
     sets = list(overrides) + ([f'tokenizer.pretrained="{text_model}"'] if text_model else [])
     if stage == "translate" and recipe is None:
-        from pathlib import Path
-
-        recipe = str(Path(__file__).resolve().parents[1] / "train" / "translate.toml")
+        recipe = "translate"  # the packaged recipe
     sets += [f'train.stage="{stage}"'] if stage else []
     sets += [f'train.init="{init}"'] if init else []
-    result = train_model(recipe, manifest, dev, out, overrides=sets, resume=resume, progress=not as_json)
+    with stdout_to_stderr() if as_json else contextlib.nullcontext():  # the epoch tables must not mix with the JSON
+        with progress_if(not as_json, transient=False) as progress:
+            result = train_model(recipe, manifest, dev, out, overrides=sets, resume=resume, progress=progress)
     if as_json:
         print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "best_dev": result.best_dev,
                           "epochs_run": result.epochs_run, "train_minutes": result.train_minutes,
@@ -159,7 +167,7 @@ def lexicon(
     as_json: bool = typer.Option(False, "--json", help="Print the lexicon's summary as JSON on stdout."),
 ) -> None:
     """Learn a checkpoint's gloss lexicon again (what `train` does at the end of a joint run with glosses)."""
-    from slsearch.training.lexicon_fit import refit_lexicon
+    from slsearch.training.calibration import relearn_lexicon
     from slsearch.training.recipe import LexiconConfig
 
     if prefix < 0 or iterations < 1 or not 0 < smoothing < 1 or tension <= 0:
@@ -167,7 +175,8 @@ def lexicon(
     if alignment not in ("ibm1", "diagonal"):
         raise SlsearchError(f"--alignment must be 'ibm1' or 'diagonal', not {alignment!r}")
     config = LexiconConfig(True, prefix, iterations, smoothing, alignment, tension)
-    lex = refit_lexicon(model, manifest, dev, config, progress=not as_json)
+    with progress_if(not as_json) as progress:
+        lex = relearn_lexicon(model, manifest, dev, config, progress=progress).lexicon
     summary = {"model": model, **lex.describe()}
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))
@@ -190,11 +199,12 @@ def calibrate(
     of a joint run)."""
     from rich.table import Table
 
-    from slsearch.training.likelihood_fit import refit_likelihood
+    from slsearch.training.calibration import recalibrate
 
     if depth < 1:
         raise SlsearchError(f"--depth must be at least 1, got {depth}")
-    reranker = refit_likelihood(model, dev, depth, progress=not as_json)
+    with progress_if(not as_json) as progress:
+        reranker = recalibrate(model, dev, depth, progress=progress).likelihood
     if as_json:
         print(json.dumps({"model": model, "depth": reranker.depth, "fusion": reranker.fusion}))
         return
@@ -284,8 +294,9 @@ def index(
 
     from slsearch.index.build import build_index
 
-    s = build_index(paths, model, out, add=add, index_type=index_type, max_memory=max_memory,
-                    batch_size=batch_size, progress=not as_json)
+    with progress_if(not as_json, transient=False) as progress:
+        s = build_index(paths, model, out, add=add, index_type=index_type, max_memory=max_memory,
+                        batch_size=batch_size, progress=progress)
     if as_json:
         print(json.dumps(s))
         return
@@ -366,23 +377,21 @@ def translate(
     """Translate clips into sentences with the mBART decoder over the video encoder."""
     from rich.table import Table
 
-    from slsearch.models.checkpoint import load_model
-    from slsearch.translation import plot_attention, translate_paths
+    from slsearch.rank import load_retrieval_model
+    from slsearch.translation import decode_settings, plot_attention, translate_paths
 
-    m = load_model(model)
-    settings = m.decode_config.with_overrides(beam=beam, length_penalty=length_penalty,
-                                              no_repeat_ngram=no_repeat_ngram)
-    beam, length_penalty, no_repeat_ngram = settings.beam, settings.length_penalty, settings.no_repeat_ngram
-    results, failures = translate_paths(m, paths, beam=beam, max_len=max_len, with_attention=attention is not None,
-                                        length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
+    m = load_retrieval_model(model)
+    settings = decode_settings(m.decode, beam, length_penalty, no_repeat_ngram)
+    beam = settings.beam
+    results, failures = translate_paths(m.net, paths, settings, max_len=max_len, with_attention=attention is not None)
     for line in failures:
         err_console.print(f"[yellow]skipped[/yellow] {line}", highlight=False, soft_wrap=True)
     if attention and results:
-        err_console.print(f"attention of {results[0].id} drawn to {plot_attention(results[0], m, attention)}")
+        err_console.print(f"attention of {results[0].id} drawn to {plot_attention(results[0], m.net, attention)}")
     if as_json:
         print(json.dumps({"translations": [r.to_dict() for r in results], "failures": failures,
-                          "beam": beam, "length_penalty": length_penalty, "no_repeat_ngram": no_repeat_ngram,
-                          "model": m.checkpoint_hash}, ensure_ascii=False))
+                          "beam": beam, "length_penalty": settings.length_penalty,
+                          "no_repeat_ngram": settings.no_repeat_ngram, "model": m.hash}, ensure_ascii=False))
     elif len(results) == 1 and results[0].reference is None:
         console.print(results[0].text, highlight=False)
         if results[0].glosses is not None:
@@ -454,8 +463,10 @@ def evaluate(
     no_repeat_ngram: Optional[int] = typer.Option(None, "--no-repeat-ngram",
                                                   help="N-gram blocking for --bleu, 0 = off (default: the model's)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips (with --bleu)."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write every number and the settings to FILE "
-                                                                "('-' for stdout)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every number and the settings as JSON on stdout "
+                                                       "(no table)."),
+    json_out: Optional[str] = typer.Option(None, "--json-out", help="Also write every number and the settings "
+                                                                    "to FILE (JSON)."),
 ) -> None:
     """Measure retrieval (R@K, MedR, MeanR, both directions, two protocols) or translation (BLEU)."""
     try:
@@ -478,19 +489,21 @@ def evaluate(
     elif index_dir:
         from slsearch.eval.retrieval import evaluate_index
 
-        report = evaluate_index(index_dir, ks, split=split, score=score, progress=json_out != "-")
+        with progress_if(not as_json) as progress:
+            report = evaluate_index(index_dir, ks, split=split, score=score, progress=progress)
         show = _print_recall
     elif model and manifest:
         from slsearch.eval.retrieval import evaluate_model
 
-        report = evaluate_model(model, manifest, ks, split=split, score=score, progress=json_out != "-")
+        with progress_if(not as_json) as progress:
+            report = evaluate_model(model, manifest, ks, split=split, score=score, progress=progress)
         show = _print_recall
     else:
         raise SlsearchError("give --index DIR, or --model CKPT with --manifest FILE")
-    if json_out == "-":
+    if as_json:
         print(json.dumps(report, ensure_ascii=False))
-        return
-    show(report)
+    else:
+        show(report)
     if json_out:
         from pathlib import Path
 
@@ -501,19 +514,26 @@ def evaluate(
 @app.command()
 def demo(
     workdir: str = typer.Option("slsearch-demo", "--workdir", help="Folder for every artefact (reused next time)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Training recipe (default: train/demo.toml)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Training recipe: a packaged name or a TOML path "
+                                                                "(default: demo)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Clips per split (a smaller, faster demo)."),
-    as_json: Optional[str] = typer.Option(None, "--json", help="Also write the demo's numbers to FILE."),
+    as_json: bool = typer.Option(False, "--json", help="Print the demo's numbers as JSON on stdout (its tables go "
+                                                       "to stderr)."),
+    json_out: Optional[str] = typer.Option(None, "--json-out", help="Also write the demo's numbers to FILE (JSON)."),
 ) -> None:
     """The whole loop on a built-in synthetic corpus: synthesise, train, index, search, evaluate, translate."""
     from slsearch.demo import run_demo
 
-    summary = run_demo(workdir, recipe=recipe, overrides=overrides, limit=limit)
+    with stdout_to_stderr() if as_json else contextlib.nullcontext():
+        summary = run_demo(workdir, recipe=recipe, overrides=overrides, limit=limit)
     if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+    if json_out:
         from pathlib import Path
 
-        Path(as_json).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+        Path(json_out).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+        err_console.print(f"wrote {json_out}")
 
 
 def run() -> None:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import contextlib
+import sys
+import time
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -15,6 +22,14 @@ from rich.progress import (
 
 console = Console()  # results (tables)
 err_console = Console(stderr=True)  # progress, warnings, errors
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Inside the block, whatever would go to stdout (the results console's tables included) goes to
+    stderr, so a command's `--json` output can be the only thing on stdout."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def progress_bar(transient: bool = False) -> Progress:
@@ -31,3 +46,41 @@ def progress_bar(transient: bool = False) -> Progress:
         console=err_console,
         transient=transient,
     )
+
+
+@contextmanager
+def drawn_progress(transient: bool = True) -> Iterator[Callable]:
+    """A `slsearch.progress.Progress` that draws bars on stderr. A finished task leaves the live display;
+    unless `transient`, it leaves one line behind (what, how many, how long). Where stderr is not a
+    terminal (a log file), each task prints a line at most once a minute instead of a bar."""
+    bar = progress_bar(transient=True)
+    live = err_console.is_terminal
+    with bar:
+        def start(task: str, total: int) -> Callable[..., None]:
+            task_id = bar.add_task(task, total=total, rate="", visible=live)
+            t0 = last_line = time.perf_counter()
+            done = 0
+
+            def advance(n: int, status: str = "") -> None:
+                nonlocal done, last_line
+                done += n
+                bar.update(task_id, advance=n, **({"rate": status} if status else {}))
+                now = time.perf_counter()
+                if not live and now - last_line > 60 and done < total:
+                    eta = (now - t0) / max(done, 1) * (total - done)
+                    err_console.print(f"{task}: {done}/{total} {status} eta {eta:.0f}s", highlight=False)
+                    last_line = now
+                if done >= total:
+                    bar.remove_task(task_id)
+                    if not transient:
+                        err_console.print(f"{task}: {done}/{total} in {now - t0:.1f}s {status}".rstrip(),
+                                          highlight=False)
+
+            return advance
+
+        yield start
+
+
+def progress_if(draw: bool, transient: bool = True):
+    """`drawn_progress()` when `draw`, else a context that gives None (silent: JSON output, tests)."""
+    return drawn_progress(transient) if draw else contextlib.nullcontext(None)

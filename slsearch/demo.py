@@ -17,11 +17,10 @@ from typing import Any, Sequence
 from rich.rule import Rule
 from rich.table import Table
 
-from slsearch.console import console, err_console
-from slsearch.errors import SlsearchError
+from slsearch.console import console, err_console, progress_if
 
 DEFAULT_WORKDIR = Path("slsearch-demo")
-DEMO_RECIPE = Path(__file__).resolve().parents[1] / "train" / "demo.toml"
+DEMO_RECIPE = "demo"  # the packaged recipe slsearch/recipes/demo.toml
 DEFAULT_QUERIES = ("wetter morgen", "am wochenende regnet es im norden", "sonne im süden")
 
 
@@ -43,7 +42,7 @@ def _corpus(workdir: Path, limit: int | None, progress: bool) -> Path:
     return folder
 
 
-def _model(workdir: Path, corpus: Path, recipe: Path, overrides: Sequence[str], progress: bool) -> Path:
+def _model(workdir: Path, corpus: Path, recipe: str | Path, overrides: Sequence[str], progress: bool) -> Path:
     from slsearch.training.loop import train
 
     out = workdir / "model"
@@ -51,7 +50,8 @@ def _model(workdir: Path, corpus: Path, recipe: Path, overrides: Sequence[str], 
     if cfg.exists() and "best_epoch" in json.loads(cfg.read_text()):
         console.print(f"model already trained in {out}: reused (delete the folder to train again)")
         return out
-    r = train(recipe, corpus / "train.jsonl", corpus / "dev.jsonl", out, overrides=overrides, progress=progress)
+    with progress_if(progress, transient=False) as bars:
+        r = train(recipe, corpus / "train.jsonl", corpus / "dev.jsonl", out, overrides=overrides, progress=bars)
     console.print(f"trained {r.epochs_run} epochs in {r.train_minutes:.1f} min; best dev epoch {r.best_epoch} "
                   f"(CiCo R@1 T2V {r.best_dev.get('cico_t2v_R@1', 0):.1f}, V2T {r.best_dev.get('cico_v2t_R@1', 0):.1f})")
     return out
@@ -68,7 +68,8 @@ def _index(workdir: Path, corpus: Path, model: Path, progress: bool) -> Path:
         if built_with == file_hash(model / "model.safetensors"):
             console.print(f"index already built in {out}: reused")
             return out
-    s = build_index([corpus / "manifest.jsonl"], model, out, progress=progress)
+    with progress_if(progress, transient=False) as bars:
+        s = build_index([corpus / "manifest.jsonl"], model, out, progress=bars)
     console.print(f"indexed {s['clips_total']} clips and {s['texts_total']} sentences "
                   f"({s['index_type']}) in {s['seconds']:.1f} s -> {out}")
     return out
@@ -91,18 +92,18 @@ def run_demo(workdir: str | Path = DEFAULT_WORKDIR, recipe: str | Path | None = 
     from slsearch.data.manifest import read_manifest
     from slsearch.eval.retrieval import evaluate_index
     from slsearch.index.search import Searcher
+    from slsearch.training.recipe import find_recipe
     from slsearch.translation import translate_paths
 
     t0 = time.perf_counter()
     workdir = Path(workdir)
-    recipe = Path(recipe) if recipe else DEMO_RECIPE
-    if not recipe.exists():
-        raise SlsearchError(f"{recipe}: demo recipe not found (run from a source checkout, or pass --recipe)")
+    recipe = recipe or DEMO_RECIPE
+    recipe_name = find_recipe(recipe).name  # a one-line error now, not after the corpus is made
     workdir.mkdir(parents=True, exist_ok=True)
     total = 6
     _step(1, total, "synthetic corpus (German weather reports, signed by a synthetic signer)")
     corpus = _corpus(workdir, limit, progress)
-    _step(2, total, f"training the towers ({recipe.name})")
+    _step(2, total, f"training the towers ({recipe_name})")
     model_dir = _model(workdir, corpus, recipe, overrides, progress)
     _step(3, total, "building the index")
     index_dir = _index(workdir, corpus, model_dir, progress)
@@ -121,7 +122,8 @@ def run_demo(workdir: str | Path = DEFAULT_WORKDIR, recipe: str | Path | None = 
     console.print(_hits_table(f"clip → sentences: {probe.id} (it says: {probe.text})", hits, truth=probe.text))
 
     _step(5, total, "evaluating retrieval on the test split")
-    report = evaluate_index(index_dir, (1, 5, 10), split="test", progress=progress)
+    with progress_if(progress) as bars:
+        report = evaluate_index(index_dir, (1, 5, 10), split="test", progress=bars)
     m = report["metrics"]
     what = {"full": "CiCo + gloss lexicon + decoder likelihood", "fused": "CiCo + gloss lexicon",
             "cico": "CiCo"}.get(report["score"], report["score"])
@@ -141,7 +143,8 @@ def run_demo(workdir: str | Path = DEFAULT_WORKDIR, recipe: str | Path | None = 
 
     sample = workdir / "translate_sample.jsonl"
     write_manifest(test[:n_translate], sample)
-    translations, _ = translate_paths(_load(model_dir), [sample], beam=4)
+    translator = searcher.model  # the index's model, loaded once
+    translations, _ = translate_paths(translator.net, [sample], translator.decode.with_overrides(beam=4))
     table = Table(title="translation (beam 4) next to the reference", show_lines=True)
     for col in ("id", "translation", "reference"):
         table.add_column(col, overflow="fold")
@@ -159,9 +162,3 @@ def run_demo(workdir: str | Path = DEFAULT_WORKDIR, recipe: str | Path | None = 
         console.print(f"  {line}", highlight=False)
     err_console.print(f"demo finished in {summary['seconds']:.0f} s; everything is in {workdir}")
     return summary
-
-
-def _load(model_dir: Path):
-    from slsearch.models.checkpoint import load_model
-
-    return load_model(model_dir)

@@ -13,8 +13,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from slsearch.console import progress_bar
 from slsearch.errors import SlsearchError
+from slsearch.models.padding import pad
+from slsearch.progress import Progress, track
 from slsearch.models.video_tower import ctc_glosses
 
 
@@ -30,7 +31,7 @@ class Encoded:
 
 def _batched(model, items: Sequence[Any], lengths: Sequence[int], batch_size: int,
              run: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str] | None]],
-             progress: bool, desc: str) -> Encoded:
+             progress: Progress | None, desc: str) -> Encoded:
     """Run `run(indices) -> (tokens, mask, global, readings or None)` over length-sorted batches;
     reassemble in order."""
     if batch_size <= 0:
@@ -43,11 +44,8 @@ def _batched(model, items: Sequence[Any], lengths: Sequence[int], batch_size: in
     was_training = model.training
     if was_training:  # walking every module costs ~3 ms: skip it for an eval-mode model (queries)
         model.eval()
-    bar = progress_bar(transient=True) if progress else None
+    advance = track(progress, desc, n)
     try:
-        if bar:
-            bar.start()
-            task = bar.add_task(desc, total=n, rate="")
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size].tolist()
@@ -60,21 +58,21 @@ def _batched(model, items: Sequence[Any], lengths: Sequence[int], batch_size: in
                     vectors[i] = glob[row]
                     if read is not None:
                         readings[i] = read[row]
-                if bar:
-                    bar.update(task, advance=len(idx))
+                advance(len(idx))
     finally:
-        if bar:
-            bar.stop()
         if was_training:
             model.train()
     return Encoded(vectors, tokens, readings)  # type: ignore[arg-type]
 
 
 def prepare_videos(model, inputs: Sequence[Any]) -> list[np.ndarray]:
-    """Items -> per-frame features (T, F) via the model's front end; checks the temporal stride."""
+    """Items -> per-frame features (T, F) via the model's front end; checks the temporal stride. Paths and
+    manifest Clips are read here, before the model (`load_pose`)."""
+    from slsearch.data.poses import load_pose
+
     feats = []
     for item in inputs:
-        f = model.video.front_end.prepare(item)
+        f = model.video.front_end.prepare(item if isinstance(item, np.ndarray) else load_pose(item).data)
         if f.shape[0] < model.temporal_stride:
             name = getattr(item, "id", item if not isinstance(item, np.ndarray) else "<array>")
             raise SlsearchError(f"{name}: clip has {f.shape[0]} frames, fewer than the temporal stride "
@@ -83,7 +81,7 @@ def prepare_videos(model, inputs: Sequence[Any]) -> list[np.ndarray]:
     return feats
 
 
-def encode_videos(model, inputs: Sequence[Any], batch_size: int = 32, progress: bool = False) -> Encoded:
+def encode_videos(model, inputs: Sequence[Any], batch_size: int = 32, progress: Progress | None = None) -> Encoded:
     """Clips -> Encoded. An item is a pose array (T, 543, 3), a feature array (T, F) already made by
     the front end, or a path / manifest Clip that `slsearch.data.poses.load_pose` reads."""
     if len(inputs) == 0:
@@ -92,11 +90,7 @@ def encode_videos(model, inputs: Sequence[Any], batch_size: int = 32, progress: 
     device = model.device
 
     def run(idx: list[int]):
-        T = max(feats[i].shape[0] for i in idx)
-        x = torch.zeros(len(idx), T, feats[idx[0]].shape[1])
-        for row, i in enumerate(idx):
-            x[row, : feats[i].shape[0]] = torch.from_numpy(feats[i])
-        lengths = torch.tensor([feats[i].shape[0] for i in idx])
+        x, lengths = pad([feats[i] for i in idx])
         out = model.encode_video(x.to(device), lengths.to(device))
         readings = (ctc_glosses(out["gloss_logits"].float().cpu(), out["mask"].cpu(), model.config.glosses)
                     if "gloss_logits" in out else None)
@@ -105,7 +99,7 @@ def encode_videos(model, inputs: Sequence[Any], batch_size: int = 32, progress: 
     return _batched(model, feats, [f.shape[0] for f in feats], batch_size, run, progress, "encoding clips")
 
 
-def encode_texts(model, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> Encoded:
+def encode_texts(model, texts: Sequence[str], batch_size: int = 128, progress: Progress | None = None) -> Encoded:
     """Sentences -> Encoded (token states of the mBART encoder, global vectors)."""
     if isinstance(texts, str):
         raise SlsearchError("encode_texts takes a list of sentences, not one string")

@@ -37,15 +37,12 @@ class ClipTranslation:
         return d
 
 
-def translate_paths(model, paths: Sequence[str | Path], beam: int | None = None, max_len: int | None = None,
-                    length_penalty: float | None = None, batch_size: int = 16, with_attention: bool = False,
-                    no_repeat_ngram: int | None = None) -> tuple[list[ClipTranslation], list[str]]:
-    """Translate every clip found in `paths`. Returns (translations, failure lines).
-
-    Decoding settings left as None are the checkpoint's own (its recipe's [decode])."""
+def translate_paths(model, paths: Sequence[str | Path], settings=None, max_len: int | None = None,
+                    batch_size: int = 16, with_attention: bool = False) -> tuple[list[ClipTranslation], list[str]]:
+    """Translate every clip found in `paths` with the network `model` and `settings` (a DecodeConfig; a
+    checkpoint's own are `RetrievalModel.decode`). Returns (translations, failure lines)."""
     from slsearch.models.translator import translate
 
-    check_decode_options(beam, length_penalty, no_repeat_ngram)
     clips = collect_clips(paths)
     if not clips:
         raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}")
@@ -62,13 +59,19 @@ def translate_paths(model, paths: Sequence[str | Path], beam: int | None = None,
             failures.append(str(e))
     out: list[ClipTranslation] = []
     if ok:
-        results = translate(model, [pose for _, pose in ok], beam=beam, max_len=max_len,
-                            length_penalty=length_penalty, batch_size=batch_size, with_attention=with_attention,
-                            no_repeat_ngram=no_repeat_ngram)
+        results = translate(model, [pose for _, pose in ok], settings, max_len=max_len, batch_size=batch_size,
+                            with_attention=with_attention)
         for (clip, _), r in zip(ok, results):
             out.append(ClipTranslation(clip.id, str(clip.path) if clip.path else None, r.text, r.score,
                                        r.token_ids, clip.text, r.attention, r.glosses))
     return out, failures
+
+
+def decode_settings(defaults, beam: int | None = None, length_penalty: float | None = None,
+                    no_repeat_ngram: int | None = None):
+    """A checkpoint's DecodeConfig with the options the user gave (checked) in place of its own."""
+    check_decode_options(beam, length_penalty, no_repeat_ngram)
+    return defaults.with_overrides(beam=beam, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
 
 
 def check_decode_options(beam: int | None, length_penalty: float | None, no_repeat_ngram: int | None) -> None:

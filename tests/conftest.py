@@ -81,14 +81,12 @@ def tiny_corpus(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_corpus, tmp_path_factory):
-    """A real checkpoint trained with train/tiny.toml on tiny_corpus (~15 s on 2 cores), shared by the
+    """A real checkpoint trained with the tiny recipe on tiny_corpus (~15 s on 2 cores), shared by the
     index and search tests. The LM loss is off: retrieval is what these tests need."""
     from slsearch.training.loop import train
 
     out = tmp_path_factory.mktemp("index-ckpt") / "tiny"
-    root = Path(__file__).resolve().parents[1]
-    train(root / "train" / "tiny.toml", *tiny_corpus, out, overrides=["loss.lm_weight=0", "train.epochs=10"],
-          progress=False)
+    train("tiny", *tiny_corpus, out, overrides=["loss.lm_weight=0", "train.epochs=10"], progress=False)
     return out
 
 
@@ -102,6 +100,6 @@ def tiny_demo(tmp_path_factory):
     from slsearch.demo import run_demo
 
     workdir = tmp_path_factory.mktemp("demo")
-    summary = run_demo(workdir, recipe="train/tiny.toml", limit=DEMO_LIMIT, overrides=["train.epochs=15"],
+    summary = run_demo(workdir, recipe="tiny", limit=DEMO_LIMIT, overrides=["train.epochs=15"],
                        progress=False)
     return workdir, summary

@@ -17,7 +17,7 @@ from slsearch.training.recipe import load_recipe
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     tok = TextTokenizer.from_corpus(["regen und wind", "sonne heute", "schnee morgen im norden"], 100)
-    model = build_model(load_recipe("train/tiny.toml").model, tok).eval()
+    model = build_model(load_recipe("tiny").model, tok).eval()
     folder = tmp_path_factory.mktemp("ckpt") / "model"
     save_model(model, folder, recipe={"train": {"epochs": 1}})
     return model, folder

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from slsearch import __version__
 from slsearch.cli import app
-from slsearch.data.poses import load_pose, save_pose_npz
+from slsearch.data.pose_files import save_pose_npz
+from slsearch.data.poses import load_pose
 
 runner = CliRunner()
 

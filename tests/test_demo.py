@@ -41,8 +41,33 @@ def test_demo_queries_return_results_and_translations(demo, capsys):
 def test_second_run_reuses_every_artefact(demo, capsys):
     workdir, first = demo
     capsys.readouterr()
-    again = run_demo(workdir, recipe="train/tiny.toml", limit=LIMIT, progress=False)
+    again = run_demo(workdir, recipe="tiny", limit=LIMIT, progress=False)
     out = capsys.readouterr().out
     assert out.count(": reused") == 3  # corpus, model and index
     assert again["eval"] == first["eval"]
     assert json.dumps(again["queries"]) == json.dumps(first["queries"])
+
+
+def test_demo_json_is_alone_on_stdout(demo, tmp_path):
+    from typer.testing import CliRunner
+
+    from slsearch.cli import app
+
+    workdir, first = demo
+    out = tmp_path / "demo.json"
+    r = CliRunner().invoke(app, ["demo", "--workdir", str(workdir), "--recipe", "tiny", "--limit", str(LIMIT),
+                                 "--json", "--json-out", str(out)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)  # the tables went to stderr
+    assert summary["eval"] == first["eval"] and json.loads(out.read_text())["eval"] == first["eval"]
+    assert ": reused" in r.stderr
+
+
+def test_demo_unknown_recipe_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from slsearch.cli import app
+
+    r = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path / "d"), "--recipe", "nope"])
+    assert r.exit_code == 2 and "unknown recipe 'nope'" in r.output and "demo" in r.output
+    assert not (tmp_path / "d").exists()  # checked before anything is made

@@ -17,7 +17,7 @@ from slsearch.training.recipe import load_recipe
 
 @pytest.fixture(scope="module")
 def model():
-    cfg: ModelConfig = load_recipe("train/tiny.toml").model
+    cfg: ModelConfig = load_recipe("tiny").model
     tok = TextTokenizer.from_corpus(["regen und wind", "sonne heute", "schnee morgen im norden"], 100)
     return build_model(cfg, tok).eval()
 

@@ -39,17 +39,20 @@ def test_global_score_is_worse_or_equal_to_cico_at_r10(paths):
 
 def test_eval_cli_json_and_table(paths, tmp_path):
     r = runner.invoke(app, ["eval", "--recall", "1,5,10", "--index", str(paths["index"]), "--split", "test",
-                            "--json", "-"])
+                            "--json"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
     assert report["split"] == "test" and report["ks"] == [1, 5, 10] and report["count"] == 100
     assert {"paper/t2v_R@1", "dedup/v2t_MeanR", "distinct_texts"} <= set(report["metrics"])
     out = tmp_path / "eval.json"
     r = runner.invoke(app, ["eval", "--recall", "1,3", "--model", str(paths["model"]), "--manifest",
-                            str(paths["test"]), "--json", str(out)])
+                            str(paths["test"]), "--json-out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "text→video" in r.output and "dedup" in r.output
+    assert "text→video" in r.stdout and "dedup" in r.stdout  # the table, and the file besides
     assert json.loads(out.read_text())["ks"] == [1, 3]
+    r = runner.invoke(app, ["eval", "--recall", "1", "--index", str(paths["index"]), "--json", "--json-out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == json.loads(out.read_text())  # stdout holds the JSON alone
 
 
 def test_eval_bad_input(paths, tmp_path):
@@ -65,7 +68,7 @@ def test_eval_bad_input(paths, tmp_path):
 
 def test_eval_bleu_reports_all_metrics(paths):
     r = runner.invoke(app, ["eval", "--bleu", "--model", str(paths["model"]), "--manifest", str(paths["test"]),
-                            "--limit", "8", "--beam", "2", "--json", "-"])
+                            "--limit", "8", "--beam", "2", "--json"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
     assert set(report["metrics"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "chrF", "ROUGE-L"}
@@ -99,13 +102,13 @@ def test_translate_a_real_video_and_skip_a_bad_file(paths, tmp_path, shared_data
 
 def test_greedy_and_beam_translations_are_deterministic(paths):
     from slsearch.models.checkpoint import load_model
-    from slsearch.models.translator import translate
+    from slsearch.models.translator import DecodeConfig, translate
 
     model = load_model(paths["model"])
     pose = np.load(paths["clip"])["pose"]
-    a = translate(model, [pose], beam=4)[0]
-    b = translate(model, [pose], beam=4)[0]
-    g = translate(model, [pose], beam=1)[0]
+    a = translate(model, [pose], DecodeConfig(beam=4))[0]
+    b = translate(model, [pose], DecodeConfig(beam=4))[0]
+    g = translate(model, [pose], DecodeConfig(beam=1))[0]
     assert a.text == b.text and a.score == b.score
     assert a.score >= g.score - 1e-6  # beam search finds at least the greedy hypothesis' normalised score
 
@@ -137,22 +140,26 @@ def test_no_repeat_ngram_blocks_repeated_ngrams():
 def test_decoding_settings_come_from_the_checkpoint_and_the_command_line(paths, tmp_path):
     import shutil
 
-    from slsearch.models.checkpoint import load_model
+    from slsearch.rank import load_retrieval_model
+    from slsearch.translation import decode_settings
 
     model_dir = tmp_path / "model"
     shutil.copytree(paths["model"], model_dir)
     cfg = json.loads((model_dir / "config.json").read_text())
     cfg["recipe"]["decode"] = {"beam": 3, "length_penalty": 1.5, "no_repeat_ngram": 3}
     (model_dir / "config.json").write_text(json.dumps(cfg))
-    settings = load_model(model_dir).decode_config
+    settings = load_retrieval_model(model_dir).decode
     assert (settings.beam, settings.length_penalty, settings.no_repeat_ngram) == (3, 1.5, 3)
+    # options given override the checkpoint's, the others keep its values
+    mixed = decode_settings(settings, beam=None, length_penalty=None, no_repeat_ngram=0)
+    assert (mixed.beam, mixed.length_penalty, mixed.no_repeat_ngram) == (3, 1.5, 0)
     r = runner.invoke(app, ["translate", str(paths["clip"]), "--model", str(model_dir), "--json",
                             "--no-repeat-ngram", "0"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output.strip().splitlines()[-1])
     assert (out["beam"], out["length_penalty"], out["no_repeat_ngram"]) == (3, 1.5, 0)
     r = runner.invoke(app, ["eval", "--bleu", "--model", str(model_dir), "--manifest", str(paths["test"]),
-                            "--limit", "4", "--json", "-"])
+                            "--limit", "4", "--json"])
     report = json.loads(r.output)
     assert (report["beam"], report["length_penalty"], report["no_repeat_ngram"]) == (3, 1.5, 3)
     r = runner.invoke(app, ["translate", str(paths["clip"]), "--model", str(model_dir), "--length-penalty", "-1"])

@@ -22,7 +22,7 @@ def test_example_manifest_parses():
 
 def test_walkthrough_runs(tmp_path):
     slsearch = Path(sys.executable).with_name("slsearch")
-    env = {**os.environ, "WORK": str(tmp_path / "w"), "LIMIT": "40", "RECIPE": str(ROOT / "train" / "tiny.toml"),
+    env = {**os.environ, "WORK": str(tmp_path / "w"), "LIMIT": "40", "RECIPE": "tiny",
            "EPOCHS": "3", "SLSEARCH": str(slsearch), "COLUMNS": "120"}
     r = subprocess.run(["bash", str(ROOT / "examples" / "walkthrough.sh")], env=env, capture_output=True, text=True,
                        timeout=900)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from slsearch.data import layout as L
-from slsearch.data.extract import _read_npz, extract_many
+from slsearch.data.extract import extract_many
+from slsearch.data.pose_files import read_npz
 from slsearch.data.manifest import Clip
 from slsearch.data.poses import load_pose
 
@@ -33,7 +34,7 @@ def batch(shared_data, tmp_path_factory, video_writer):
 def test_person_in_every_frame_of_the_real_signer_and_hands_in_about_a_third(batch):
     r = batch[0]["signer"]
     assert r.error is None and r.frames == 58
-    pose = _read_npz(r.cache_file).data
+    pose = read_npz(r.cache_file).data
     assert pose.shape == (58, L.N_LANDMARKS, 3)
     assert np.isfinite(pose[:, L.POSE, :2]).all()  # the person is found in every frame
     hands = np.isfinite(pose[:, L.LEFT_HAND, 0]).all(1) | np.isfinite(pose[:, L.RIGHT_HAND, 0]).all(1)
@@ -46,7 +47,7 @@ def test_at_least_one_hand_in_most_frames_of_how2sign_clips(batch):
     for name in H2S:
         r = batch[0][name]
         assert r.error is None, r.error
-        pose = _read_npz(r.cache_file).data
+        pose = read_npz(r.cache_file).data
         hands = np.isfinite(pose[:, L.LEFT_HAND, 0]).all(1) | np.isfinite(pose[:, L.RIGHT_HAND, 0]).all(1)
         assert hands.mean() > 0.5, (name, hands.mean())
         assert np.isfinite(pose[:, L.FACE, 0]).all(1).mean() > 0.9
@@ -65,7 +66,7 @@ def test_second_run_comes_from_the_cache_unchanged(batch):
     first, second = batch
     for name in ["signer", *H2S]:
         assert not first[name].cached and second[name].cached
-        a, b = _read_npz(first[name].cache_file).data, _read_npz(second[name].cache_file).data
+        a, b = read_npz(first[name].cache_file).data, read_npz(second[name].cache_file).data
         assert np.array_equal(a, b, equal_nan=True)
 
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gloss_poses import make_corpus
-from slsearch import encode_videos, load_model
+from slsearch import encode_videos
 from slsearch.data.manifest import read_manifest
 from slsearch.errors import SlsearchError
 from slsearch.index import store
@@ -20,11 +20,12 @@ from slsearch.index.build import build_index
 from slsearch.index.remove import remove_clips
 from slsearch.index.search import Searcher
 from slsearch.index.store import IndexWriter, load_index
+from slsearch.rank import load_retrieval_model
 
 
 @pytest.fixture(scope="module")
 def model(tiny_checkpoint):
-    return load_model(tiny_checkpoint)
+    return load_retrieval_model(tiny_checkpoint)
 
 
 @pytest.fixture
@@ -49,8 +50,9 @@ def test_folder_format_and_summary(built, tiny_corpus, tiny_checkpoint, model):
             "text_tokens.f16.npy"} <= names
     info = json.loads((out / "index.json").read_text())
     assert info["format_version"] == store.FORMAT_VERSION
-    assert info["checkpoint"] == {"path": str(Path(tiny_checkpoint).resolve()), "hash": model.checkpoint_hash}
-    assert info["dims"] == {"global": model.embed_dim, "token": model.token_dim}
+    assert info["checkpoint"] == {"path": str(Path(tiny_checkpoint).resolve()), "hash": model.hash}
+    assert model.hash == model.net.checkpoint_hash
+    assert info["dims"] == {"global": model.net.embed_dim, "token": model.net.token_dim}
     assert info["clips"]["index_type"] == "flat" and info["clips"]["count"] == len(clips) == 40
     assert info["texts"]["count"] == 40 and info["created"]
     assert summary["clips_added"] == 40 and summary["failures"] == 0 and summary["factory"] == "Flat"
@@ -61,9 +63,9 @@ def test_folder_format_and_summary(built, tiny_corpus, tiny_checkpoint, model):
     assert [m["faiss_id"] for m in meta] == list(range(40))  # ids = row numbers
     assert all(len(m["source_hash"]) == 64 and m["frames"] > 0 and m["duration"] > 0 for m in meta)
     # the stored token states are the encoder's, in float16, at the recorded offsets
-    enc = encode_videos(model, clips[:3])
+    enc = encode_videos(model.net, clips[:3])
     tokens = np.load(out / "tokens.f16.npy", mmap_mode="r")
-    assert tokens.dtype == np.float16 and tokens.shape[1] == model.token_dim
+    assert tokens.dtype == np.float16 and tokens.shape[1] == model.net.token_dim
     for m, t in zip(meta[:3], enc.tokens):
         assert m["token_count"] == len(t)
         assert np.allclose(tokens[m["token_offset"]:m["token_offset"] + m["token_count"]], t, atol=2e-3)
@@ -194,6 +196,13 @@ def test_loading_refuses_inconsistent_or_incomplete_folders(built, tmp_path):
     with pytest.raises(SlsearchError, match="vectors.faiss holds 40 vectors but meta.parquet has 39 rows"):
         load_index(out)
     pq.write_table(meta, version / "meta.parquet")
+    # an index of an older format is refused with the command that rebuilds it
+    info_text = (version / "index.json").read_text()
+    (version / "index.json").write_text(json.dumps({**json.loads(info_text), "format_version": 1}))
+    with pytest.raises(SlsearchError, match=r"index format 1, this slsearch reads format 2; rebuild it with "
+                                            r"`slsearch index PATH\.\.\. --model CHECKPOINT"):
+        load_index(out)
+    (version / "index.json").write_text(info_text)
     (version / "tokens.f16.npy").unlink()
     with pytest.raises(SlsearchError, match="incomplete index, missing tokens.f16.npy"):
         load_index(out)

@@ -9,11 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from slsearch import load_model
 from slsearch.cli import app
 from slsearch.data.manifest import read_manifest
+from slsearch.errors import SlsearchError
 from slsearch.index.search import Searcher
 from slsearch.models.lexicon import LEXICON_FILE, Lexicon, text_units
+from slsearch.rank import ClipSide, RankingPipeline, TextSide, load_retrieval_model
+from slsearch.rank.lexicon_stage import LexiconStage
 
 runner = CliRunner()
 
@@ -115,14 +117,21 @@ def test_calibration_picks_a_weight_on_dev_and_fusion_is_per_query_stable(tmp_pa
     n = len(keep)
     rng = np.random.default_rng(0)
     cico = (0.3 * np.eye(n) + rng.normal(0, 0.3, (n, n))).astype(np.float32)  # a weak CiCo model
-    fusion = lex.calibrate(cico, dev_glosses, dev_texts)
+    stage = LexiconStage(lex)
+    fusion = stage.fit(cico, dev_glosses, dev_texts)
+    assert fusion is lex.fusion and stage.calibrated
     cico_r1 = (cico.argmax(0) == np.arange(n)).mean() * 100
     for direction in ("t2v", "v2t"):
         assert fusion[direction]["weight"] > 0 and fusion[direction]["dev_R@1"] > cico_r1
-    fused = lex.fuse(cico, lex.lexical_matrix(dev_glosses, dev_texts, "t2v"), "t2v")
+    lexical = stage.scores(dev_glosses, dev_texts, "t2v")
+    assert np.allclose(lexical, lex.lexical_matrix(dev_glosses, dev_texts, "t2v"))
+    fused = stage.combine(cico, lexical, "t2v")
     # one query against a subset of candidates gets the same numbers as the whole matrix (fixed statistics)
-    one = lex.fuse(cico[[3, 1, 4], 2], lex.clip_scores([dev_texts[2]], [dev_glosses[i] for i in (3, 1, 4)])[0], "t2v")
-    assert np.allclose(one, fused[[3, 1, 4], 2], atol=1e-5)
+    one = stage.combine(cico[[3, 1, 4], 2:3], stage.scores([dev_glosses[i] for i in (3, 1, 4)], [dev_texts[2]], "t2v"),
+                        "t2v")
+    assert one.shape == (3, 1) and np.allclose(one[:, 0], fused[[3, 1, 4], 2], atol=1e-5)
+    # searches read the clips' stored reading priors exactly when T2V takes a share of the reverse channel
+    assert stage.uses_reading_priors == bool(fusion["t2v"].get("reverse_weight"))
     # the T2V score is the direct channel plus the calibrated share of the reverse one
     assert "reverse_weight" in fusion["t2v"] and "reverse_weight" not in fusion["v2t"]
     direct = lex.text_given_readings(dev_texts, dev_glosses)
@@ -134,7 +143,10 @@ def test_calibration_picks_a_weight_on_dev_and_fusion_is_per_query_stable(tmp_pa
     again = Lexicon.load(tmp_path)
     assert again.fusion == lex.fusion and again.units == lex.units and again.alignment == "diagonal"
     assert again.fingerprint == lex.fingerprint and np.allclose(again.reading_priors(dev_glosses), priors)
-    assert np.allclose(again.fuse(cico, again.lexical_matrix(dev_glosses, dev_texts, "t2v"), "t2v"), fused, atol=1e-5)
+    assert again.fitted_on is None  # fitted outside a checkpoint: no weights to name
+    again_stage = LexiconStage(again)
+    assert np.allclose(again_stage.combine(cico, again_stage.scores(dev_glosses, dev_texts, "t2v"), "t2v"), fused,
+                       atol=1e-5)
     # a lexicon saved before the diagonal model (no 'alignment' in its metadata) is read as Model 1's
     with np.load(tmp_path / LEXICON_FILE) as z:
         arrays = {k: z[k] for k in z.files}
@@ -152,45 +164,47 @@ def test_calibration_picks_a_weight_on_dev_and_fusion_is_per_query_stable(tmp_pa
 @pytest.fixture(scope="module")
 def gloss_run(tiny_corpus, tmp_path_factory):
     """tiny.toml with the gloss head on the generated gloss corpus: the run learns a lexicon."""
-    from pathlib import Path
-
     from slsearch.training.loop import train
 
     out = tmp_path_factory.mktemp("lexicon") / "run"
-    recipe = Path(__file__).resolve().parents[1] / "train" / "tiny.toml"
-    train(recipe, *tiny_corpus, out, overrides=["loss.lm_weight=0", "loss.gloss_weight=2.0", "train.epochs=12"],
+    train("tiny", *tiny_corpus, out, overrides=["loss.lm_weight=0", "loss.gloss_weight=2.0", "train.epochs=12"],
           progress=False)
     return out
 
 
 def test_training_saves_a_calibrated_lexicon(gloss_run, tiny_corpus):
-    model = load_model(gloss_run)
+    model = load_retrieval_model(gloss_run)
     assert (gloss_run / LEXICON_FILE).exists() and model.lexicon is not None
-    assert set(model.lexicon.fusion) == {"t2v", "v2t"}
+    assert set(model.lexicon.fusion) == {"t2v", "v2t"} and model.lexicon.fitted_on == model.hash
+    assert model.likelihood is None  # the decoder did not train (loss.lm_weight=0)
+    assert RankingPipeline(model).resolve_score(None, True, "run") == "fused"
     train_glosses = {g for c in read_manifest(tiny_corpus[0]) for g in c.gloss.split()}
     assert set(model.lexicon.glosses) == train_glosses
 
 
-def test_new_weights_drop_a_stale_lexicon(gloss_run, tmp_path):
-    """A lexicon's fusion is calibrated on one set of weights: saving others over them removes it."""
+def test_new_weights_leave_out_a_stale_lexicon(gloss_run, tmp_path):
+    """A lexicon's fusion is calibrated on one set of weights: with others saved over them it is left out."""
     import shutil
 
     import torch
 
-    from slsearch.models.checkpoint import save_model
+    from slsearch.models.checkpoint import load_model, save_model
 
     run = tmp_path / "run"
     shutil.copytree(gloss_run, run)
-    model = load_model(run)
+    net = load_model(run)
     with torch.no_grad():
-        next(model.parameters()).add_(0.01)
-    save_model(model, run)
-    assert not (run / LEXICON_FILE).exists() and load_model(run).lexicon is None
+        next(net.parameters()).add_(0.01)
+    save_model(net, run)
+    assert (run / LEXICON_FILE).exists() and Lexicon.load(run).fitted_on != net.checkpoint_hash
+    model = load_retrieval_model(run)
+    assert model.hash == net.checkpoint_hash and model.lexicon is None
+    assert RankingPipeline(model).lexicon is None
 
 
 def test_eval_ranks_by_the_fused_score_and_can_ablate_it(gloss_run, tiny_corpus, tiny_checkpoint):
     def run(*args):
-        r = runner.invoke(app, ["eval", "--model", str(gloss_run), "--manifest", str(tiny_corpus[0]), "--json", "-",
+        r = runner.invoke(app, ["eval", "--model", str(gloss_run), "--manifest", str(tiny_corpus[0]), "--json",
                                 *args])
         assert r.exit_code == 0, r.output
         return json.loads(r.stdout.strip().splitlines()[-1])
@@ -216,27 +230,35 @@ def test_index_stores_gloss_readings_and_search_agrees_with_eval(gloss_run, tiny
     meta = pq.read_table(out / "meta.parquet").to_pylist()
     assert sum(m["gloss_reading"] == c.gloss for m, c in zip(meta, clips)) >= 0.8 * len(clips)
     searcher = Searcher(out)
-    assert searcher.lexicon is not None and searcher.clips.readings is not None
+    assert searcher.pipeline.lexicon is not None and searcher.readings is not None and searcher.score == "fused"
+    lexicon = searcher.model.lexicon
+    assert searcher.pipeline.lexicon.lexicon is lexicon
     # the index stores each clip's log p(reading) for the reverse channel, and whose lexicon they are
     info = json.loads((out / "index.json").read_text())
-    assert info["lexicon"] == searcher.lexicon.fingerprint and all(m["reading_prior"] is not None for m in meta)
-    assert np.allclose(searcher.clips.reading_priors, searcher.lexicon.reading_priors([m["gloss_reading"] for m in meta]))
-    searcher.lexicon.fusion["t2v"]["reverse_weight"] = 0.5  # whatever dev picked for the toy, use the channel
+    assert info["lexicon"] == lexicon.fingerprint and all(m["reading_prior"] is not None for m in meta)
+    assert np.allclose(searcher.reading_priors, lexicon.reading_priors([m["gloss_reading"] for m in meta]))
+    lexicon.fusion["t2v"]["reverse_weight"] = 0.5  # whatever dev picked for the toy, use the channel
+    assert searcher.pipeline.lexicon.uses_reading_priors
     # search over every clip ranks exactly as the fused evaluation matrix does
-    model = searcher.model
+    net = searcher.model.net
     from slsearch.encode import encode_texts, encode_videos
-    from slsearch.training.dev_eval import cico_matrix
+    from slsearch.rank.cico import cico_matrix
 
-    videos = encode_videos(model, clips)
+    videos = encode_videos(net, clips)
     queries = [clips[i].text for i in (0, 5, 17)]
-    cico = cico_matrix(videos, encode_texts(model, queries)).numpy()
-    fused = model.lexicon.fuse(cico, model.lexicon.lexical_matrix(videos.readings, queries, "t2v"), "t2v")
+    query_tokens = encode_texts(net, queries).tokens
+    cico = cico_matrix(videos.tokens, query_tokens, searcher.model.temperature)
+    stage = searcher.pipeline.lexicon
+    fused = stage.combine(cico, stage.scores(videos.readings, queries, "t2v"), "t2v")
+    matrix = searcher.pipeline.score_matrix(ClipSide(videos.tokens, videos.readings), TextSide(queries, query_tokens),
+                                            "fused")
+    assert np.allclose(matrix["t2v"], fused, atol=1e-5)
     hits = searcher.search_text(queries, k=5, n_candidates=len(clips))
     for q, h in enumerate(hits):
         assert [x.id for x in h] == [clips[i].id for i in np.argsort(-fused[:, q], kind="stable")[:5]]
         assert np.allclose([x.score for x in h], np.sort(fused[:, q])[::-1][:5], atol=0.02)  # float16 tokens
     # stored priors of another lexicon are not used: they are computed per candidate, to the same ranking
-    searcher.clips.reading_priors = None
+    searcher.reading_priors = None
     assert [[x.id for x in h] for h in searcher.search_text(queries, k=5, n_candidates=len(clips))] == \
         [[x.id for x in h] for h in hits]
     reading = {m["id"]: m["gloss_reading"] for m in meta}
@@ -247,19 +269,20 @@ def test_index_stores_gloss_readings_and_search_agrees_with_eval(gloss_run, tiny
     assert report["score"] == "fused" and report["metrics"]["paper/t2v_R@1"] >= 80
 
 
-def test_an_index_without_gloss_readings_still_loads(gloss_run, tiny_corpus, tmp_path):
-    """Indexes written before the gloss_reading column: read with nulls, searched with CiCo alone."""
+def test_an_index_without_gloss_readings_is_refused(gloss_run, tiny_corpus, tmp_path):
+    """Indexes written before the gloss_reading column are no longer read: refused, saying to rebuild."""
     out = tmp_path / "idx"
     assert runner.invoke(app, ["index", str(tiny_corpus[1]), "--model", str(gloss_run), "--out",
                                str(out)]).exit_code == 0
     meta_path = (out / "meta.parquet").resolve()
     table = pq.read_table(meta_path)
     pq.write_table(table.drop(["gloss_reading"]), meta_path)
-    searcher = Searcher(out)
-    assert searcher.clips.readings is None
-    assert len(searcher.search_text("regen sonne", k=3)) == 3
-    r = runner.invoke(app, ["eval", "--index", str(out), "--score", "lexical"])
-    assert r.exit_code == 2 and "no gloss readings" in r.stderr
+    with pytest.raises(SlsearchError, match="lacks the columns gloss_reading; rebuild"):
+        Searcher(out)
+    for args in (["query", "regen sonne", "--index", str(out)], ["eval", "--index", str(out), "--score", "lexical"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and "lacks the columns gloss_reading; rebuild" in r.stderr, r.output
+        assert "Traceback" not in r.output
 
 
 def test_cli_lexicon_relearns_an_existing_checkpoints_lexicon(gloss_run, tiny_corpus, tiny_checkpoint, tmp_path):
@@ -267,15 +290,16 @@ def test_cli_lexicon_relearns_an_existing_checkpoints_lexicon(gloss_run, tiny_co
 
     run = tmp_path / "run"
     shutil.copytree(gloss_run, run)
-    before = load_model(run)
+    before = load_retrieval_model(run)
     r = runner.invoke(app, ["lexicon", "--model", str(run), "--manifest", str(tiny_corpus[0]), "--dev",
                             str(tiny_corpus[1]), "--prefix", "0", "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["prefix"] == 0 and set(summary["fusion"]) == {"t2v", "v2t"}
-    after = load_model(run)
+    after = load_retrieval_model(run)
     assert after.lexicon.prefix == 0 and before.lexicon.prefix == 5
-    assert after.checkpoint_hash == before.checkpoint_hash  # weights untouched: indexes stay valid
+    assert after.hash == before.hash  # weights untouched: indexes stay valid
+    assert after.lexicon.fitted_on == after.hash and after.lexicon.fusion == summary["fusion"]
     r = runner.invoke(app, ["lexicon", "--model", str(tiny_checkpoint), "--manifest", str(tiny_corpus[0]), "--dev",
                             str(tiny_corpus[1])])
     assert r.exit_code == 2 and "no gloss head" in r.stderr

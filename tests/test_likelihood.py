@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,12 +15,13 @@ from slsearch.data.manifest import read_manifest
 from slsearch.encode import encode_texts, encode_videos
 from slsearch.index.search import Searcher
 from slsearch.models import likelihood as likelihood_module
+from slsearch.errors import SlsearchError
 from slsearch.models.checkpoint import load_model, save_model
 from slsearch.models.decoder import shift_for_lm
-from slsearch.models.likelihood import (LIKELIHOOD_FILE, LikelihoodReranker, sentence_loglik,
-                                        sentence_prior)
-from slsearch.training.dev_eval import cico_matrix
-from slsearch.training.likelihood_fit import stage_two_matrices
+from slsearch.models.likelihood import sentence_loglik, sentence_prior
+from slsearch.rank import ClipSide, RankingPipeline, RetrievalModel, TextSide, load_retrieval_model
+from slsearch.rank import pipeline as pipeline_module
+from slsearch.rank.likelihood_stage import LIKELIHOOD_FILE, LikelihoodStage
 
 runner = CliRunner()
 
@@ -28,13 +30,10 @@ runner = CliRunner()
 def prior_run(tiny_corpus, tmp_path_factory):
     """tiny.toml with the LM loss (weighted up: the tiny decoder learns slowly), the gloss head and the
     null clip: the run calibrates both stages."""
-    from pathlib import Path
-
     from slsearch.training.loop import train
 
     out = tmp_path_factory.mktemp("likelihood") / "run"
-    recipe = Path(__file__).resolve().parents[1] / "train" / "tiny.toml"
-    train(recipe, *tiny_corpus, out, overrides=["loss.gloss_weight=2.0", "loss.lm_weight=4", "train.epochs=12",
+    train("tiny", *tiny_corpus, out, overrides=["loss.gloss_weight=2.0", "loss.lm_weight=4", "train.epochs=12",
                                                 "model.lm_prior_rate=0.2"], progress=False)
     return out
 
@@ -77,23 +76,62 @@ def test_a_trained_decoder_explains_its_own_clips_best(prior_run, tiny_corpus):
         sentence_prior(no_prior, texts[:1])
 
 
-def test_rerank_reorders_the_head_and_keeps_the_tail_below():
-    reranker = LikelihoodReranker(depth=3, fusion={"t2v": {"mean": 0.0, "std": 1.0, "weight": 1.0}})
-    previous = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.95])  # head by previous score: 5, 0, 1
+def _toy_pipeline(monkeypatch, stage: LikelihoodStage, previous: np.ndarray, raw: dict[int, float], calls: list):
+    """A pipeline whose CiCo stage returns `previous` and whose decoder scores clip k (its tokens are all k)
+    with raw[k]; every candidate the decoder is asked about lands in `calls`."""
+    monkeypatch.setattr(pipeline_module, "cico_matrix", lambda clips, texts, temperature, progress=None: previous)
+
+    def raw_scores(net, direction, clip_tokens, texts, priors=None, progress=False):
+        calls.extend((direction, int(t[0, 0])) for t in clip_tokens)
+        return np.array([raw[int(t[0, 0])] for t in clip_tokens], np.float32)
+
+    stage.raw_scores = raw_scores
+    net = SimpleNamespace(config=SimpleNamespace(cico_temperature=0.07))
+    return RankingPipeline(RetrievalModel(net, likelihood=stage))
+
+
+def test_rerank_reorders_the_head_and_keeps_the_tail_below(monkeypatch):
+    stage = LikelihoodStage(depth=3, fusion={"t2v": {"mean": 0.0, "std": 1.0, "weight": 1.0}})
+    previous = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.95], np.float32)  # head by previous score: 5, 0, 1
     raw = {5: -3.0, 0: 0.0, 1: 2.0}
-    order, final = reranker.rerank(previous, "t2v", lambda pos: np.array([raw[int(p)] for p in pos]))
+    # the stage on a (clips, 1 sentence) block: one T2V query
+    clips, queries = stage.heads(previous[:, None], "t2v")
+    assert clips.tolist() == [5, 0, 1] and queries.tolist() == [0, 0, 0]
+    block = np.full((6, 1), np.nan, np.float32)
+    block[clips, 0] = [raw[int(c)] for c in clips]
+    combined = stage.combine(previous[:, None], block, "t2v")[:, 0]
+    assert np.argsort(-combined, kind="stable").tolist() == [1, 0, 5, 2, 3, 4]  # the tail below, in its old order
+    assert combined[1] == pytest.approx(2.8) and combined[0] == pytest.approx(0.9)
+    # one search through the pipeline: the head re-ranked, the tail keeps its previous scores
+    calls = []
+    pipeline = _toy_pipeline(monkeypatch, stage, previous[:, None], raw, calls)
+    tokens = [np.full((2, 4), k, np.float32) for k in range(6)]
+    order, final = pipeline.rank("t2v", ClipSide(tokens), TextSide(["regen"], [np.ones((3, 4), np.float32)]), "full")
     assert order.tolist() == [1, 0, 5, 2, 3, 4]  # 0.8+2, 0.9+0, 0.95-3; then the tail in its old order
     assert final[1] == pytest.approx(2.8) and final[3] == pytest.approx(0.6)
+    assert sorted(calls) == [("t2v", 0), ("t2v", 1), ("t2v", 5)]  # the decoder read the head only
     # a direction without a weight is the previous order untouched
-    order, final = reranker.rerank(previous, "v2t", lambda pos: 1 / 0)
-    assert order.tolist() == [5, 0, 1, 2, 3, 4] and np.array_equal(final, previous.astype(np.float32))
+    assert np.array_equal(stage.combine(previous[None, :], np.full((1, 6), np.nan), "v2t"), previous[None, :])
+
+
+def test_one_query_runs_the_decoder_for_its_own_direction_only(monkeypatch):
+    """A V2T query with the stage calibrated for T2V alone is the previous order, without a decoder pass."""
+    stage = LikelihoodStage(depth=3, fusion={"t2v": {"mean": 0.0, "std": 1.0, "weight": 1.0}})
+    previous = np.array([[0.9, 0.8, 0.7, 0.6, 0.5, 0.95]], np.float32)  # one clip, six sentences
+    calls = []
+    pipeline = _toy_pipeline(monkeypatch, stage, previous, {0: 0.0}, calls)
+    texts = TextSide([f"s{j}" for j in range(6)], [np.ones((3, 4), np.float32)] * 6)
+    order, final = pipeline.rank("v2t", ClipSide([np.zeros((2, 4), np.float32)]), texts, "full")
+    assert order.tolist() == [5, 0, 1, 2, 3, 4] and np.array_equal(final, previous[0])
+    assert calls == []
 
 
 def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_corpus, tmp_path):
     from slsearch.eval.retrieval import evaluate_index, evaluate_model
 
-    model = load_model(prior_run)
+    model = load_retrieval_model(prior_run)
     assert model.likelihood is not None and set(model.likelihood.fusion) == {"t2v", "v2t"}
+    assert model.likelihood.fitted_on == model.hash  # marked with the weights it was fitted on
     for f in model.likelihood.fusion.values():
         assert f["std"] > 0 and f["dev_R@1"] >= f["dev_R@1_before"]  # weight 0 is in the grid
     # a non-zero weight so the test exercises the stage whatever dev picked
@@ -106,49 +144,70 @@ def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_
     clips = read_manifest(tiny_corpus[0])
     texts = sorted({c.text for c in clips})  # the index's sentences are distinct
     searcher = Searcher(out)
+    assert searcher.score == "full"
     model = searcher.model
-    videos = encode_videos(model, clips)
-    cico = cico_matrix(videos, encode_texts(model, texts)).numpy()
-    stage2 = stage_two_matrices(model, videos, texts, cico)
+    net = model.net
+    videos = encode_videos(net, clips)
+    clip_side = ClipSide(videos.tokens, videos.readings)
+    text_side = TextSide(texts, encode_texts(net, texts).tokens)
+    pipeline = RankingPipeline(model)
+    stage2 = pipeline.score_matrix(clip_side, text_side, "fused")
+    full = pipeline.score_matrix(clip_side, text_side, "full")
+    # the full matrix is the stage before re-ranked on each query's first `depth`
+    for d in ("t2v", "v2t"):
+        raw = model.likelihood.pair_scores(net, stage2[d], videos.tokens, texts, d)
+        assert (~np.isnan(raw)).sum() == model.likelihood.depth * stage2[d].shape[0 if d == "v2t" else 1]
+        assert np.allclose(model.likelihood.combine(stage2[d], raw, d), full[d], atol=1e-5)
     # the evaluation matrix re-ranks each query's first `depth` like search does
-    t2v = model.likelihood.rerank_matrix(model, stage2["t2v"], videos.tokens, texts, "t2v")
+    t2v = full["t2v"]
     queries = [0, 3, 7]
     hits = searcher.search_text([texts[q] for q in queries], k=5, n_candidates=len(clips))
     for q, h in zip(queries, hits):
         assert [x.id for x in h] == [clips[i].id for i in np.argsort(-t2v[:, q], kind="stable")[:5]]
-    v2t = model.likelihood.rerank_matrix(model, stage2["v2t"], videos.tokens, texts, "v2t")
+    v2t = full["v2t"]
     for i in (2, 11):
         h = searcher.search_video(clips[i].path, k=4, n_candidates=len(texts))
         assert [x.text for x in h] == [texts[j] for j in np.argsort(-v2t[i], kind="stable")[:4]]
     assert not np.array_equal(np.argsort(-t2v, 0)[:3], np.argsort(-stage2["t2v"], 0)[:3])  # it did re-rank
-    # the index stores each sentence's prior, so V2T does not recompute it per query
-    stored = dict(zip(searcher.texts.coll.column("text"), searcher.texts.priors))
-    assert np.allclose([stored[t] for t in texts], sentence_prior(model, texts), atol=1e-4)
+    # the index stores each sentence's prior, so V2T does not recompute it per query (the matrices above
+    # computed them: the same rankings)
+    stored = dict(zip(searcher.texts.coll.column("text"), searcher.sentence_priors))
+    assert np.allclose([stored[t] for t in texts], sentence_prior(net, texts), atol=1e-4)
 
-    # an index from before the column: priors are computed per query, with the same ranking
-    texts_meta = next(p for p in out.resolve().rglob("*.parquet") if "sentence_prior" in pq.read_schema(p).names)
-    pq.write_table(pq.read_table(texts_meta).drop(["sentence_prior"]), texts_meta)
-    older = Searcher(out)
-    assert older.texts.priors is None
-    assert [x.text for x in older.search_video(clips[2].path, k=4, n_candidates=len(texts))] == \
-        [texts[j] for j in np.argsort(-v2t[2], kind="stable")[:4]]
-
-    full = evaluate_model(prior_run, tiny_corpus[0], progress=False)
-    assert full["score"] == "full" and full["metrics"]["paper/t2v_R@1"] >= 80
+    full_eval = evaluate_model(prior_run, tiny_corpus[0], progress=False)
+    assert full_eval["score"] == "full" and full_eval["metrics"]["paper/t2v_R@1"] >= 80
     assert evaluate_index(out, progress=False)["score"] == "full"
     assert evaluate_model(prior_run, tiny_corpus[0], score="fused", progress=False)["score"] == "fused"
 
+    # an index from before the column is refused, with what to do about it
+    texts_meta = next(p for p in out.resolve().rglob("*.parquet") if "sentence_prior" in pq.read_schema(p).names)
+    pq.write_table(pq.read_table(texts_meta).drop(["sentence_prior"]), texts_meta)
+    with pytest.raises(SlsearchError, match="lacks the columns sentence_prior; rebuild"):
+        Searcher(out)
+    with pytest.raises(SlsearchError, match="lacks the columns sentence_prior; rebuild"):
+        evaluate_index(out, progress=False)
 
-def test_new_weights_drop_a_stale_likelihood_stage(prior_run, tmp_path):
+
+def test_new_weights_leave_out_a_stale_likelihood_stage(prior_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(prior_run, run)
-    assert LikelihoodReranker.load(run).fusion == load_model(prior_run).likelihood.fusion  # round trip
+    assert LikelihoodStage.load(run).fusion == load_retrieval_model(prior_run).likelihood.fusion  # round trip
     (run / LIKELIHOOD_FILE).write_text("{not json")
     with pytest.raises(Exception, match="unreadable likelihood stage"):
-        load_model(run)
-    model = load_model(prior_run)
-    save_model(model, run)
-    assert not (run / LIKELIHOOD_FILE).exists() and load_model(run).likelihood is None
+        load_retrieval_model(run)
+    shutil.copy(prior_run / LIKELIHOOD_FILE, run / LIKELIHOOD_FILE)
+    # the same weights saved again: the stage still belongs to them
+    net = load_model(prior_run)
+    save_model(net, run)
+    assert load_retrieval_model(run).likelihood.fusion == LikelihoodStage.load(prior_run).fusion
+    # other weights: the file stays, but it was fitted on the old ones and is left out
+    with torch.no_grad():
+        next(net.parameters()).add_(0.01)
+    save_model(net, run)
+    assert (run / LIKELIHOOD_FILE).exists() and LikelihoodStage.load(run).fitted_on != net.checkpoint_hash
+    model = load_retrieval_model(run)
+    assert model.hash == net.checkpoint_hash and model.likelihood is None
+    assert RankingPipeline(model).resolve_score(None, True, "run") != "full"
 
 
 def test_cli_calibrate(prior_run, tiny_corpus, tiny_checkpoint, tmp_path):
@@ -159,7 +218,9 @@ def test_cli_calibrate(prior_run, tiny_corpus, tiny_checkpoint, tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["depth"] == 5 and set(out["fusion"]) == {"t2v", "v2t"}
-    assert load_model(run).likelihood.depth == 5
+    calibrated = load_retrieval_model(run)
+    assert calibrated.likelihood.depth == 5 and calibrated.likelihood.fitted_on == calibrated.hash
+    assert calibrated.likelihood.fusion == out["fusion"]
     r = runner.invoke(app, ["calibrate", "--model", str(run), "--dev", str(tiny_corpus[1])])
     assert r.exit_code == 0 and "T2V" in r.stdout
     # a checkpoint whose decoder never trained is refused with the reason

@@ -8,7 +8,8 @@ import pytest
 from slsearch.data import layout as L
 from slsearch.data.features import FEATURE_LANDMARKS
 from slsearch.data.manifest import Clip
-from slsearch.data.poses import PoseSequence, cut, load_pose, resample, save_pose_npz
+from slsearch.data.pose_files import PoseSequence, cut, resample, save_pose_npz
+from slsearch.data.poses import load_pose
 from slsearch.errors import InputError
 
 

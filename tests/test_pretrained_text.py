@@ -33,7 +33,7 @@ def pretrained_dir(tmp_path_factory):
 
 
 def test_trimmed_vocabulary_and_copied_encoder(pretrained_dir):
-    recipe = load_recipe("train/tiny.toml", [f'tokenizer.pretrained="{pretrained_dir}"'])
+    recipe = load_recipe("tiny", [f'tokenizer.pretrained="{pretrained_dir}"'])
     texts = ["regen sonne", "wind schnee nebel"]
     model = build_for_recipe(recipe, texts)
     pre = MBartForConditionalGeneration.from_pretrained(str(pretrained_dir)).get_encoder()
@@ -50,7 +50,7 @@ def test_train_with_pretrained_text_model_round_trip(pretrained_dir, tmp_path):
     train_m = make_corpus(tmp_path / "data", 16, seed=0, name="train")
     dev_m = make_corpus(tmp_path / "data", 6, seed=1, name="dev")
     out = tmp_path / "run"
-    train("train/tiny.toml", train_m, dev_m, out, overrides=[f'tokenizer.pretrained="{pretrained_dir}"',
+    train("tiny", train_m, dev_m, out, overrides=[f'tokenizer.pretrained="{pretrained_dir}"',
                                                               "train.epochs=1"], progress=False)
     model = load_model(out)  # needs nothing but the checkpoint folder
     assert model.config.text_model_source == str(pretrained_dir)

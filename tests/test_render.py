@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from slsearch.cli import app
 from slsearch.data import layout as L
-from slsearch.data.poses import save_pose_npz
+from slsearch.data.pose_files import save_pose_npz
 from slsearch.data.synth import SynthSigner
 from slsearch.errors import SlsearchError
 from slsearch.render import DEFAULT_SIZE, draw_frame, render_file, render_pose

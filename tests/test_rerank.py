@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from slsearch.index.rerank import cico_one_to_many
-from slsearch.index.store import TokenSegmentWriter, TokenStore
+from slsearch.index.store import StoredTokens, TokenSegmentWriter, TokenStore
 from slsearch.models.similarity import cico_similarity, pad_tokens
+from slsearch.rank.cico import cico_one_to_many
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -54,5 +54,10 @@ def test_token_store_gathers_across_segments(tmp_path):
     seg, off, cnt = (np.array([where[i][j] for i in pick]) for j in range(3))
     flat = store.gather_flat(seg, off, cnt)
     assert np.allclose(flat, np.concatenate([items[i] for i in pick]), atol=1e-2)
-    padded, mask = store.gather(seg, off, cnt)
-    assert np.allclose(padded[mask], flat) and mask.sum(1).tolist() == cnt.tolist()
+    # the per-item view the ranking cascade reads (one item, or a slice at once)
+    view = StoredTokens(store, seg, off, cnt)
+    assert len(view) == 4 and all(np.allclose(view[j], items[i], atol=1e-2) for j, i in enumerate(pick))
+    assert all(np.array_equal(a, b) for a, b in zip(view[1:3], [view[1], view[2]]))
+    assert np.array_equal(view[-1], view[3])
+    with pytest.raises(IndexError):
+        view[4]

@@ -15,6 +15,7 @@ from slsearch.errors import SlsearchError
 from slsearch.index.search import Searcher
 from slsearch.models.checkpoint import save_model
 from slsearch.models.similarity import cico_similarity, pad_tokens
+from slsearch.rank import RetrievalModel
 
 runner = CliRunner()
 
@@ -72,7 +73,8 @@ def test_batched_queries_equal_single_queries(searcher, clips):
 
 def test_two_stage_search_agrees_with_exact_dense_scores(searcher, clips):
     """FAISS over every clip + re-rank == a dense CiCo ranking; FAISS alone == NumPy cosine ranking."""
-    model = searcher.model
+    assert searcher.score == "cico"  # no gloss head, no trained decoder: CiCo is the last stage
+    model = searcher.model.net
     videos = encode_videos(model, clips)
     queries = [clips[i].text for i in (0, 11, 23)]
     texts = encode_texts(model, queries)
@@ -102,7 +104,9 @@ def test_searcher_refuses_another_checkpoint(index_dir, tiny_checkpoint, tmp_pat
         next(other.parameters()).add_(0.01)
     save_model(other, tmp_path / "other")
     with pytest.raises(SlsearchError, match="built with checkpoint .* the model given is"):
-        Searcher(index_dir, model=other)
+        Searcher(index_dir, model=RetrievalModel(other))
+    with pytest.raises(SlsearchError, match="built with checkpoint .* the model given is"):
+        Searcher(index_dir, model=tmp_path / "other")
     r = runner.invoke(app, ["query", "regen", "--index", str(index_dir), "--model", str(tmp_path / "other")])
     assert r.exit_code == 2 and "built with checkpoint" in r.stderr
 

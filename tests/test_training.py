@@ -18,7 +18,7 @@ from slsearch.training.dev_eval import evaluate_retrieval
 from slsearch.training.loop import train
 from slsearch.training.recipe import load_recipe
 
-TINY = "train/tiny.toml"
+TINY = "tiny"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,8 @@ def test_tiny_training_retrieves_far_above_chance(trained, corpus):
     assert cfg["best_epoch"] == result.best_epoch == max(log, key=lambda r: r["score"])["epoch"]
     model = load_model(out)
     clips = read_manifest(corpus[0])
-    m = evaluate_retrieval(model, clips, [c.text for c in clips])
+    m, (clip_side, text_side) = evaluate_retrieval(model, clips, [c.text for c in clips])
+    assert len(clip_side) == len(text_side) == len(clips) and text_side.texts == [c.text for c in clips]
     # 48 candidates: chance R@1 is 2 %
     assert m["cico_t2v_R@1"] >= 60 and m["cico_v2t_R@1"] >= 60, m
     assert m["global_t2v_R@1"] >= 40 and m["global_v2t_R@1"] >= 40, m
@@ -109,7 +110,7 @@ def test_weight_average_is_judged_saved_and_resumed(corpus, tmp_path, monkeypatc
         assert all(torch.equal(best[k], state["weights"][k]) for k in best)
     # dev R@1 in the log is the average's: re-evaluating the saved checkpoint gives the same numbers
     dev = read_manifest(corpus[1])
-    again = evaluate_retrieval(load_model(tmp_path / "full"), dev, [c.text for c in dev])
+    again, _ = evaluate_retrieval(load_model(tmp_path / "full"), dev, [c.text for c in dev])
     assert np.isclose(again["cico_t2v_R@1"], log[full.best_epoch - 1]["cico_t2v_R@1"])
     # an interrupted run resumes the average too
     real_eval, calls = loop.evaluate_retrieval, []
@@ -166,8 +167,27 @@ def test_recipe_overrides():
     r = load_recipe(TINY, ["optim.lr=1e-4", "train.epochs=2", "optim.optimizer=sgd", "train.precision=\"bf16\""])
     assert (r.optim.lr, r.train.epochs, r.optim.optimizer, r.train.precision) == (1e-4, 2, "sgd", "bf16")
     assert r.model.video_dim == 64  # from the file
-    for path in ("train/cpu.toml", "train/gpu.toml"):
-        load_recipe(path)  # shipped recipes parse
+
+
+def test_packaged_recipes_by_name_or_path(tmp_path, monkeypatch):
+    from slsearch.training.recipe import find_recipe, recipe_names
+
+    names = recipe_names()
+    assert {"tiny", "demo", "cpu", "gpu", "translate"} <= set(names)
+    for name in names:
+        assert find_recipe(name).name == f"{name}.toml"
+        if name != "translate":  # the translate stage also needs train.init
+            load_recipe(name)  # every packaged recipe parses
+    assert load_recipe("translate", ['train.init="runs/x"']).train.stage == "translate"
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[train]\nepochs = 3\n")
+    assert load_recipe(mine).train.epochs == 3  # a path still works
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe("mine.toml").train.epochs == 3  # a relative path too
+    with pytest.raises(SlsearchError, match=r"unknown recipe 'cpux': the packaged recipes are .*cpu.*tiny"):
+        load_recipe("cpux")
+    with pytest.raises(SlsearchError, match="train/cpu.toml: recipe not found"):
+        load_recipe("train/cpu.toml")
 
 
 def test_cli_train_json_and_error(corpus, tmp_path):
@@ -176,7 +196,7 @@ def test_cli_train_json_and_error(corpus, tmp_path):
                               "--out", str(tmp_path / "cli"), "--set", "train.epochs=1", "--set",
                               "optim.optimizer=sgd", "--set", "optim.lr=0.05", "--json"])
     assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout.strip().splitlines()[-1])
+    data = json.loads(res.stdout)  # the JSON alone: the epoch tables went to stderr
     assert data["epochs_run"] == 1 and data["stopped"] == "epochs"
     res = runner.invoke(app, ["train", "--recipe", TINY, "--manifest", str(corpus[0]), "--dev", str(corpus[1]),
                               "--out", str(tmp_path / "cli2"), "--set", "loss.wings=1"])
@@ -210,25 +230,60 @@ def test_concat_augmentation_joins_clips_and_sentences():
     assert seen == data.texts and plain["lengths"].tolist() == [8, 12]
 
 
-def test_schedule_anneals_within_the_time_budget():
-    recipe = load_recipe(TINY, ["train.epochs=100", "train.max_minutes=10", "optim.warmup_epochs=0",
-                                "optim.min_lr_ratio=0.0"])
-    seconds = [0.0]
+def _lrs(recipe, steps: int) -> list[float]:
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=1.0)
-    sched = loop.make_scheduler(opt, recipe, steps_per_epoch=10, clock=lambda: seconds[0])
-    assert sched.get_last_lr()[0] == pytest.approx(1.0)
-    seconds[0] = 300.0  # half the budget after a single step: the time decides, not the 1000 steps
-    opt.step()
-    sched.step()
-    assert sched.get_last_lr()[0] == pytest.approx(0.5, abs=1e-6)
-    seconds[0] = 600.0
-    opt.step()
-    sched.step()
-    assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
-    untimed = loop.make_scheduler(torch.optim.SGD([param], lr=1.0), load_recipe(TINY, ["train.epochs=100", "optim.warmup_epochs=0"]), 10,
-                                  clock=lambda: 1e9)  # no max_minutes: the steps alone decide
-    assert untimed.get_last_lr()[0] == pytest.approx(1.0, abs=1e-3)
+    sched = loop.make_scheduler(opt, recipe, steps_per_epoch=10)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_schedule_follows_the_epochs_not_the_clock(monkeypatch):
+    overrides = ["train.epochs=5", "optim.warmup_epochs=1", "optim.min_lr_ratio=0.0"]
+    plain = _lrs(load_recipe(TINY, overrides), 60)
+    clock = [0.0]
+
+    def slow_machine() -> float:  # every reading an hour later: any wall-clock term would show
+        clock[0] += 3600.0
+        return clock[0]
+
+    monkeypatch.setattr(loop.time, "perf_counter", slow_machine)
+    monkeypatch.setattr(loop.time, "time", slow_machine)
+    guarded = _lrs(load_recipe(TINY, overrides + ["train.max_minutes=1"]), 60)
+    assert guarded == plain
+    assert plain[0] == pytest.approx(0.1) and plain[9] == pytest.approx(1.0)  # warm-up over the first epoch
+    assert plain[10 + 20] == pytest.approx(0.5, abs=1e-6)  # cosine half-way through the 40 steps after it
+    assert plain[50] == pytest.approx(0.0, abs=1e-9) and plain[59] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_max_minutes_is_a_guard_that_stops_the_run(corpus, tmp_path):
+    result = train(TINY, *corpus, tmp_path / "guard", progress=False,
+                   overrides=["train.epochs=4", "train.max_minutes=1e-6", "train.patience=0"])
+    assert result.stopped == "time_limit" and result.epochs_run == 1
+    log = [json.loads(line) for line in (tmp_path / "guard" / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["lr"] > 2 * 0.05 * 2e-3  # tiny.toml: far above the annealed floor
+
+
+def test_threads_auto_and_the_cli_wait_policy(monkeypatch):
+    import subprocess
+    import sys
+
+    assert loop.pick_threads(3) == 3
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert loop.pick_threads(0) == torch.get_num_threads()
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert loop.pick_threads(0) == 1  # spinning threads: one, they collapse beside a busy process
+    code = "import os, sys, slsearch.cli; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["PASSIVE", "False"]  # set before the CLI's first torch import
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "ACTIVE"  # the user's choice wins
 
 
 def test_gloss_ctc_head_trains_where_the_manifest_has_glosses(corpus, tmp_path):
@@ -264,13 +319,13 @@ def test_gloss_ctc_ignores_clips_without_glosses():
 
 
 def test_translate_reports_what_the_gloss_head_reads(corpus, tmp_path):
-    from slsearch.models.translator import translate
+    from slsearch.models.translator import DecodeConfig, translate
 
     out = tmp_path / "gloss"
     train(TINY, *corpus, out, overrides=["loss.gloss_weight=2.0", "train.epochs=12"], progress=False)
     model = load_model(out)
     clips = read_manifest(corpus[0])[:16]
-    readings = [t.glosses for t in translate(model, clips, beam=1)]
+    readings = [t.glosses for t in translate(model, clips, DecodeConfig(beam=1))]
     right = sum(r == c.gloss for r, c in zip(readings, clips))
     assert right >= 8, list(zip(readings, [c.gloss for c in clips]))  # 2-3 glosses of 8: chance is ~0
     r = CliRunner().invoke(app, ["translate", str(clips[0].path), "--model", str(out), "--json", "--beam", "1"])

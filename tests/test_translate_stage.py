@@ -40,4 +40,4 @@ def test_translate_stage_trains_from_a_joint_checkpoint(tiny_demo, tmp_path):
 def test_translate_stage_needs_an_init(tiny_demo, tmp_path):
     corpus = tiny_demo[0] / "corpus"
     with pytest.raises(SlsearchError, match="needs train.init"):
-        train("train/translate.toml", corpus / "train.jsonl", corpus / "dev.jsonl", tmp_path / "x", progress=False)
+        train("translate", corpus / "train.jsonl", corpus / "dev.jsonl", tmp_path / "x", progress=False)

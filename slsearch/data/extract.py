@@ -25,7 +25,7 @@ import numpy as np
 
 from slsearch.data import layout as L
 from slsearch.data.manifest import Clip
-from slsearch.data.poses import PoseSequence, _read_npz, save_pose_npz
+from slsearch.data.pose_files import PoseSequence, read_npz, save_pose_npz
 from slsearch.data.video import FRAME_FOLDER_FPS, content_hash, iter_frames, probe
 from slsearch.errors import InputError, SlsearchError
 
@@ -121,7 +121,7 @@ def _cached_or_extract(path: Path, fps: float | None, start: float | None, end: 
     target = cache_path(cache_key(path, fps, start, end), cache_dir)
     if target.exists():
         try:
-            return _read_npz(target), True, target
+            return read_npz(target), True, target
         except InputError:
             target.unlink(missing_ok=True)  # a damaged cache entry is recomputed, not trusted
     seq = extract_pose(path, fps=fps, start=start, end=end)
@@ -140,14 +140,14 @@ def extract_pose_cached(path: str | Path, fps: float | None = None, start: float
     target = cache_path(cache_key(path, fps, start, end), cache_dir)
     if target.exists():
         try:
-            return _read_npz(target)
+            return read_npz(target)
         except InputError:
             target.unlink(missing_ok=True)
     clip = Clip(id=path.name, path=path, start=start, end=end)
     result = extract_many([clip], workers=1, fps=fps, cache_dir=cache_dir)[0]
     if result.error:
         raise SlsearchError(result.error)
-    return _read_npz(result.cache_file)
+    return read_npz(result.cache_file)
 
 
 @dataclass

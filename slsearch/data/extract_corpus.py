@@ -15,7 +15,8 @@ from typing import Any, Sequence
 from slsearch.console import err_console, progress_bar
 from slsearch.data.extract import ExtractResult, RateTracker, extract_many
 from slsearch.data.manifest import POSE_EXTENSIONS, Clip, collect_clips, write_manifest
-from slsearch.data.poses import DEFAULT_FPS, _read_npz, load_pose, save_pose_npz
+from slsearch.data.pose_files import DEFAULT_FPS, read_npz, save_pose_npz
+from slsearch.data.poses import load_pose
 from slsearch.errors import InputError
 
 
@@ -85,7 +86,7 @@ def extract_corpus(paths: Sequence[str | Path], out: str | Path, workers: int | 
             if r.error:
                 finish(r.clip, error=r.error)
             else:
-                finish(r.clip, _read_npz(r.cache_file), cached=r.cached)
+                finish(r.clip, read_npz(r.cache_file), cached=r.cached)
 
         videos = [c for c, pf in zip(clips, is_pose_file) if not pf]
         if videos:

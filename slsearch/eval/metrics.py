@@ -87,3 +87,20 @@ def retrieval_metrics(scores: np.ndarray, texts: Sequence[str] | None = None,
     if texts is not None:
         out["distinct_texts"] = float(len({normalise_text(t) for t in texts}))
     return out
+
+
+def paired_ranks(scores: np.ndarray, direction: str) -> np.ndarray:
+    """A paired (clips, texts) matrix, clip i saying text i -> each query's 1-based rank of its match.
+    T2V queries are the texts (columns), V2T queries the clips (rows)."""
+    scores = np.asarray(scores)
+    if direction not in ("t2v", "v2t"):
+        raise ValueError(f"direction must be 't2v' or 'v2t', not {direction!r}")
+    n = scores.shape[0]
+    if scores.shape != (n, n):
+        raise ValueError(f"expected a square paired score matrix, got {scores.shape}")
+    return first_relevant_rank(scores.T if direction == "t2v" else scores, np.eye(n, dtype=bool))
+
+
+def paired_recall_at_1(scores: np.ndarray, direction: str) -> float:
+    """R@1 (percent) of one direction on a paired (clips, texts) matrix: what dev calibration maximises."""
+    return float(100.0 * (paired_ranks(scores, direction) == 1).mean())

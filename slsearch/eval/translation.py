@@ -18,8 +18,9 @@ def evaluate_translation(model_dir: str | Path, manifest: str | Path, beam: int 
 
     Decoding settings left as None are the checkpoint's own (its recipe's [decode])."""
     from slsearch.data.manifest import read_manifest
-    from slsearch.models.checkpoint import load_model
     from slsearch.models.translator import translate
+    from slsearch.rank import load_retrieval_model
+    from slsearch.translation import decode_settings
 
     t0 = time.perf_counter()
     clips = [c for c in read_manifest(manifest) if c.text and (split is None or c.split == split)]
@@ -27,18 +28,15 @@ def evaluate_translation(model_dir: str | Path, manifest: str | Path, beam: int 
         clips = clips[:limit]
     if not clips:
         raise SlsearchError(f"{manifest}: no clips with text{f' in split {split!r}' if split else ''}")
-    model = load_model(model_dir)
-    settings = model.decode_config.with_overrides(beam=beam, length_penalty=length_penalty,
-                                                  no_repeat_ngram=no_repeat_ngram)
-    beam, length_penalty, no_repeat_ngram = settings.beam, settings.length_penalty, settings.no_repeat_ngram
-    hyps = [t.text for t in translate(model, clips, beam=beam, batch_size=batch_size,
-                                      length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)]
+    model = load_retrieval_model(model_dir)
+    settings = decode_settings(model.decode, beam, length_penalty, no_repeat_ngram)
+    hyps = [t.text for t in translate(model.net, clips, settings, batch_size=batch_size)]
     refs = [c.text for c in clips]
     return {
         "metrics": translation_metrics(hyps, refs),
         "examples": [{"id": c.id, "reference": r, "hypothesis": h}
                      for c, r, h in list(zip(clips, refs, hyps))[:examples]],
-        "source": str(manifest), "checkpoint": model.checkpoint_hash, "split": split, "beam": beam,
-        "length_penalty": length_penalty, "no_repeat_ngram": no_repeat_ngram,
+        "source": str(manifest), "checkpoint": model.hash, "split": split, "beam": settings.beam,
+        "length_penalty": settings.length_penalty, "no_repeat_ngram": settings.no_repeat_ngram,
         "count": len(clips), "seconds": round(time.perf_counter() - t0, 2),
     }

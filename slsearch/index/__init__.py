@@ -5,6 +5,6 @@
     store.py        the index folder: IndexWriter (atomic, locked), load_index (checked), TokenStore
     build.py        build_index(paths, model_dir, out, add=...) -> summary       (`slsearch index`)
     remove.py       remove_clips(index_dir, ids) -> summary                       (`slsearch remove`)
-    rerank.py       cico_one_to_many: the CiCo score of one query against N ragged candidates
-    search.py       Searcher(index_dir).search_text / .search_video; query_index   (`slsearch query`)
+    search.py       Searcher(index_dir).search_text / .search_video; query_index   (`slsearch query`):
+                    FAISS candidates and their stored states, ranked by slsearch.rank
 """

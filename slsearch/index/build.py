@@ -21,13 +21,14 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from slsearch.console import err_console, progress_bar
+from slsearch.console import err_console
 from slsearch.data.manifest import VIDEO_EXTENSIONS, Clip, collect_clips
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
 from slsearch.index.choose import (FLAT_MAX_VECTORS, IndexSpec, check_index_type, choose_index, parse_memory,
                                    spec_for_type)
 from slsearch.index.store import CLIP_SCHEMA, TEXT_SCHEMA, Collection, IndexWriter, StoredIndex
+from slsearch.progress import Progress, track
 
 EMBED_BATCH = 32  # clips per encode_videos call (and per progress step)
 
@@ -57,16 +58,17 @@ def source_hash(clip: Clip) -> str:
 
 
 def _load_model(model_dir: str | Path | None, model: Any) -> tuple[Any, str | None]:
+    """The RetrievalModel to index with (its network embeds, its lexicon gives the reading priors)."""
     if model is not None:
-        return model, str(Path(model_dir).resolve()) if model_dir else None
+        return model, str(Path(model_dir or model.path).resolve()) if (model_dir or model.path) else None
     if model_dir is None:
         raise SlsearchError("indexing needs a model: pass --model CHECKPOINT_DIR")
-    from slsearch.models.checkpoint import load_model
+    from slsearch.rank.model import load_retrieval_model
 
-    return load_model(model_dir), str(Path(model_dir).resolve())
+    return load_retrieval_model(model_dir), str(Path(model_dir).resolve())
 
 
-def _extract_videos(clips: list[Clip], failures: dict[str, Failure], progress: bool) -> None:
+def _extract_videos(clips: list[Clip], failures: dict[str, Failure], progress: Progress | None) -> None:
     """Run MediaPipe over video / frame-folder clips in parallel; the poses land in the cache."""
     videos = [c for c in clips if c.path is not None and (Path(c.path).is_dir()
                                                           or Path(c.path).suffix.lower() in VIDEO_EXTENSIONS)]
@@ -74,56 +76,41 @@ def _extract_videos(clips: list[Clip], failures: dict[str, Failure], progress: b
         return
     from slsearch.data.extract import extract_many
 
-    bar = progress_bar() if progress else None
-    if bar:
-        bar.start()
-        task = bar.add_task("extracting poses", total=len(videos), rate="")
-    try:
-        for r in extract_many(videos, on_result=(lambda r: bar.update(task, advance=1)) if bar else None):
-            if r.error:
-                failures[r.clip.id] = Failure(str(r.clip.path), r.error)
-    finally:
-        if bar:
-            bar.stop()
+    advance = track(progress, "extracting poses", len(videos))
+    for r in extract_many(videos, on_result=lambda r: advance(1)):
+        if r.error:
+            failures[r.clip.id] = Failure(str(r.clip.path), r.error)
 
 
 def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[str, Failure],
-                 progress: bool, batch_size: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+                 progress: Progress | None, batch_size: int) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Poses -> encode_videos in batches; token states stream into the segment. Returns rows, vectors."""
     from slsearch.data.poses import load_pose
     from slsearch.encode import encode_videos
 
     rows: list[dict[str, Any]] = []
     vectors: list[np.ndarray] = []
-    bar = progress_bar() if progress else None
+    advance = track(progress, "embedding clips", len(clips))
     t0 = time.perf_counter()
-    if bar:
-        bar.start()
-        task = bar.add_task("embedding clips", total=len(clips), rate="")
-    try:
-        for start in range(0, len(clips), batch_size):
-            batch, poses = [], []
-            for clip in clips[start:start + batch_size]:
-                if clip.id in failures:
-                    continue
-                try:
-                    poses.append(load_pose(clip))
-                    batch.append(clip)
-                except (InputError, SlsearchError) as e:
-                    failures[clip.id] = Failure(str(clip.path), str(e))
-            for clip, seq, enc in _encode_isolating_failures(model, batch, poses, failures, encode_videos):
-                offset, count = writer.append(enc[1])
-                vectors.append(enc[0])
-                rows.append({"id": clip.id, "path": str(clip.path), "duration": seq.duration,
-                             "frames": seq.frames, "fps": seq.fps, "text": clip.text, "split": clip.split,
-                             "signer": clip.signer, "token_segment": segment, "token_offset": offset,
-                             "token_count": count, "gloss_reading": enc[2]})
-            if bar:
-                done = min(start + batch_size, len(clips))
-                bar.update(task, completed=done, rate=f"{done / (time.perf_counter() - t0):.1f} clips/s")
-    finally:
-        if bar:
-            bar.stop()
+    for start in range(0, len(clips), batch_size):
+        batch, poses = [], []
+        for clip in clips[start:start + batch_size]:
+            if clip.id in failures:
+                continue
+            try:
+                poses.append(load_pose(clip))
+                batch.append(clip)
+            except (InputError, SlsearchError) as e:
+                failures[clip.id] = Failure(str(clip.path), str(e))
+        for clip, seq, enc in _encode_isolating_failures(model, batch, poses, failures, encode_videos):
+            offset, count = writer.append(enc[1])
+            vectors.append(enc[0])
+            rows.append({"id": clip.id, "path": str(clip.path), "duration": seq.duration,
+                         "frames": seq.frames, "fps": seq.fps, "text": clip.text, "split": clip.split,
+                         "signer": clip.signer, "token_segment": segment, "token_offset": offset,
+                         "token_count": count, "gloss_reading": enc[2]})
+        done = min(start + batch_size, len(clips))
+        advance(done - start, f"{done / (time.perf_counter() - t0):.1f} clips/s")
     return rows, (np.stack(vectors) if vectors else np.zeros((0, model.embed_dim), np.float32))
 
 
@@ -163,11 +150,10 @@ def _new_index(vectors: np.ndarray, ids: np.ndarray, index_type: str | None, bud
     return index, info
 
 
-def _reading_priors(model, rows: list[dict[str, Any]], old_rows: list[dict[str, Any]],
+def _reading_priors(lexicon, rows: list[dict[str, Any]], old_rows: list[dict[str, Any]],
                     prev: StoredIndex | None) -> str | None:
     """Fill each clip row's reading_prior for the model's lexicon (new rows, and kept ones when the index
     holds another lexicon's); returns the lexicon's fingerprint, None when it has no reverse channel."""
-    lexicon = getattr(model, "lexicon", None)
     if lexicon is None or not lexicon.has_reverse_channel:
         for r in old_rows + rows:
             r["reading_prior"] = None
@@ -181,7 +167,7 @@ def _reading_priors(model, rows: list[dict[str, Any]], old_rows: list[dict[str, 
 
 
 def _texts_collection(model, clip_rows: list[dict[str, Any]], prev: Collection | None, writer: IndexWriter,
-                      index_type: str | None, budget: int | None, progress: bool) -> Collection | None:
+                      index_type: str | None, budget: int | None, progress: Progress | None) -> Collection | None:
     """Sentences of the clips: known ones keep their ids, new ones are embedded and added;
     sentences no clip carries any more are dropped. Sets each row's text_id."""
     from slsearch.encode import encode_texts
@@ -232,13 +218,13 @@ def _print_failures(failures: dict[str, Failure]) -> None:
 
 def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: str | Path, add: bool = False,
                 index_type: str | None = None, max_memory: int | str | None = None,
-                batch_size: int = EMBED_BATCH, progress: bool = True, model: Any = None) -> dict[str, Any]:
+                batch_size: int = EMBED_BATCH, progress: Progress | None = None, model: Any = None) -> dict[str, Any]:
     """Embed the clips under `paths` into the index folder `out`; returns a summary dict.
 
     add=True keeps the existing index and embeds only clips whose content hash it does not hold yet
     (a clip id seen again with new content replaces the old entry). `index_type` overrides the
     automatic choice (flat, ivf, hnsw, ivfpq, opq or a FAISS factory string); `max_memory` (bytes
-    or '4G') bounds the index's RAM. `model` reuses an already loaded model.
+    or '4G') bounds the index's RAM. `model` reuses an already loaded `slsearch.rank.RetrievalModel`.
     """
     t0 = time.perf_counter()
     budget = parse_memory(max_memory) if isinstance(max_memory, str) else max_memory
@@ -247,18 +233,19 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
     if index_type:
         check_index_type(index_type)
     model, checkpoint = _load_model(model_dir, model)
+    net = model.net
     clips = collect_clips(paths)
     if not clips:
         raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}")
     out = Path(out)
     if not add:  # refuse an impossible memory budget or index type before embedding anything
-        _ = (spec_for_type(index_type, len(clips), model.embed_dim, budget) if index_type
-             else choose_index(len(clips), model.embed_dim, budget))
+        _ = (spec_for_type(index_type, len(clips), net.embed_dim, budget) if index_type
+             else choose_index(len(clips), net.embed_dim, budget))
     with IndexWriter(out) as writer:
         prev: StoredIndex | None = writer.previous if add else None
-        if prev is not None and prev.info["checkpoint"]["hash"] != model.checkpoint_hash:
+        if prev is not None and prev.info["checkpoint"]["hash"] != model.hash:
             raise SlsearchError(f"{out}: built with checkpoint {prev.info['checkpoint']['hash']}, the model given "
-                                f"is {model.checkpoint_hash}; vectors of two models cannot share an index "
+                                f"is {model.hash}; vectors of two models cannot share an index "
                                 "(rebuild without --add)")
         failures: dict[str, Failure] = {}
         hashes: dict[str, str] = {}
@@ -275,8 +262,8 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         if prev is not None:  # keep every old segment (tokens of removed clips stay, unreferenced)
             writer.keep_token_files("clips", prev.clips.token_files)
             writer.keep_token_files("texts", prev.texts.token_files if prev.texts else [])
-        segment, seg_writer = writer.new_token_segment("clips", model.token_dim)
-        rows, vectors = _embed_clips(model, todo, seg_writer, segment, failures, progress, batch_size)
+        segment, seg_writer = writer.new_token_segment("clips", net.token_dim)
+        rows, vectors = _embed_clips(net, todo, seg_writer, segment, failures, progress, batch_size)
         _print_failures(failures)
         if not rows and prev is None:
             raise SlsearchError(f"none of the {len(clips)} clips could be indexed ({len(failures)} failed)")
@@ -303,9 +290,9 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
             old_rows, replaced = [], np.zeros(0, np.int64)
             index, info = _new_index(vectors, ids, index_type, budget, "clips")
         info["next_id"] = next_id + len(rows)
-        lexicon_fingerprint = _reading_priors(model, rows, old_rows, prev)
+        lexicon_fingerprint = _reading_priors(model.lexicon, rows, old_rows, prev)
         all_rows = old_rows + rows
-        texts = _texts_collection(model, all_rows, prev.texts if prev is not None else None, writer,
+        texts = _texts_collection(net, all_rows, prev.texts if prev is not None else None, writer,
                                   index_type=None, budget=budget, progress=progress)
         clips_coll = Collection(index, pa.Table.from_pylist(all_rows, schema=CLIP_SCHEMA),
                                 writer.token_files("clips"), info)
@@ -313,9 +300,9 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         action = "add" if prev is not None else "build"
         meta_info = {
             "created": prev.info["created"] if prev is not None else None,
-            "checkpoint": {"path": checkpoint, "hash": model.checkpoint_hash},
+            "checkpoint": {"path": checkpoint, "hash": model.hash},
             "lexicon": lexicon_fingerprint,  # the lexicon the clips' reading_prior belong to
-            "dims": {"global": int(model.embed_dim), "token": int(model.token_dim)},
+            "dims": {"global": int(net.embed_dim), "token": int(net.token_dim)},
             "history": history + [{"action": action, "clips": len(rows), "failures": len(failures),
                                    "seconds": round(time.perf_counter() - t0, 2)}],
         }

@@ -1,12 +1,11 @@
 """`Searcher`: load an index once, answer many queries.
 
     query -> encode (text tower / video tower) -> FAISS top-N on global vectors
-          -> CiCo fine-grained score against the N candidates' stored token states
-          -> + the gloss lexicon's score (models that have one; T2V and V2T)
-          -> + the decoder's likelihood on the first 20 (models calibrated for it) -> top k
+          -> the ranking cascade of slsearch.rank (CiCo, gloss lexicon, decoder likelihood) -> top k
 
 T2V searches the clips with a sentence; V2T searches the corpus sentences with a clip; V2V
-(`target="clips"`) searches clips with a clip, scoring video tokens against video tokens.
+(`target="clips"`) searches clips with a clip, scoring video tokens against video tokens. This module
+finds the candidates and reads their stored states; `slsearch.rank.RankingPipeline` ranks them.
 """
 
 from __future__ import annotations
@@ -21,10 +20,11 @@ import torch
 
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
-from slsearch.index.rerank import cico_one_to_many
 from slsearch.index.store import Collection, StoredIndex, TokenStore, load_index
+from slsearch.rank import ClipSide, RankingPipeline, RetrievalModel, TextSide, load_retrieval_model
+from slsearch.rank.cico import Ragged
 
-DEFAULT_CANDIDATES = 100  # FAISS top-N that the CiCo score re-ranks
+DEFAULT_CANDIDATES = 100  # FAISS top-N that the cascade re-ranks
 # One query is a few milliseconds of small matrix products: intra-op threads cannot speed that up,
 # and on a busy machine their spin-waiting made it 100x slower (benchmarks/RESULTS.md).
 DEFAULT_THREADS = 1
@@ -51,8 +51,7 @@ def _threads(n: int | None):
 @dataclass
 class SearchHit:
     rank: int  # 1-based
-    score: float  # re-rank score: CiCo, or CiCo fused with the gloss lexicon (dev-standardised units),
-    # plus the decoder likelihood's share for the first 20; the cosine of global vectors with rerank=False
+    score: float  # the cascade's score (slsearch.rank); the cosine of global vectors with rerank=False
     id: str  # clip id; for sentence results, the first clip that carries the sentence
     path: str | None
     text: str | None
@@ -74,52 +73,65 @@ class _Target:
         self.offset = coll.column("token_offset")
         self.count = coll.column("token_count")
         self.labels = labels  # per meta row: (id, path, text, gloss reading)
-        readings = coll.column("gloss_reading") if "id" in coll.meta.column_names else None
-        # clips' gloss readings for the lexicon's T2V score; None where the index has none
-        self.readings = None if readings is None or any(r is None for r in readings) else readings
-        reading_priors = coll.column("reading_prior") if "reading_prior" in coll.meta.column_names else None
-        # clips' log p(reading) for the lexicon's T2V reverse channel; None: computed when needed
-        self.reading_priors = (None if reading_priors is None or np.isnan(reading_priors.astype(np.float64)).any()
-                               else reading_priors.astype(np.float32))
-        priors = coll.column("sentence_prior") if "sentence_prior" in coll.meta.column_names else None
-        # sentences' log p(s) for V2T likelihood re-ranking; None: computed per query
-        self.priors = None if priors is None or np.isnan(priors.astype(np.float64)).any() else priors
 
     def __len__(self) -> int:
         return len(self.coll)
+
+    def tokens(self, rows: np.ndarray) -> Ragged:
+        counts = self.count[rows]
+        return Ragged(self.store.gather_flat(self.segment[rows], self.offset[rows], counts), counts)
+
+    def prefetch(self, rows: np.ndarray) -> None:
+        self.store.prefetch(self.segment[rows], self.offset[rows], self.count[rows])
+
+
+def _column_or_none(coll: Collection, name: str) -> np.ndarray | None:
+    """A column, or None when any row lacks its value (a model without that stage)."""
+    values = coll.column(name)
+    if values.dtype == object:
+        return None if any(v is None for v in values) else values
+    return None if np.isnan(values.astype(np.float64)).any() else values.astype(np.float32)
 
 
 class Searcher:
     """Search an index folder with text or video. Loads the index and the model once.
 
-    `model` defaults to the checkpoint recorded in index.json; a model whose checkpoint hash differs
-    from the index's is refused (its vectors would not be comparable).
+    `model` (a RetrievalModel or a checkpoint path) defaults to the checkpoint recorded in index.json;
+    a model whose checkpoint hash differs from the index's is refused (its vectors would not match).
     """
 
-    def __init__(self, index_dir: str | Path, model: Any = None, threads: int | None = DEFAULT_THREADS):
+    def __init__(self, index_dir: str | Path, model: RetrievalModel | str | Path | None = None,
+                 threads: int | None = DEFAULT_THREADS):
         self.threads = threads  # torch/FAISS threads per query; None leaves the process settings alone
         self.index_dir = Path(index_dir)
         self.index: StoredIndex = load_index(index_dir)
         info = self.index.info
         expected = info["checkpoint"]["hash"]
-        if model is None or isinstance(model, (str, Path)):
+        if not isinstance(model, (RetrievalModel, str, Path, type(None))):
+            raise SlsearchError(f"Searcher takes a RetrievalModel or a checkpoint path, not {type(model).__name__} "
+                                "(wrap a network in slsearch.rank.RetrievalModel)")
+        if not isinstance(model, RetrievalModel):
             model = self._load_model(model, info, index_dir)
-        if getattr(model, "checkpoint_hash", None) != expected:
+        if model.hash != expected:
             raise SlsearchError(f"{index_dir}: the index was built with checkpoint {expected}, the model given is "
-                                f"{getattr(model, 'checkpoint_hash', None)}; its vectors would not match. Use the "
-                                "index's model or rebuild the index with this one")
+                                f"{model.hash}; its vectors would not match. Use the index's model or rebuild the "
+                                "index with this one")
         self.model = model
-        lexicon = getattr(model, "lexicon", None)
-        self.lexicon = lexicon if lexicon is not None and lexicon.fusion else None
-        self.likelihood = getattr(model, "likelihood", None)  # LikelihoodReranker or None
+        self.pipeline = RankingPipeline(model)
         clips = self.index.clips
         ids, paths, texts = clips.column("id").tolist(), clips.column("path").tolist(), clips.column("text").tolist()
-        readings = clips.column("gloss_reading").tolist()
-        self.clips = _Target(clips, self.index.token_store("clips"), list(zip(ids, paths, texts, readings)))
-        if self.lexicon is not None and info.get("lexicon") != self.lexicon.fingerprint:
-            self.clips.reading_priors = None  # another lexicon's (or none): computed per candidate instead
+        self.clips = _Target(clips, self.index.token_store("clips"), list(zip(ids, paths, texts,
+                                                                              clips.column("gloss_reading").tolist())))
+        self.readings = _column_or_none(clips, "gloss_reading")  # None: the model reads no glosses
+        # log p(reading) for the lexicon's T2V reverse channel: stored for the lexicon index.json names; an
+        # index built before `slsearch lexicon` relearnt the lexicon computes them per candidate, once each
+        lexicon = self.pipeline.lexicon
+        stored = lexicon is not None and info.get("lexicon") == lexicon.lexicon.fingerprint
+        self.reading_priors = _column_or_none(clips, "reading_prior") if stored else None
         self._reading_prior_memo: dict[int, float] = {}
+        self.score = self.pipeline.resolve_score(None, self.readings is not None, str(index_dir))
         self.texts: _Target | None = None
+        self.sentence_priors = None
         if self.index.texts is not None:
             first_clip: dict[str, tuple[str, str]] = {}
             for cid, p, t in zip(ids, paths, texts):
@@ -127,17 +139,16 @@ class Searcher:
                     first_clip.setdefault(t, (cid, p))
             labels = [(*first_clip.get(t, ("", None)), t, None) for t in self.index.texts.column("text").tolist()]
             self.texts = _Target(self.index.texts, self.index.token_store("texts"), labels)
+            self.sentence_priors = _column_or_none(self.index.texts, "sentence_prior")
 
     @staticmethod
-    def _load_model(path: str | Path | None, info: dict[str, Any], index_dir: str | Path):
-        from slsearch.models.checkpoint import load_model
-
+    def _load_model(path: str | Path | None, info: dict[str, Any], index_dir: str | Path) -> RetrievalModel:
         if path is None:
             path = info["checkpoint"].get("path")
             if not path or not Path(path).exists():
                 raise SlsearchError(f"{index_dir}: the checkpoint it was built with ({path}) is not there; "
                                     "pass --model")
-        return load_model(path)  # an explicit path that is wrong fails here, naming that path
+        return load_retrieval_model(path)  # an explicit path that is wrong fails here, naming that path
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -157,24 +168,21 @@ class Searcher:
                 raise SlsearchError(f"empty query {q!r}: type some words to search for")
         _check_k(k, n_candidates)
         queries = [q.strip() for q in queries]
-        lexical = None
-        if self.lexicon is not None and self.clips.readings is not None:
-            def lexical(qi: int, rows: np.ndarray, cico: np.ndarray) -> np.ndarray:
-                readings = self.clips.readings[rows]
-                lex = self.lexicon.clip_scores([queries[qi]], readings, self._reading_priors(rows))[0]
-                return self.lexicon.fuse(cico, lex, "t2v")
-        likelihood = None
-        if self._likelihood_applies("t2v"):
-            def likelihood(qi: int, rows: np.ndarray) -> np.ndarray:
-                counts = self.clips.count[rows]
-                flat = self.clips.store.gather_flat(self.clips.segment[rows], self.clips.offset[rows], counts)
-                clips = np.split(flat, np.cumsum(counts)[:-1])
-                return self.likelihood.raw_scores(self.model, "t2v", clips, [queries[qi]] * len(rows))
         with _threads(self.threads):
-            enc = encode_texts(self.model, queries)
-            hits = self._search(self.clips, enc.vectors, enc.tokens, k, n_candidates, rerank, lexical,
-                                likelihood, "t2v")
-        return hits[0] if single else hits
+            enc = encode_texts(self.model.net, queries)
+            candidates = self._candidates(self.clips, enc.vectors, k, n_candidates, rerank)
+            results = []
+            for qi, (rows, first) in enumerate(candidates):
+                if rerank and len(rows):
+                    clips = ClipSide(self.clips.tokens(rows),
+                                     None if self.readings is None else self.readings[rows],
+                                     self._reading_priors(rows))
+                    order, scores = self.pipeline.rank("t2v", clips, TextSide([queries[qi]], [enc.tokens[qi]]),
+                                                       self.score)
+                else:
+                    order, scores = np.argsort(-first, kind="stable"), first
+                results.append(self._hits(self.clips, rows, order[:k], scores))
+        return results[0] if single else results
 
     def search_video(self, video: Any, k: int = 10, target: str = "texts", n_candidates: int = DEFAULT_CANDIDATES,
                      rerank: bool = True) -> list[SearchHit]:
@@ -195,75 +203,52 @@ class Searcher:
         pose = load_pose(video)
         with _threads(self.threads):
             try:
-                enc = encode_videos(self.model, [pose.data])
+                enc = encode_videos(self.model.net, [pose.data])
             except ValueError as e:
                 raise InputError(str(video) if not isinstance(video, np.ndarray) else "<array>", str(e)) from None
-            lexical = None
-            if self.lexicon is not None and target == "texts" and enc.readings is not None:
-                def lexical(qi: int, rows: np.ndarray, cico: np.ndarray) -> np.ndarray:
-                    texts = [searched.labels[r][2] for r in rows]
-                    lex = self.lexicon.readings_given_texts([enc.readings[0]], texts)[0]
-                    return self.lexicon.fuse(cico, lex, "v2t")
-            likelihood = None
-            if target == "texts" and self._likelihood_applies("v2t"):
-                def likelihood(qi: int, rows: np.ndarray) -> np.ndarray:
-                    texts = [searched.labels[r][2] for r in rows]
-                    priors = None if searched.priors is None else searched.priors[rows]
-                    return self.likelihood.raw_scores(self.model, "v2t", [enc.tokens[0]] * len(rows), texts, priors)
-            return self._search(searched, enc.vectors, enc.tokens, k, n_candidates, rerank, lexical,
-                                likelihood, "v2t")[0]
+            [(rows, first)] = self._candidates(searched, enc.vectors, k, n_candidates, rerank)
+            if not rerank or not len(rows):
+                order, scores = np.argsort(-first, kind="stable"), first
+            elif target == "clips":
+                order, scores = self.pipeline.rank_clips(enc.tokens[0], ClipSide(searched.tokens(rows)))
+            else:
+                texts = TextSide([searched.labels[r][2] for r in rows], searched.tokens(rows),
+                                 None if self.sentence_priors is None else self.sentence_priors[rows])
+                # the lexicon reads the query clip's gloss reading; an index without readings ranks without it
+                query = ClipSide([enc.tokens[0]], enc.readings if self.readings is not None else None)
+                order, scores = self.pipeline.rank("v2t", query, texts, self.score)
+            return self._hits(searched, rows, order[:k], scores)
+
+    def _candidates(self, target: _Target, q_vectors: np.ndarray, k: int, n_candidates: int,
+                    rerank: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The first stage: per query, (meta rows of its FAISS candidates, their global scores)."""
+        n = min(max(n_candidates, k) if rerank else k, len(target))
+        scores, ids = faiss_index.search(target.index, q_vectors, n)  # (Q, n)
+        if rerank:  # start the token reads of every query's candidates before the first is needed
+            target.prefetch(target.coll.row_of_id[ids[ids >= 0]])
+        out = []
+        for qi in range(len(q_vectors)):
+            valid = ids[qi] >= 0
+            out.append((target.coll.row_of_id[ids[qi][valid]], scores[qi][valid].astype(np.float32)))
+        return out
+
+    @staticmethod
+    def _hits(target: _Target, rows: np.ndarray, order: np.ndarray, scores: np.ndarray) -> list[SearchHit]:
+        return [SearchHit(rank + 1, float(scores[j]), *target.labels[rows[j]]) for rank, j in enumerate(order)]
 
     def _reading_priors(self, rows: np.ndarray) -> np.ndarray | None:
         """The candidates' log p(reading) for the lexicon's reverse channel: stored by the index, or (an
-        index built before them or with another lexicon) computed once per clip and remembered."""
-        if not self.lexicon.fusion.get("t2v", {}).get("reverse_weight"):
-            return None  # not used
-        if self.clips.reading_priors is not None:
-            return self.clips.reading_priors[rows]
+        index built with another lexicon of this checkpoint) computed once per clip and remembered."""
+        lexicon = self.pipeline.lexicon
+        if lexicon is None or not lexicon.uses_reading_priors or self.readings is None:
+            return None
+        if self.reading_priors is not None:
+            return self.reading_priors[rows]
         todo = [r for r in dict.fromkeys(rows.tolist()) if r not in self._reading_prior_memo]
         if todo:
-            priors = self.lexicon.reading_priors(self.clips.readings[np.array(todo)])
+            priors = lexicon.lexicon.reading_priors(self.readings[np.array(todo)])
             self._reading_prior_memo.update(zip(todo, priors.tolist()))
         return np.array([self._reading_prior_memo[r] for r in rows.tolist()], np.float32)
-
-    def _likelihood_applies(self, direction: str) -> bool:
-        # it re-ranks what CiCo + lexicon ordered: an index without gloss readings has no such order
-        return (self.likelihood is not None and self.likelihood.applies(direction)
-                and (self.lexicon is None or self.clips.readings is not None))
-
-    # --- the two stages -------------------------------------------------------------------------
-    def _search(self, target: _Target, q_vectors: np.ndarray, q_tokens: list[np.ndarray], k: int,
-                n_candidates: int, rerank: bool, lexical=None, likelihood=None,
-                direction: str = "") -> list[list[SearchHit]]:
-        """`lexical(query number, candidate rows, CiCo scores) -> fused scores`, when the model's gloss
-        lexicon applies to this search; `likelihood(query number, candidate rows) -> raw scores` of the
-        decoder-likelihood stage in `direction`, when the model is calibrated for it."""
-        n = min(max(n_candidates, k) if rerank else k, len(target))
-        scores, ids = faiss_index.search(target.index, q_vectors, n)  # (Q, n)
-        temperature = getattr(getattr(self.model, "config", None), "cico_temperature", 0.07)
-        if rerank:  # start the token reads of every query's candidates before the first is needed
-            rows = target.coll.row_of_id[ids[ids >= 0]]
-            target.store.prefetch(target.segment[rows], target.offset[rows], target.count[rows])
-        results = []
-        for qi in range(len(q_vectors)):
-            valid = ids[qi] >= 0
-            rows = target.coll.row_of_id[ids[qi][valid]]  # meta rows of the candidates
-            s = scores[qi][valid]
-            if rerank and len(rows):
-                counts = target.count[rows]
-                cand = target.store.gather_flat(target.segment[rows], target.offset[rows], counts)  # (sum L, d)
-                # CiCo is symmetric in its sides: one code path for T2V, V2T and V2V
-                s = cico_one_to_many(q_tokens[qi], cand, counts, temperature)
-                if lexical is not None:
-                    s = lexical(qi, rows, s)
-            if rerank and len(rows) and likelihood is not None:
-                order, s = self.likelihood.rerank(s, direction, lambda pos: likelihood(qi, rows[pos]))
-                order = order[:k]
-            else:
-                order = np.argsort(-s, kind="stable")[:k]
-            results.append([SearchHit(rank + 1, float(s[j]), *target.labels[rows[j]])
-                            for rank, j in enumerate(order)])
-        return results
 
 
 def _check_k(k: int, n_candidates: int) -> None:

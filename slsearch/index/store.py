@@ -26,7 +26,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import faiss
 import numpy as np
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from slsearch.errors import SlsearchError
 from slsearch.index import faiss_index
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every clip row has gloss_reading and reading_prior, every sentence sentence_prior
 INFO_FILE = "index.json"
 KEEP_VERSIONS = 2  # the current version and the one before it (readers may still be loading it)
 
@@ -56,12 +56,12 @@ CLIP_SCHEMA = pa.schema([
     *TOKEN_COLUMNS,
     ("gloss_reading", pa.string()),  # what the model's gloss head reads in the clip (None without a head)
     # log p(reading) under the lexicon's training sentences, for its T2V reverse channel; valid for the
-    # lexicon whose fingerprint index.json records under "lexicon" (None without one, and in older indexes)
+    # lexicon whose fingerprint index.json records under "lexicon" (None without one)
     ("reading_prior", pa.float32()),
 ])
 TEXT_SCHEMA = pa.schema([("faiss_id", pa.int64()), ("text", pa.string()), *TOKEN_COLUMNS,
                          # log p(sentence) from the decoder's null clip, for V2T likelihood re-ranking
-                         # (models trained with it; None otherwise, and in older indexes)
+                         # (models trained with it; None otherwise)
                          ("sentence_prior", pa.float32())])
 SCHEMAS = {"clips": CLIP_SCHEMA, "texts": TEXT_SCHEMA}
 
@@ -151,15 +151,26 @@ class TokenStore:
             out[pick] = self.segments[s][rows[pick]]
         return out
 
-    def gather(self, segment: np.ndarray, offset: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Token states of N items, zero-padded: (tokens (N, Lmax, d) float32, mask (N, Lmax) bool)."""
-        n, lmax = len(offset), int(count.max()) if len(count) else 0
-        tokens = np.zeros((n, max(lmax, 1), self.dim), dtype=np.float32)
-        mask = np.zeros((n, max(lmax, 1)), dtype=bool)
-        for i, (s, o, c) in enumerate(zip(segment.tolist(), offset.tolist(), count.tolist())):
-            tokens[i, :c] = self.segments[s][o:o + c]
-            mask[i, :c] = True
-        return tokens, mask
+
+class StoredTokens(Sequence):
+    """The token states of chosen items of a TokenStore as a sequence of (L, d) arrays, read on access
+    (a slice reads its items at once), so a whole collection is never in memory together."""
+
+    def __init__(self, store: TokenStore, segment: np.ndarray, offset: np.ndarray, count: np.ndarray):
+        self.store, self.segment, self.offset, self.count = store, segment, offset, np.asarray(count, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.count)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            part = slice(*i.indices(len(self)))
+            flat = self.store.gather_flat(self.segment[part], self.offset[part], self.count[part])
+            return np.split(flat, np.cumsum(self.count[part])[:-1])
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item {i} of {len(self)}")
+        i %= len(self)
+        return self.store.gather_flat(self.segment[i:i + 1], self.offset[i:i + 1], self.count[i:i + 1])
 
 
 @dataclass
@@ -173,9 +184,10 @@ class Collection:
 
     def __post_init__(self) -> None:
         schema = SCHEMAS["clips" if "id" in self.meta.column_names else "texts"]
-        for name in set(schema.names) - set(self.meta.column_names):  # columns newer than the index
-            self.meta = self.meta.append_column(pa.field(name, schema.field(name).type),
-                                                pa.nulls(self.meta.num_rows, schema.field(name).type))
+        missing = set(schema.names) - set(self.meta.column_names)
+        if missing:
+            raise SlsearchError(f"index metadata lacks the columns {', '.join(sorted(missing))}; rebuild the index "
+                                "with `slsearch index PATH... --model CHECKPOINT --out INDEX`")
         self.meta = self.meta.select(schema.names).cast(schema)
         ids = self.meta["faiss_id"].to_numpy()
         size = max(int(ids.max()) + 1 if len(ids) else 0, int(self.info.get("next_id", 0)))
@@ -235,7 +247,8 @@ def load_index(path: str | Path, mmap: bool = False) -> StoredIndex:
         raise SlsearchError(f"{info_file}: unreadable ({e}); rebuild the index") from None
     version = info.get("format_version")
     if version != FORMAT_VERSION:
-        raise SlsearchError(f"{given}: index format {version!r}, this slsearch reads format {FORMAT_VERSION}; rebuild it")
+        raise SlsearchError(f"{given}: index format {version!r}, this slsearch reads format {FORMAT_VERSION}; rebuild it "
+                            f"with `slsearch index PATH... --model CHECKPOINT --out {given}`")
     missing = [f for f in _required_files(info) if not (folder / f).exists()]
     if missing:
         raise SlsearchError(f"{given}: incomplete index, missing {', '.join(missing)}; rebuild it")

@@ -8,7 +8,9 @@
     likelihood.json    the decoder-likelihood re-ranking stage's dev-picked weights (joint runs)
 
 `model.checkpoint_hash` (first 16 hex digits of the weights' sha256) names the weights; indexes
-record it so that a query never mixes vectors of two models.
+record it so that a query never mixes vectors of two models, and the two ranking stages record the
+hash they were fitted on (`slsearch.rank.model.load_retrieval_model` leaves out stale ones).
+`load_model` gives the network alone; `load_retrieval_model` the network with its ranking stages.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ from safetensors.torch import load_file, save_file
 
 from slsearch import __version__
 from slsearch.errors import SlsearchError
-from slsearch.models.lexicon import LEXICON_FILE
-from slsearch.models.likelihood import LIKELIHOOD_FILE
 
 FORMAT = "slsearch-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ranking stages record the weights they were fitted on
+READS_VERSIONS = (1, 2)  # 1 differs only there: its stages always belong to its weights
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -53,10 +54,6 @@ def save_model(model, folder: str | Path, recipe: dict[str, Any] | None = None,
     save_file(state, str(tmp), metadata={"format": FORMAT})
     tmp.replace(folder / WEIGHTS_FILE)
     model.tokenizer.save(folder)
-    # The lexicon and the likelihood stage are calibrated on the scores of the weights they were fitted
-    # with: new weights drop them.
-    (folder / LEXICON_FILE).unlink(missing_ok=True)
-    (folder / LIKELIHOOD_FILE).unlink(missing_ok=True)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "slsearch_version": __version__,
               "model": asdict(model.config), "recipe": recipe or {}, **(extra or {})}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False))
@@ -79,19 +76,18 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     if cfg.get("format") != FORMAT:
         raise SlsearchError(f"{folder}: not an slsearch checkpoint (format {cfg.get('format')!r}, "
                             f"expected {FORMAT!r})")
-    if cfg.get("format_version") != FORMAT_VERSION:
+    if cfg.get("format_version") not in READS_VERSIONS:
         raise SlsearchError(f"{folder}: checkpoint format version {cfg.get('format_version')} is not supported "
-                            f"by slsearch {__version__} (reads version {FORMAT_VERSION}); retrain or upgrade")
+                            f"by slsearch {__version__} (reads versions {', '.join(map(str, READS_VERSIONS))}); "
+                            "retrain or upgrade")
     return cfg
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild a model from a checkpoint folder, in eval mode; refuses foreign or incompatible ones."""
+    """Rebuild the network (weights and tokenizer) from a checkpoint folder, in eval mode; refuses foreign or
+    incompatible ones. Its ranking stages come with `slsearch.rank.load_retrieval_model`."""
     from slsearch.models.model import SignTextModel, config_from_dict
     from slsearch.models.tokenizer import TextTokenizer
-    from slsearch.models.lexicon import Lexicon
-    from slsearch.models.likelihood import LikelihoodReranker
-    from slsearch.models.translator import DecodeConfig
 
     folder = Path(path)
     cfg = read_config(folder)
@@ -112,10 +108,4 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
         first = str(e).splitlines()[0:3]
         raise SlsearchError(f"{folder}: weights do not match the model config ({' '.join(first)})") from e
     model.checkpoint_hash = file_hash(folder / WEIGHTS_FILE)
-    model.decode_config = DecodeConfig.from_dict((cfg.get("recipe") or {}).get("decode"))
-    model.lexicon = Lexicon.load(folder)
-    if model.lexicon is not None and model.lexicon.glosses and not set(model.lexicon.glosses) <= set(config.glosses or []):
-        raise SlsearchError(f"{folder}: {LEXICON_FILE} names glosses the model's gloss head does not read; "
-                            "it belongs to another run")
-    model.likelihood = LikelihoodReranker.load(folder)
     return model.to(device).eval()

@@ -13,8 +13,8 @@ those glosses and the other way round. Two alignment models:
 
 Ranking candidates by how likely the query is given each candidate (query likelihood, smoothed with
 the unit prior) is a second opinion beside the CiCo score: it generalises from few sentences where
-a contextual text tower learnt from scratch overfits (benchmarks/RESULTS.md). `fusion` combines the
-two with weights picked on dev.
+a contextual text tower learnt from scratch overfits (benchmarks/RESULTS.md). `slsearch.rank.lexicon_stage`
+combines the two with weights picked on dev (kept here in `fusion`, saved with the tables).
 
 For T2V, the lexicon also reads the other way (the noisy channel): how likely the clip's reading is
 given the query, over how likely that reading is given any sentence (its mean over the training
@@ -44,7 +44,6 @@ from slsearch.errors import SlsearchError
 
 LEXICON_FILE = "lexicon.npz"
 ALIGNMENTS = ("ibm1", "diagonal")
-REVERSE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # T2V: share of the reverse channel, picked on dev
 _PUNCT = re.compile(r"[^\w\s-]+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
@@ -141,12 +140,13 @@ class Lexicon:
     gloss_prior: np.ndarray  # (G,)
     prefix: int = 5
     smoothing: float = 0.1  # weight of the prior in p(unit | candidate)
-    fusion: dict[str, dict[str, float]] = field(default_factory=dict)  # per direction, see fuse()
+    fusion: dict[str, dict[str, float]] = field(default_factory=dict)  # per direction: slsearch.rank.lexicon_stage
     alignment: str = "ibm1"  # how the tables were learnt and are scored: 'ibm1' or 'diagonal'
     tension: float = 4.0  # diagonal: how sharply the alignment prior prefers equal relative positions
     null_probability: float = 0.08  # diagonal: prior share of units that no source unit accounts for
     # the training sentences as unit ids: p(reading) for the reverse channel (None: no reverse channel)
     bank: list[np.ndarray] | None = None
+    fitted_on: str | None = None  # hash of the checkpoint whose dev scores picked `fusion`
 
     def __post_init__(self) -> None:
         if self.alignment not in ALIGNMENTS:
@@ -346,56 +346,12 @@ class Lexicon:
             return self.readings_given_texts(readings, texts)
         raise ValueError(f"direction must be 't2v' or 'v2t', not {direction!r}")
 
-    # --- fusion with CiCo -------------------------------------------------------------------------
-    def fuse(self, cico: np.ndarray, lexical: np.ndarray, direction: str) -> np.ndarray:
-        """CiCo and lexical scores, each standardised with its dev statistics, summed with the dev-picked
-        weight. Fixed statistics (not the candidates') so one query against N candidates and a full
-        evaluation matrix rank alike."""
-        f = self.fusion.get(direction)
-        if not f:
-            return cico
-        return ((cico - f["cico_mean"]) / f["cico_std"]
-                + f["weight"] * (lexical - f["lexical_mean"]) / f["lexical_std"]).astype(np.float32)
-
-    def calibrate(self, cico: np.ndarray, readings: Sequence[str], texts: Sequence[str],
-                  weights: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)) -> dict[str, dict[str, float]]:
-        """Pick each direction's fusion weight by R@1 on a paired dev set (clip i says texts[i]);
-        cico is its (clips, texts) matrix. Sets and returns self.fusion."""
-        n = len(texts)
-        if cico.shape != (n, n) or len(readings) != n:
-            raise ValueError(f"calibration needs a paired square matrix, got {cico.shape} for {n} texts")
-        target = np.arange(n)
-        priors = self.reading_priors(readings)
-        v2t = self.readings_given_texts(readings, texts)  # also the reverse channel of T2V
-        channel = {"t2v": self.text_given_readings(texts, readings).T, "v2t": v2t}
-        reverse = None if priors is None else v2t - priors[:, None]  # as clip_scores has it
-        fusion = {}
-        for direction in ("t2v", "v2t"):
-            shares = REVERSE_WEIGHTS if direction == "t2v" and reverse is not None else (0.0,)
-            best = None
-            for rw in shares:
-                lex = channel[direction] + rw * reverse if rw else channel[direction]
-                stats = {"cico_mean": float(cico.mean()), "cico_std": float(cico.std() or 1.0),
-                         "lexical_mean": float(lex.mean()), "lexical_std": float(lex.std() or 1.0)}
-                for w in weights:
-                    self.fusion = {direction: {**stats, "weight": float(w)}}
-                    s = self.fuse(cico, lex, direction)
-                    hits = (s.argmax(0) == target) if direction == "t2v" else (s.argmax(1) == target)
-                    r1 = float(hits.mean() * 100)
-                    if best is None or r1 > best[0]:
-                        best = (r1, {**stats, "weight": float(w)}, rw)
-            fusion[direction] = {**best[1], "dev_R@1": round(best[0], 2)}
-            if direction == "t2v" and priors is not None:
-                fusion[direction]["reverse_weight"] = float(best[2])
-        self.fusion = fusion
-        return fusion
-
     # --- files ------------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / LEXICON_FILE
         meta = {"units": self.units, "glosses": self.glosses, "prefix": self.prefix,
                 "smoothing": self.smoothing, "fusion": self.fusion, "alignment": self.alignment,
-                "tension": self.tension, "null_probability": self.null_probability}
+                "tension": self.tension, "null_probability": self.null_probability, "fitted_on": self.fitted_on}
         tmp = path.with_name(path.name + ".tmp.npz")
         bank = {}
         if self.bank is not None:  # ragged: the ids one after another, and where each sentence starts
@@ -425,7 +381,7 @@ class Lexicon:
                 return cls(meta["units"], meta["glosses"], z["unit_given_gloss"], z["gloss_given_unit"],
                            z["unit_prior"], z["gloss_prior"], int(meta["prefix"]), float(meta["smoothing"]),
                            meta.get("fusion") or {}, meta.get("alignment", "ibm1"), float(meta.get("tension", 4.0)),
-                           float(meta.get("null_probability", 0.08)), bank)
+                           float(meta.get("null_probability", 0.08)), bank, meta.get("fitted_on"))
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise SlsearchError(f"{path}: unreadable gloss lexicon ({e})") from e
 

@@ -84,9 +84,7 @@ class SignTextModel(nn.Module):
                            if config.lm_prior_rate > 0 else None)
         self.logit_scale_fine = nn.Parameter(torch.tensor(config.init_logit_scale))
         self.logit_scale_global = nn.Parameter(torch.tensor(config.init_logit_scale))
-        self.checkpoint_hash = "untrained"  # set by save_model / load_model
-        self.lexicon = None  # a slsearch.models.lexicon.Lexicon, set by load_model when the checkpoint has one
-        self.likelihood = None  # a slsearch.models.likelihood.LikelihoodReranker, likewise
+        self.checkpoint_hash = "untrained"  # names the weights: set by save_model / load_model
 
     @property
     def embed_dim(self) -> int:

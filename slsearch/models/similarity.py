@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from slsearch.models.padding import length_mask, pad
+
 CICO_TEMPERATURE = 0.07  # tau' of the paper
 # Elements of the (chunk, Nt, Lv, Lt) score block computed at once: ~4 float32 temporaries of
 # this size live together, so 2**23 keeps the peak near 128 MiB whatever Nv is.
@@ -31,19 +33,12 @@ def pad_tokens(tokens: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tenso
     """A list of (L_i, d) token arrays -> (tokens (N, Lmax, d) float32, mask (N, Lmax) bool)."""
     if len(tokens) == 0:
         raise ValueError("pad_tokens needs at least one token array")
-    items = [torch.as_tensor(np.asarray(t, dtype=np.float32)) if not torch.is_tensor(t) else t.float()
-             for t in tokens]
-    d = items[0].shape[-1]
-    for t in items:
+    d = tokens[0].shape[-1]
+    for t in tokens:
         if t.ndim != 2 or t.shape[-1] != d or t.shape[0] == 0:
             raise ValueError(f"every token array must be (L>0, {d}); got {tuple(t.shape)}")
-    lmax = max(t.shape[0] for t in items)
-    out = torch.zeros(len(items), lmax, d, dtype=torch.float32)
-    mask = torch.zeros(len(items), lmax, dtype=torch.bool)
-    for i, t in enumerate(items):
-        out[i, : t.shape[0]] = t
-        mask[i, : t.shape[0]] = True
-    return out, mask
+    out, lengths = pad(tokens)
+    return out, length_mask(lengths, out.shape[1])
 
 
 def _check(tokens: torch.Tensor, mask: torch.Tensor, name: str) -> None:

@@ -11,8 +11,10 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
+from transformers import NoRepeatNGramLogitsProcessor
 
 from slsearch.encode import prepare_videos
+from slsearch.models.padding import pad
 from slsearch.models.video_tower import ctc_glosses
 
 
@@ -52,6 +54,11 @@ def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id
     Score = sum of log-probabilities / (length ** length_penalty); length counts the eos.
     no_repeat_ngram = n > 0 forbids any n-gram of tokens to occur twice in a hypothesis (the
     decoder, short of evidence, otherwise loops on a phrase it likes).
+
+    A decoder with `step` (TextDecoder) is run with a key/value cache: one new token per row and step,
+    the self-attention cache reordered by the beams' source rows, the memory's cross-attention
+    keys/values computed once. Any other module(memory, mask, seqs, seq_mask) -> logits (B*K, L, V)
+    is run on the whole prefix every step.
     """
     B, Tv, d = memory.shape
     K = max(1, beam)
@@ -63,12 +70,18 @@ def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id
     scores[:, 0] = 0.0  # one live beam at the start, so the K beams do not all repeat it
     finished = torch.zeros(B * K, dtype=torch.bool, device=device)
     lengths = torch.zeros(B * K, device=device)
+    cache = decoder.new_cache() if hasattr(decoder, "step") else None
+    # On the generated tokens only, not bos: fed bos, it would also ban bos (n = 1) or bos-led n-grams.
+    block = NoRepeatNGramLogitsProcessor(no_repeat_ngram) if no_repeat_ngram > 0 else None
     for _ in range(max_len):
-        logits = decoder(mem, mmask, seqs, torch.ones_like(seqs, dtype=torch.bool))[:, -1]  # (B*K, V)
+        if cache is not None:  # the tokens not yet in the cache: all of them (bos) first, then the last one
+            logits = decoder.step(mem, mmask, seqs[:, cache.get_seq_length():], cache)  # (B*K, V)
+        else:
+            logits = decoder(mem, mmask, seqs, torch.ones_like(seqs, dtype=torch.bool))[:, -1]
         logp = torch.log_softmax(logits.float(), -1)
         V = logp.shape[-1]
-        if no_repeat_ngram > 0:
-            _block_repeats(logp, seqs[:, 1:], no_repeat_ngram)
+        if block is not None:
+            logp = block(seqs[:, 1:], logp)
         # a finished beam may only continue with eos at no cost: its score is carried unchanged
         logp[finished] = float("-inf")
         logp[finished, eos_id] = 0.0
@@ -84,6 +97,8 @@ def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id
         scores = top
         if finished.all():
             break
+        if cache is not None:
+            decoder.reorder_cache(cache, src)
     norm = scores.view(-1) / lengths.clamp(min=1) ** length_penalty
     best = norm.view(B, K).argmax(1)
     out = []
@@ -94,19 +109,6 @@ def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id
             ids = ids[: ids.index(eos_id)]
         out.append((ids, float(norm[row])))
     return out
-
-
-def _block_repeats(logp: torch.Tensor, seqs: torch.Tensor, n: int) -> None:
-    """Set -inf on each row's tokens that would complete an n-gram already in that row."""
-    L = seqs.shape[1]
-    if L < n - 1 or L == 0:
-        return
-    rows = seqs.tolist()
-    for r, toks in enumerate(rows):
-        prefix = tuple(toks[L - n + 1:]) if n > 1 else ()
-        banned = [toks[k + n - 1] for k in range(L - n + 1) if tuple(toks[k:k + n - 1]) == prefix]
-        if banned:
-            logp[r, banned] = float("-inf")
 
 
 @torch.no_grad()
@@ -125,15 +127,11 @@ def cross_attention(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, id
 
 
 @torch.no_grad()
-def translate(model, inputs, beam: int | None = None, max_len: int | None = None,
-              length_penalty: float | None = None, batch_size: int = 16, with_attention: bool = False,
-              no_repeat_ngram: int | None = None) -> list[Translation]:
-    """Clips (pose arrays, paths or Clips, as `encode_videos` takes) -> one Translation each.
-
-    Decoding settings left as None come from the checkpoint's [decode] (`model.decode_config`).
-    """
-    settings = (getattr(model, "decode_config", None) or DecodeConfig()).with_overrides(
-        beam=beam, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
+def translate(model, inputs, settings: DecodeConfig | None = None, max_len: int | None = None,
+              batch_size: int = 16, with_attention: bool = False) -> list[Translation]:
+    """Clips (pose arrays, paths or Clips, as `encode_videos` takes) -> one Translation each, decoded
+    with `settings` (a checkpoint's own are `RetrievalModel.decode`; None: DecodeConfig's defaults)."""
+    settings = settings or DecodeConfig()
     beam, length_penalty, no_repeat_ngram = settings.beam, settings.length_penalty, settings.no_repeat_ngram
     was_training = model.training
     model.eval()
@@ -144,11 +142,7 @@ def translate(model, inputs, beam: int | None = None, max_len: int | None = None
         results: list[Translation] = []
         for start in range(0, len(feats), batch_size):
             chunk = feats[start:start + batch_size]
-            T = max(f.shape[0] for f in chunk)
-            x = torch.zeros(len(chunk), T, chunk[0].shape[1])
-            for i, f in enumerate(chunk):
-                x[i, : f.shape[0]] = torch.from_numpy(f)
-            lengths = torch.tensor([f.shape[0] for f in chunk])
+            x, lengths = pad(chunk)
             v = model.encode_video(x.to(model.device), lengths.to(model.device))
             hyps = beam_search(model.decoder, v["tokens"], v["mask"], tok.bos_id, tok.eos_id, beam=beam,
                                max_len=max_len, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)

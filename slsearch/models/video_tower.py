@@ -14,7 +14,6 @@ whatever it is batched with (ReLU output is >= 0, so zeros never win a max-pool 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +30,7 @@ class FrontEnd(nn.Module):
 
     input_dim: int
 
-    def prepare(self, item: Any) -> np.ndarray:
+    def prepare(self, item: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -43,16 +42,16 @@ class PoseFrontEnd(FrontEnd):
         self.input_dim = input_dim
         self.embed = nn.Sequential(nn.Linear(input_dim, d), nn.LayerNorm(d), nn.ReLU(), nn.Dropout(dropout))
 
-    def prepare(self, item: Any) -> np.ndarray:
-        """A pose array (T, 543, 3), features (T, input_dim), or anything `load_pose` reads."""
-        if isinstance(item, np.ndarray) and item.ndim == 2:
+    def prepare(self, item: np.ndarray) -> np.ndarray:
+        """A pose array (T, 543, 3) or features (T, input_dim) already made -> features. Arrays only: files
+        are read before the model (`slsearch.data.poses.load_pose`)."""
+        if not isinstance(item, np.ndarray) or item.ndim not in (2, 3):
+            raise ValueError(f"the pose front end takes a pose (T, 543, 3) or feature (T, F) array, not "
+                             f"{type(item).__name__}")
+        if item.ndim == 2:
             if item.shape[1] != self.input_dim:
                 raise ValueError(f"feature array has width {item.shape[1]}, the model expects {self.input_dim}")
             return item.astype(np.float32, copy=False)
-        if not (isinstance(item, np.ndarray) and item.ndim == 3):
-            from slsearch.data.poses import load_pose
-
-            item = load_pose(item).data
         return pose_to_features(item)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, F) -> (B, T, d)

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slsearch.console import progress_bar
 from slsearch.data.manifest import Clip, read_manifest
+from slsearch.data.poses import load_pose
 from slsearch.errors import InputError, SlsearchError
+from slsearch.models.padding import pad
+from slsearch.progress import Progress, track
 
 
 def read_training_manifest(path: str | Path) -> list[Clip]:
@@ -61,31 +63,23 @@ def gloss_ids(gloss: str | None, vocabulary: dict[str, int]) -> list[int]:
 
 
 def load_features(clips: list[Clip], front_end, min_frames: int, source: str | Path,
-                  progress: bool = True, glosses: list[str] | None = None) -> FeatureSet:
+                  progress: Progress | None = None, glosses: list[str] | None = None) -> FeatureSet:
     """Load each clip's pose once through the model's front end; refuse clips shorter than min_frames.
     With a gloss vocabulary, each clip's glosses come along as ids (for the gloss CTC loss)."""
     feats = []
-    bar = progress_bar(transient=True) if progress else None
-    if bar:
-        bar.start()
-        task = bar.add_task(f"loading {Path(source).name}", total=len(clips), rate="")
-    try:
-        for c in clips:
-            try:
-                f = front_end.prepare(c)
-            except SlsearchError:
-                raise
-            except (ValueError, OSError, KeyError) as e:
-                raise InputError(c.path, f"cannot read clip {c.id!r}: {e}") from e
-            if f.shape[0] < min_frames:
-                raise InputError(c.path, f"clip {c.id!r} has {f.shape[0]} frames, fewer than the temporal "
-                                         f"stride {min_frames} (listed in {source})")
-            feats.append(f.astype(np.float16))
-            if bar:
-                bar.update(task, advance=1)
-    finally:
-        if bar:
-            bar.stop()
+    advance = track(progress, f"loading {Path(source).name}", len(clips))
+    for c in clips:
+        try:
+            f = front_end.prepare(load_pose(c).data)
+        except SlsearchError:
+            raise
+        except (ValueError, OSError, KeyError) as e:
+            raise InputError(c.path, f"cannot read clip {c.id!r}: {e}") from e
+        if f.shape[0] < min_frames:
+            raise InputError(c.path, f"clip {c.id!r} has {f.shape[0]} frames, fewer than the temporal "
+                                     f"stride {min_frames} (listed in {source})")
+        feats.append(f.astype(np.float16))
+        advance(1)
     gloss_table = None
     if glosses:
         vocabulary = {g: i + 1 for i, g in enumerate(glosses)}
@@ -145,18 +139,13 @@ def collate(data: FeatureSet, idx: np.ndarray, tokenizer, rng: np.random.Generat
         feats.append(f)
         texts.append(text)
         glosses.append(gloss)
-    T = max(f.shape[0] for f in feats)
-    x = np.zeros((len(feats), T, feats[0].shape[1]), np.float32)
-    for row, f in enumerate(feats):
-        x[row, : f.shape[0]] = f
+    x, lengths = pad(feats)
     ids, mask = tokenizer(texts)
-    batch = {"features": torch.from_numpy(x), "lengths": torch.tensor([f.shape[0] for f in feats]),
-             "input_ids": ids, "attention_mask": mask}
+    batch = {"features": x, "lengths": lengths, "input_ids": ids, "attention_mask": mask}
     if data.glosses is not None:
-        targets = torch.zeros(len(glosses), max(1, max(len(g) for g in glosses)), dtype=torch.long)
-        for row, g in enumerate(glosses):
-            targets[row, : len(g)] = torch.tensor(g, dtype=torch.long)
+        # a clip without glosses keeps one padding target and length 0: CTC leaves it out
+        targets, target_lengths = pad([np.asarray(g or [0], np.int64) for g in glosses], dtype=torch.long)
         batch["gloss_targets"] = targets
-        batch["gloss_target_lengths"] = torch.tensor([len(g) for g in glosses])
+        batch["gloss_target_lengths"] = target_lengths * torch.tensor([bool(g) for g in glosses])
     return batch
 

@@ -1,7 +1,8 @@
-"""Retrieval on a dev set during training: paired R@K both directions, CiCo and global scores.
+"""Evaluation on dev during training: paired R@K with the CiCo and global scores, or translation BLEU.
 
-Paper protocol: clip i and sentence i are the only match. Ties count against the query (a score
-equal to the match's, at a lower index, ranks before it), so the result is deterministic.
+Retrieval metrics come from `slsearch.eval.metrics` (the paper protocol: clip i and sentence i are the
+only match, ties against the query), under the keys `cico_t2v_R@1`, `global_v2t_MedR`, ... The encoded
+dev set comes back too, so the ranking stages are fitted on the best epoch without encoding it again.
 """
 
 from __future__ import annotations
@@ -9,57 +10,46 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from slsearch.encode import Encoded, encode_texts, encode_videos
-from slsearch.models.similarity import cico_similarity, global_similarity, pad_tokens
-
-
-def paired_ranks(scores: torch.Tensor) -> torch.Tensor:
-    """scores (N, N), match on the diagonal -> 1-based rank of each row's match (N,)."""
-    s = scores.float()
-    diag = s.diagonal()[:, None]
-    n = s.shape[0]
-    before = torch.arange(n)[None, :] < torch.arange(n)[:, None]  # column index below the match's
-    return 1 + ((s > diag) | ((s == diag) & before)).sum(1)
+from slsearch.encode import encode_texts, encode_videos
+from slsearch.eval.metrics import DEFAULT_KS, retrieval_metrics
+from slsearch.progress import Progress
+from slsearch.rank import ClipSide, TextSide
+from slsearch.rank.cico import cico_matrix
 
 
-def recall_metrics(scores: torch.Tensor, prefix: str, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """scores (N videos, N texts) -> {prefix}t2v_R@K, {prefix}v2t_R@K (percent), medr."""
-    out: dict[str, float] = {}
-    for name, s in (("t2v", scores.T), ("v2t", scores)):
-        r = paired_ranks(s)
-        for k in ks:
-            out[f"{prefix}{name}_R@{k}"] = 100.0 * float((r <= k).float().mean())
-        out[f"{prefix}{name}_MedR"] = float(r.float().median())
-    return out
+def recall_metrics(scores: np.ndarray, prefix: str, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """A paired (clips, texts) matrix -> {prefix}t2v_R@K, {prefix}v2t_MedR, ... (paper protocol)."""
+    return {prefix + k.split("/", 1)[1]: v for k, v in retrieval_metrics(scores, None, ks).items() if "/" in k}
 
 
-def cico_matrix(videos: Encoded, texts: Encoded, temperature: float = 0.07) -> torch.Tensor:
-    vt, vm = pad_tokens(videos.tokens)
-    tt, tm = pad_tokens(texts.tokens)
-    return cico_similarity(vt, vm, tt, tm, temperature)
+def encode_dev(model, videos: Sequence, texts: Sequence[str], batch_size: int = 64,
+               progress: Progress | None = None) -> tuple[ClipSide, TextSide]:
+    """Paired dev clips and sentences as the ranking cascade takes them."""
+    v = encode_videos(model, videos, batch_size=batch_size, progress=progress)
+    t = encode_texts(model, list(texts), batch_size=max(batch_size, 128), progress=progress)
+    return ClipSide(v.tokens, v.readings, vectors=v.vectors), TextSide(list(texts), t.tokens, vectors=t.vectors)
 
 
 def evaluate_retrieval(model, videos: Sequence, texts: Sequence[str], batch_size: int = 64,
-                       ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """Encode paired clips and sentences; R@K with the CiCo score (`cico_`) and the global cosine (`global_`)."""
-    v = encode_videos(model, videos, batch_size=batch_size)
-    t = encode_texts(model, list(texts), batch_size=max(batch_size, 128))
-    with torch.no_grad():
-        metrics = recall_metrics(cico_matrix(v, t, model.config.cico_temperature), "cico_", ks)
-        metrics.update(recall_metrics(global_similarity(v.vectors, t.vectors), "global_", ks))
+                       ks: Sequence[int] = DEFAULT_KS) -> tuple[dict[str, float], tuple[ClipSide, TextSide]]:
+    """R@K with the CiCo score (`cico_`) and the global cosine (`global_`); `score` (what picks the best
+    epoch) is their CiCo R@1 mean. Returns the metrics and the encoded dev set."""
+    clips, sentences = encode_dev(model, videos, texts, batch_size)
+    metrics = recall_metrics(cico_matrix(clips.tokens, sentences.tokens, model.config.cico_temperature), "cico_", ks)
+    metrics.update(recall_metrics(clips.vectors @ sentences.vectors.T, "global_", ks))
     metrics["score"] = 0.5 * (metrics["cico_t2v_R@1"] + metrics["cico_v2t_R@1"])
-    return metrics
+    return metrics, (clips, sentences)
 
 
-def evaluate_translation(model, videos: Sequence, texts: Sequence[str], beam: int = 1,
-                         batch_size: int = 64) -> dict[str, float]:
-    """Translate the dev clips; BLEU-1..4, chrF, ROUGE-L, and `score` = BLEU-4 (the translate stage's pick)."""
+def evaluate_translation(model, videos: Sequence, texts: Sequence[str], settings, batch_size: int = 64
+                         ) -> dict[str, float]:
+    """Translate the dev clips with `settings` (a DecodeConfig); BLEU-1..4, chrF, ROUGE-L, and
+    `score` = BLEU-4 (the translate stage's pick)."""
     from slsearch.eval.translation_metrics import translation_metrics
     from slsearch.models.translator import translate
 
-    hyps = [t.text for t in translate(model, videos, beam=beam, batch_size=batch_size)]
+    hyps = [t.text for t in translate(model, videos, settings, batch_size=batch_size)]
     metrics = translation_metrics(hyps, list(texts))
     metrics["score"] = metrics["BLEU-4"]
     return metrics

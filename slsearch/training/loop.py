@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -19,18 +20,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from slsearch.console import console, err_console, progress_bar
+from slsearch.console import console, err_console
 from slsearch.errors import SlsearchError
 from slsearch.models.checkpoint import load_model, read_config, save_model
 from slsearch.models.losses import C2RLLoss
 from slsearch.models.model import SignTextModel, build_model
 from slsearch.models.tokenizer import TextTokenizer
+from slsearch.progress import Progress, track
 from slsearch.training.data import (FeatureSet, collate, epoch_batches, gloss_vocabulary, load_features,
                                     read_training_manifest)
 from slsearch.training.averaging import WeightAverage
 from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
-from slsearch.training.lexicon_fit import fit_lexicon
-from slsearch.training.likelihood_fit import fit_likelihood
+from slsearch.training.calibration import calibrate_stages, learn_lexicon
 from slsearch.training.recipe import DERIVED_MODEL_KEYS, Recipe, load_recipe, recipe_from_dict
 
 LAST = "last"  # sub-folder with the resumable state
@@ -52,6 +53,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def pick_threads(threads: int) -> int:
+    """train.threads, or for 0 (auto) what measured fastest for the demo on 2 cores, quiet and beside a
+    busy process (benchmarks/RESULTS.md, "Demo training under load"): torch's default (one thread per
+    core) where OpenMP threads wait passively (the CLI sets OMP_WAIT_POLICY=PASSIVE), else one thread:
+    two spinning threads ran 250 clips/s alone but 8 beside one busy process, one thread ~150 both ways."""
+    if threads > 0:
+        return threads
+    return torch.get_num_threads() if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" else 1
 
 
 def pick_device(name: str) -> torch.device:
@@ -107,29 +118,31 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
 
 
-def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int,
-                   clock: Callable[[], float] | None = None):
-    """Linear warm-up, then cosine decay to min_lr_ratio over the run.
+def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int):
+    """Linear warm-up, then cosine decay to min_lr_ratio over train.epochs.
 
-    With train.max_minutes and a `clock` (training seconds so far), the decay follows whichever
-    runs out first, the epochs or the minutes: a run cut by its time budget still ends annealed,
-    whatever the machine's speed, instead of stopping at a high learning rate.
+    The schedule follows the epoch budget only, so a recipe trains the same model on a busy or a
+    slow machine; train.max_minutes is a guard that stops a run, not part of the schedule.
     """
     total = max(1, recipe.train.epochs * steps_per_epoch)
     warm = int(recipe.optim.warmup_epochs * steps_per_epoch)
     floor = recipe.optim.min_lr_ratio
-    budget = recipe.train.max_minutes * 60
 
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        t = (step - warm) / max(1, total - warm)
-        if budget and clock is not None:
-            t = max(t, clock() / budget)
-        t = min(1.0, t)
+        t = min(1.0, (step - warm) / max(1, total - warm))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _run_eta(t0: float, first: int, epoch: int, epochs: int) -> str:
+    """", eta 1m40s" for the epochs left (this one included), from the epochs (with dev) done so far."""
+    if epoch <= first:
+        return ""
+    left = (time.perf_counter() - t0) / (epoch - first) * (epochs - epoch + 1)
+    return f", eta {int(left // 60)}m{int(left % 60):02d}s" if left >= 60 else f", eta {left:.0f}s"
 
 
 def _metrics_table(row: dict[str, Any]):
@@ -165,7 +178,7 @@ def _save_state(model, opt, sched, out: Path, recipe: Recipe, state: dict[str, A
 
 
 def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path, out: str | Path,
-          overrides: Sequence[str] = (), resume: bool = True, progress: bool = True) -> TrainResult:
+          overrides: Sequence[str] = (), resume: bool = True, progress: Progress | None = None) -> TrainResult:
     """Train towers + decoder on `manifest`, select on `dev`, write the best checkpoint to `out`."""
     recipe = load_recipe(recipe_path, overrides)
     out = Path(out)
@@ -193,8 +206,7 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
             raise SlsearchError(f"{out}: holds a finished or foreign run without resumable state; "
                                 f"use another --out or --no-resume to overwrite")
     out.mkdir(parents=True, exist_ok=True)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    torch.set_num_threads(pick_threads(tc.threads))
     device = pick_device(tc.device)
     seed_everything(tc.seed)
 
@@ -213,7 +225,6 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     if recipe.loss.gloss_weight and model.video.gloss_head is None:
         raise SlsearchError(f"{tc.init}: this checkpoint was trained without a gloss head; "
                             f"set loss.gloss_weight=0 or start from a run trained with glosses")
-    model.decode_config = recipe.decode  # dev translations decode as the saved checkpoint will
     model.train()
     average = WeightAverage(model, tc.ema_decay) if tc.ema_decay else None
     judged = average.model if average else model  # what dev evaluates and the checkpoint holds
@@ -229,9 +240,7 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     opt = make_optimizer(model, recipe)
     steps_per_epoch = len(epoch_batches(train_set.lengths, tc.batch_size, np.random.default_rng(0)))
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_dev": {}, "bad_epochs": 0, "train_seconds": 0.0}
-    epoch_start = [time.perf_counter()]  # training seconds = finished epochs' + this epoch's so far
-    sched = make_scheduler(opt, recipe, steps_per_epoch,
-                           clock=lambda: state["train_seconds"] + time.perf_counter() - epoch_start[0])
+    sched = make_scheduler(opt, recipe, steps_per_epoch)
     if resuming:
         saved = torch.load(last / STATE_FILE, weights_only=False)
         opt.load_state_dict(saved["optimizer"])
@@ -243,60 +252,56 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     amp = tc.precision == "bf16"
 
     stopped = "epochs"
+    best = None  # (hash, weights, encoded dev) of the best epoch of this process, for fitting the stages
+    run_t0, first_epoch = time.perf_counter(), state["epoch"] + 1  # for the whole run's ETA
     for epoch in range(state["epoch"] + 1, tc.epochs + 1):
         rng = np.random.default_rng([tc.seed, epoch])  # per-epoch stream: resuming replays the same batches
         batches = epoch_batches(train_set.lengths, tc.batch_size, rng)
         sums: dict[str, float] = {}
         clips, t0 = 0, time.perf_counter()
-        epoch_start[0] = t0
-        last_line = t0
-        bar = progress_bar() if progress else None
-        if bar:
-            bar.start()
-            task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=len(batches), rate="")
-        try:
-            for step, idx in enumerate(batches):
-                batch = {k: v.to(device) for k, v in collate(train_set, idx, model.tokenizer, rng, tc.max_frames,
-                                                             tc.time_stretch, tc.feature_noise,
-                                                             concat_prob=tc.concat_prob).items()}
-                targets = {k: batch.pop(k) for k in ("gloss_targets", "gloss_target_lengths") if k in batch}
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    losses = loss_fn(**model(**batch, with_lm=with_lm, with_text=with_text), **targets)
-                total = sum(losses.values())
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                if recipe.optim.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
-                opt.step()
-                sched.step()
-                if average:
-                    average.update(model)
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
-                clips += len(idx)
-                elapsed = time.perf_counter() - t0
-                if bar and (step % tc.log_every == 0 or step == len(batches) - 1):
-                    status = f"loss {sums['loss'] / (step + 1):.3f} {clips / elapsed:.1f} clips/s"
-                    bar.update(task, completed=step + 1, rate=status)
-                    if not err_console.is_terminal and time.perf_counter() - last_line > 60:
-                        # a log file gets no live bar: one line a minute instead
-                        eta = elapsed / (step + 1) * (len(batches) - step - 1)
-                        err_console.print(f"epoch {epoch} step {step + 1}/{len(batches)} {status} eta {eta:.0f}s")
-                        last_line = time.perf_counter()
-                if tc.max_minutes and (state["train_seconds"] + elapsed) / 60 >= tc.max_minutes:
-                    stopped = "time_limit"
-                    break
-        finally:
-            if bar:
-                bar.stop()
+        advance = track(progress, f"epoch {epoch}/{tc.epochs}{_run_eta(run_t0, first_epoch, epoch, tc.epochs)}",
+                        len(batches))
+        reported = 0  # steps already reported to `advance`
+        for step, idx in enumerate(batches):
+            batch = {k: v.to(device) for k, v in collate(train_set, idx, model.tokenizer, rng, tc.max_frames,
+                                                         tc.time_stretch, tc.feature_noise,
+                                                         concat_prob=tc.concat_prob).items()}
+            targets = {k: batch.pop(k) for k in ("gloss_targets", "gloss_target_lengths") if k in batch}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                losses = loss_fn(**model(**batch, with_lm=with_lm, with_text=with_text), **targets)
+            total = sum(losses.values())
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            if recipe.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
+            opt.step()
+            sched.step()
+            if average:
+                average.update(model)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
+            clips += len(idx)
+            elapsed = time.perf_counter() - t0
+            if step % tc.log_every == 0 or step == len(batches) - 1:
+                advance(step + 1 - reported, f"loss {sums['loss'] / (step + 1):.3f} {clips / elapsed:.1f} clips/s")
+                reported = step + 1
+            if tc.max_minutes and (state["train_seconds"] + elapsed) / 60 >= tc.max_minutes:
+                # a guard, not a budget: the schedule is not annealed, so the model is not the recipe's
+                stopped = "time_limit"
+                err_console.print(f"stopped by the train.max_minutes guard ({tc.max_minutes:g} min) in epoch "
+                                  f"{epoch}/{tc.epochs}, step {step + 1}/{len(batches)}: the learning rate "
+                                  f"had not annealed", highlight=False)
+                break
         seconds = time.perf_counter() - t0
         state["train_seconds"] += seconds
         steps_done = step + 1
         if tc.stage == "translate":
-            dev_metrics = evaluate_translation(judged, dev_set.features, dev_set.texts, tc.dev_beam, tc.eval_batch_size)
+            # dev translations decode as the saved checkpoint will, at the dev beam
+            dev_metrics = evaluate_translation(judged, dev_set.features, dev_set.texts,
+                                               recipe.decode.with_overrides(beam=tc.dev_beam), tc.eval_batch_size)
         else:
-            dev_metrics = evaluate_retrieval(judged, dev_set.features, dev_set.texts, tc.eval_batch_size)
+            dev_metrics, dev_encoded = evaluate_retrieval(judged, dev_set.features, dev_set.texts, tc.eval_batch_size)
         model.train()
         row = {"epoch": epoch, "step": epoch * steps_per_epoch, "lr": sched.get_last_lr()[0],
                **{k: v / steps_done for k, v in sums.items()}, "clips_per_s": clips / seconds,
@@ -309,6 +314,9 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         if dev_metrics["score"] > state["best_score"]:
             state.update(best_score=dev_metrics["score"], best_epoch=epoch, best_dev=dev_metrics, bad_epochs=0)
             save_model(judged, out, recipe=recipe.to_dict(), extra={"best_epoch": epoch, "dev": dev_metrics})
+            if tc.stage == "joint":  # the ranking stages are fitted on these weights and this dev encoding
+                best = (judged.checkpoint_hash, {k: v.detach().clone() for k, v in judged.state_dict().items()},
+                        dev_encoded)
         else:
             state["bad_epochs"] += 1
         _save_state(model, opt, sched, out, recipe, state, average)
@@ -317,14 +325,8 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         if tc.patience and state["bad_epochs"] >= tc.patience:
             stopped = "early_stopping"
             break
-    if tc.stage == "joint" and recipe.lexicon.enabled and state["best_epoch"]:
-        t0 = time.perf_counter()
-        lexicon = fit_lexicon(out, train_clips, dev_set, recipe.lexicon, tc.eval_batch_size)
-        _report_lexicon(lexicon, time.perf_counter() - t0, state["best_dev"])
-    if tc.stage == "joint" and recipe.likelihood.enabled and recipe.loss.lm_weight and state["best_epoch"]:
-        t0 = time.perf_counter()
-        reranker = fit_likelihood(out, dev_set, tc.eval_batch_size, recipe.likelihood.depth)
-        _report_likelihood(reranker, time.perf_counter() - t0)
+    if tc.stage == "joint" and state["best_epoch"]:
+        _fit_stages(recipe, out, train_clips, dev_set, best, state["best_dev"], model)
     best = state["best_dev"]
     what = (f"BLEU-4 {best.get('BLEU-4', 0):.2f}" if tc.stage == "translate" else
             f"CiCo R@1 T2V {best.get('cico_t2v_R@1', 0):.1f} V2T {best.get('cico_v2t_R@1', 0):.1f}")
@@ -332,9 +334,39 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     return TrainResult(out, state["best_epoch"], state["best_dev"], state["epoch"], state["train_seconds"] / 60, stopped)
 
 
-def _report_lexicon(lexicon, seconds: float, best_dev: dict[str, float]) -> None:
-    if lexicon is None:
+def _fit_stages(recipe: Recipe, out: Path, train_clips, dev_set: FeatureSet, best, best_dev: dict[str, float],
+                model: SignTextModel) -> None:
+    """Learn the gloss lexicon and fit the lexicon and likelihood stages on the best epoch's weights and
+    dev encoding: kept in memory when this process saw that epoch, read back once from `out` otherwise
+    (a run resumed after its best epoch)."""
+    from slsearch.rank import RetrievalModel
+    from slsearch.training.dev_eval import encode_dev
+
+    with_lexicon = recipe.lexicon.enabled and model.video.gloss_head is not None
+    depth = recipe.likelihood.depth if recipe.likelihood.enabled and recipe.loss.lm_weight else None
+    if not with_lexicon and not depth:
         return
+    t0 = time.perf_counter()
+    lexicon = learn_lexicon(train_clips, recipe.lexicon) if with_lexicon else None
+    if best is not None:
+        weights_hash, weights, dev = best
+        model.load_state_dict(weights)
+        model.checkpoint_hash = weights_hash
+        model.eval()
+    else:
+        model = load_model(out, device=model.device)
+        dev = encode_dev(model, dev_set.features, dev_set.texts, recipe.train.eval_batch_size)
+    retrieval = RetrievalModel(model, decode=recipe.decode, path=out, recipe=recipe.to_dict())
+    t_lexicon = time.perf_counter()
+    calibrate_stages(retrieval, dev, lexicon, depth)
+    seconds = time.perf_counter() - t0
+    if retrieval.lexicon is not None:
+        _report_lexicon(retrieval.lexicon, t_lexicon - t0, best_dev)
+    if retrieval.likelihood is not None:
+        _report_likelihood(retrieval.likelihood, seconds)
+
+
+def _report_lexicon(lexicon, seconds: float, best_dev: dict[str, float]) -> None:
     f = lexicon.fusion
     err_console.print(f"gloss lexicon: {len(lexicon.units)} word units x {len(lexicon.glosses)} glosses in "
                       f"{seconds:.1f}s; dev R@1 with CiCo + lexicon T2V {f['t2v']['dev_R@1']:.1f} "

@@ -1,19 +1,26 @@
-"""Training recipes: TOML files in train/ whose sections and keys match the dataclasses below.
+"""Training recipes: TOML files whose sections and keys match the dataclasses below.
 
+The recipes that ship with the package live in slsearch/recipes/ and are found by name (`cpu`,
+`demo`, ...; see `recipe_names`); any other recipe is given as a path to its TOML file.
 Any value can be overridden with `section.key=value` (the value is read as TOML, so `3e-4`,
 `true`, `"adamw"` and `adamw` all work). Unknown sections or keys are errors, never ignored.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from slsearch.errors import SlsearchError
 from slsearch.models.model import ModelConfig
 from slsearch.models.translator import DecodeConfig
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 @dataclass
@@ -50,8 +57,10 @@ class TrainConfig:
     batch_size: int = 64  # contrastive negatives come from the batch: bigger is better if it fits
     seed: int = 0
     patience: int = 6  # stop after this many epochs without a better dev score; 0 = never
-    max_minutes: float = 0.0  # stop training (then evaluate) after this much training time; 0 = no limit
-    threads: int = 0  # torch CPU threads; 0 = torch's default
+    # A guard, not a budget: stop training (then evaluate) after this much training time; 0 = no limit.
+    # The schedule follows `epochs` only; a run the guard stops ends unannealed (result: "time_limit").
+    max_minutes: float = 0.0
+    threads: int = 0  # torch CPU threads; 0 = auto (training.loop.pick_threads: measured on quiet and loaded CPUs)
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     max_frames: int = 400  # longer training clips are subsampled to this many frames
@@ -145,15 +154,46 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> Recipe:
-    """Read a recipe TOML (None = all defaults) and apply `section.key=value` overrides."""
+def _packaged() -> Traversable:
+    return resources.files("slsearch") / "recipes"
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes that ship with the package: ['cpu', 'demo', ...]."""
+    return sorted(f.name[: -len(".toml")] for f in _packaged().iterdir() if f.name.endswith(".toml"))
+
+
+def find_recipe(spec: str | Path | Traversable) -> Traversable:
+    """A recipe by name ('cpu': a packaged recipe) or by path ('my/run.toml', a file anywhere).
+
+    A bare word (no path separator, no .toml) names a packaged recipe; the returned object has
+    `.name` and `.read_text()` (a `Path` for a path, or for a package installed as files).
+    """
+    if not isinstance(spec, (str, Path)):
+        return spec  # already found (a packaged Traversable)
+    text = str(spec)
+    bare = not any(sep and sep in text for sep in ("/", os.sep, os.altsep)) and not text.endswith(".toml")
+    if bare:
+        packaged = _packaged() / f"{text}.toml"
+        if packaged.is_file():
+            return packaged
+        if not Path(text).is_file():
+            raise SlsearchError(f"unknown recipe {text!r}: the packaged recipes are {', '.join(recipe_names())} "
+                                f"(or give a path to a .toml file)")
+    path = Path(spec)
+    if not path.is_file():
+        raise SlsearchError(f"{path}: recipe not found (packaged recipes by name: {', '.join(recipe_names())})")
+    return path
+
+
+def load_recipe(path: str | Path | Traversable | None, overrides: Sequence[str] = ()) -> Recipe:
+    """Read a recipe (a packaged name such as 'cpu', a TOML path, or None = all defaults) and apply
+    `section.key=value` overrides."""
     recipe = Recipe()
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise SlsearchError(f"{path}: recipe not found")
+        path = find_recipe(path)
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise SlsearchError(f"{path}: not valid TOML ({e})") from e
         for section, values in data.items():

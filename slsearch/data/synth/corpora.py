@@ -20,7 +20,7 @@ from typing import Iterable
 import numpy as np
 
 from slsearch.data.manifest import Clip, read_manifest, write_manifest
-from slsearch.data.poses import save_pose_npz
+from slsearch.data.pose_files import save_pose_npz
 from slsearch.data.synth.lexicon import Lexicon, stable_seed
 from slsearch.data.synth.noise import apply_detection_noise
 from slsearch.data.synth.sentence import BASE_FPS, Variation, sign_sentence

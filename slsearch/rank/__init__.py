@@ -1,0 +1,14 @@
+"""Ranking: the retrieval model loaded once, and the cascade that every search and evaluation runs.
+
+    model.py             RetrievalModel: network + lexicon + likelihood stage + decode settings + hash
+    pipeline.py          RankingPipeline: FAISS candidates -> CiCo -> lexicon -> likelihood; fit_stages
+    cico.py              the CiCo stage (one query ragged, or a dense matrix)
+    lexicon_stage.py     the gloss-lexicon stage (fusion with CiCo, fitted on dev)
+    likelihood_stage.py  the decoder-likelihood stage (first `depth` candidates, fitted on dev)
+"""
+
+from slsearch.rank.model import RetrievalModel, load_retrieval_model
+from slsearch.rank.pipeline import SCORES, ClipSide, RankingPipeline, TextSide, fit_stages
+
+__all__ = ["RetrievalModel", "load_retrieval_model", "RankingPipeline", "ClipSide", "TextSide", "SCORES",
+           "fit_stages"]

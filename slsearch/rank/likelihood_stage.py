@@ -1,0 +1,134 @@
+"""The decoder-likelihood stage: the last re-ranking, on each query's first `depth` candidates.
+
+The decoder's raw score (`slsearch.models.likelihood`: log p(s | c) for T2V, minus log p(s) for V2T)
+is standardised with dev statistics and added to the previous stage's score with a per-direction
+weight picked on dev (`fit`). It runs on the first `depth` candidates of the previous stage only: one
+decoder pass per candidate is ~1 ms, and deeper candidates are rarely right. The same per-query rule
+applies to one search and to a whole evaluation matrix, so both rank alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from slsearch.errors import SlsearchError
+from slsearch.eval.metrics import paired_recall_at_1
+from slsearch.models.likelihood import has_prior, sentence_loglik, sentence_prior
+from slsearch.progress import Progress
+
+LIKELIHOOD_FILE = "likelihood.json"
+DEFAULT_DEPTH = 20
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # picked on dev
+
+
+@dataclass
+class LikelihoodStage:
+    """Which directions the decoder re-ranks, how deep, and with what weight."""
+
+    depth: int = DEFAULT_DEPTH
+    # direction ('t2v' / 'v2t') -> {"mean", "std", "weight", "dev_R@1", "dev_R@1_before"}
+    fusion: dict[str, dict[str, float]] = field(default_factory=dict)
+    fitted_on: str | None = None  # hash of the checkpoint whose dev scores picked the weights
+
+    def applies(self, direction: str) -> bool:
+        return bool(self.fusion.get(direction, {}).get("weight"))
+
+    # --- scores ---------------------------------------------------------------------------------
+    @staticmethod
+    def raw_scores(net, direction: str, clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
+                   priors: np.ndarray | None = None, progress: Progress | None = None) -> np.ndarray:
+        """The raw score of aligned (clip, sentence) pairs: log p(s | c) for T2V, minus log p(s) for V2T
+        (`priors` aligned with `texts`, computed here when not given)."""
+        ll = sentence_loglik(net, clip_tokens, texts, progress)  # one task: "decoder likelihood"
+        if direction == "t2v":
+            return ll
+        if direction != "v2t":
+            raise ValueError(f"direction must be 't2v' or 'v2t', not {direction!r}")
+        return ll - (sentence_prior(net, texts) if priors is None else priors)
+
+    def heads(self, previous: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
+        """(clip rows, text columns) of every query's first `depth` candidates in a (clips, texts) matrix;
+        T2V queries are columns, V2T queries rows."""
+        by_column = direction == "t2v"
+        scores = previous.T if by_column else previous
+        top = np.argsort(-scores, axis=1, kind="stable")[:, : self.depth]  # (queries, depth)
+        queries = np.repeat(np.arange(len(scores)), top.shape[1])
+        cands = top.ravel()
+        return (cands, queries) if by_column else (queries, cands)
+
+    def pair_scores(self, net, previous: np.ndarray, clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
+                    direction: str, text_priors: np.ndarray | None = None,
+                    progress: Progress | None = None) -> np.ndarray:
+        """Raw scores of each query's first `depth` candidates in a (clips, texts) matrix; NaN elsewhere.
+        `text_priors`: the sentences' log p(s) where already known (an index stores them)."""
+        clips, sents = self.heads(previous, direction)
+        priors = None
+        if direction == "v2t":
+            priors = (sentence_prior(net, texts) if text_priors is None else np.asarray(text_priors))[sents]
+        raw = np.full(previous.shape, np.nan, np.float32)
+        raw[clips, sents] = self.raw_scores(net, direction, [clip_tokens[i] for i in clips],
+                                            [texts[j] for j in sents], priors, progress)
+        return raw
+
+    def combine(self, previous: np.ndarray, raw: np.ndarray, direction: str) -> np.ndarray:
+        """Each query's head gets previous + weight * standardised raw score; the rest keep their previous
+        order, below every head candidate of their query."""
+        if not self.applies(direction):
+            return previous
+        f = self.fusion[direction]
+        head = ~np.isnan(raw)
+        combined = (previous + f["weight"] * (np.nan_to_num(raw) - f["mean"]) / f["std"]).astype(np.float32)
+        floor = np.nanmin(np.where(head, combined, np.nan)) - 1.0
+        rest = floor - (previous.max() - previous)
+        return np.where(head, combined, rest).astype(np.float32)
+
+    # --- calibration ----------------------------------------------------------------------------
+    def fit(self, net, previous: dict[str, np.ndarray], clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
+            weights: Sequence[float] = WEIGHTS) -> dict[str, dict[str, float]]:
+        """Pick each direction's weight by R@1 on a paired dev set (clip i says texts[i]);
+        `previous[direction]` is the (clips, texts) matrix of the stage before. V2T is calibrated only
+        when the model has a sentence prior."""
+        n = len(texts)
+        fusion: dict[str, dict[str, float]] = {}
+        for direction in ("t2v", "v2t"):
+            if direction == "v2t" and not has_prior(net):
+                continue
+            prev = previous[direction]
+            if prev.shape != (n, n):
+                raise ValueError(f"calibration needs a paired square matrix, got {prev.shape} for {n} texts")
+            raw = self.pair_scores(net, prev, clip_tokens, texts, direction)
+            stats = {"mean": float(np.nanmean(raw)), "std": float(np.nanstd(raw) or 1.0)}
+            best = None
+            for w in weights:
+                self.fusion[direction] = {**stats, "weight": float(w)}
+                r1 = paired_recall_at_1(self.combine(prev, raw, direction) if w else prev, direction)
+                if best is None or r1 > best[0] + 1e-9:
+                    best = (r1, w)
+            fusion[direction] = {**stats, "weight": float(best[1]), "dev_R@1": round(best[0], 2),
+                                 "dev_R@1_before": round(paired_recall_at_1(prev, direction), 2)}
+        self.fusion = fusion
+        return fusion
+
+    # --- files ----------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / LIKELIHOOD_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"depth": self.depth, "fusion": self.fusion, "fitted_on": self.fitted_on}, indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "LikelihoodStage | None":
+        path = Path(folder) / LIKELIHOOD_FILE
+        if not path.exists():
+            return None
+        try:
+            d = json.loads(path.read_text())
+            return cls(depth=int(d["depth"]), fusion=dict(d["fusion"]), fitted_on=d.get("fitted_on"))
+        except (ValueError, KeyError, TypeError) as e:
+            raise SlsearchError(f"{path}: unreadable likelihood stage ({e}); run `slsearch calibrate` again") from None

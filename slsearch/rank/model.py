@@ -1,0 +1,76 @@
+"""The retrieval model: a checkpoint loaded once, with everything that ranks with it.
+
+One typed object instead of attributes hung on the network: the weights and tokenizer (`net`), the
+gloss lexicon and the decoder-likelihood stage with their dev-picked weights, the decoding settings
+and the hash that names the weights. Search, evaluation, calibration and the server take it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slsearch.errors import SlsearchError
+from slsearch.models.lexicon import LEXICON_FILE, Lexicon
+from slsearch.models.model import SignTextModel
+from slsearch.models.translator import DecodeConfig
+from slsearch.rank.likelihood_stage import LikelihoodStage
+
+
+@dataclass
+class RetrievalModel:
+    net: SignTextModel  # towers, decoder, tokenizer; `net.checkpoint_hash` names the weights
+    lexicon: Lexicon | None = None  # with its fusion weights (slsearch.rank.lexicon_stage), when learnt
+    likelihood: LikelihoodStage | None = None  # when calibrated
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # how it translates by default
+    path: Path | None = None  # the checkpoint folder it came from
+    recipe: dict[str, Any] = field(default_factory=dict)  # the recipe it was trained with
+
+    @property
+    def hash(self) -> str:
+        return self.net.checkpoint_hash
+
+    @property
+    def temperature(self) -> float:
+        """tau' of the CiCo score."""
+        return self.net.config.cico_temperature
+
+    @property
+    def reads_glosses(self) -> bool:
+        return self.net.video.gloss_head is not None
+
+    def save_stages(self, folder: str | Path | None = None) -> None:
+        """Write the lexicon and the likelihood stage beside the weights, marked with the weights' hash."""
+        folder = Path(folder or self.path)
+        for stage in (self.lexicon, self.likelihood):
+            if stage is not None:
+                stage.fitted_on = self.hash
+                stage.save(folder)
+
+
+def _fitted_here(stage, weights_hash: str, format_version: int):
+    """A stage fitted on these weights, or None. Version-1 checkpoints carry no mark: their saving code
+    deleted stages whenever the weights changed, so theirs are always these weights'."""
+    if stage is None or stage.fitted_on == weights_hash or (stage.fitted_on is None and format_version == 1):
+        return stage
+    return None
+
+
+def load_retrieval_model(path: str | Path, device: str | torch.device = "cpu") -> RetrievalModel:
+    """Load a checkpoint folder once: the network in eval mode and its ranking stages. Stages fitted on
+    other weights (a later run saved new ones over them) are left out."""
+    from slsearch.models.checkpoint import load_model, read_config
+
+    folder = Path(path)
+    cfg = read_config(folder)
+    net = load_model(folder, device)
+    lexicon = _fitted_here(Lexicon.load(folder), net.checkpoint_hash, cfg["format_version"])
+    if lexicon is not None and lexicon.glosses and not set(lexicon.glosses) <= set(net.config.glosses or []):
+        raise SlsearchError(f"{folder}: {LEXICON_FILE} names glosses the model's gloss head does not read; "
+                            "it belongs to another run")
+    likelihood = _fitted_here(LikelihoodStage.load(folder), net.checkpoint_hash, cfg["format_version"])
+    recipe = cfg.get("recipe") or {}
+    return RetrievalModel(net, lexicon, likelihood, DecodeConfig.from_dict(recipe.get("decode")), folder, recipe)

@@ -1,0 +1,193 @@
+"""The ranking cascade, owned in one place:
+
+    query -encode-> FAISS top-N (global vectors) -> CiCo -> gloss lexicon -> decoder likelihood -> top-k
+
+Every stage scores a block of clips x sentences: a search is the block of one query against its
+candidates, an evaluation the whole dense matrix. So one query and a full evaluation rank alike by
+construction, and the same code fits the stages' weights on dev. Search (`slsearch.index.search`),
+evaluation (`slsearch.eval.retrieval`), calibration after training and the benchmarks all call this
+module; nothing else combines scores.
+
+Directions: T2V queries are sentences (columns of a clips x texts block), V2T queries clips (rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from slsearch.errors import SlsearchError
+from slsearch.models.lexicon import Lexicon
+from slsearch.models.similarity import CICO_TEMPERATURE
+from slsearch.progress import Progress, track
+from slsearch.rank.cico import cico_matrix, cico_one_to_many, stacked
+from slsearch.rank.lexicon_stage import LexiconStage
+from slsearch.rank.likelihood_stage import LikelihoodStage
+from slsearch.rank.model import RetrievalModel
+
+SCORES = ("full", "fused", "cico", "lexical", "global")
+DIRECTIONS = ("t2v", "v2t")
+
+
+@dataclass
+class ClipSide:
+    """Clips as the cascade needs them: token states, and what the later stages read."""
+
+    tokens: Sequence[np.ndarray]  # per clip (L, d); a rank.cico.Ragged for stored candidates
+    readings: Sequence[str] | None = None  # the gloss head's reading per clip, when the model has one
+    reading_priors: np.ndarray | None = None  # the lexicon's log p(reading) per clip, when known for it
+    vectors: np.ndarray | None = None  # (N, D) global vectors, for the global score
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class TextSide:
+    """Sentences as the cascade needs them."""
+
+    texts: Sequence[str]
+    tokens: Sequence[np.ndarray]  # per sentence (L, d)
+    priors: np.ndarray | None = None  # the decoder's log p(sentence), when stored
+    vectors: np.ndarray | None = None  # (N, D) global vectors
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def restrict_to_first_stage(scores: np.ndarray, first: np.ndarray, n: int, direction: str) -> np.ndarray:
+    """What a search does before re-ranking, on a whole (clips, texts) matrix: each query keeps its
+    top-n candidates by the first-stage score `first`, ordered by `scores`; the others follow below,
+    in first-stage order."""
+    by_column = direction == "t2v"
+    s, g = (scores.T, first.T) if by_column else (scores, first)
+    n = min(n, s.shape[1])
+    top = np.argsort(-g, axis=1, kind="stable")[:, :n]
+    cand = np.zeros(s.shape, bool)
+    np.put_along_axis(cand, top, True, axis=1)
+    lift = float(np.abs(s).max()) + float(np.abs(g).max()) + 10.0
+    out = np.where(cand, s + lift, g - lift).astype(np.float32)
+    return out.T if by_column else out
+
+
+class RankingPipeline:
+    """The cascade of one retrieval model (or, without a model, the CiCo score alone at `temperature`:
+    an index whose checkpoint is gone)."""
+
+    def __init__(self, model: RetrievalModel | None = None, temperature: float | None = None):
+        self.model = model
+        self.temperature = model.temperature if model is not None else (temperature or CICO_TEMPERATURE)
+        lexicon = model.lexicon if model is not None else None
+        self.lexicon = LexiconStage(lexicon) if lexicon is not None and lexicon.fusion else None
+        likelihood = model.likelihood if model is not None else None
+        self.likelihood: LikelihoodStage | None = likelihood if likelihood is not None and likelihood.fusion else None
+
+    # --- which score ----------------------------------------------------------------------------
+    def _likelihood_usable(self, readings_known: bool) -> bool:
+        # it re-ranks what CiCo + lexicon ordered: without readings there is no such order
+        return self.likelihood is not None and (self.lexicon is None or readings_known)
+
+    def resolve_score(self, score: str | None, readings_known: bool, where: str) -> str:
+        """The score asked for, checked to be available, or (None) the best available: what search ranks by."""
+        lexicon_usable = self.lexicon is not None and readings_known
+        full = self._likelihood_usable(readings_known)
+        if score is None:
+            return "full" if full else "fused" if lexicon_usable else "cico"
+        if score not in SCORES:
+            raise SlsearchError(f"--score must be one of {', '.join(SCORES)}, got {score!r}")
+        if score == "full" and not full:
+            why = ("its model has no decoder-likelihood stage (joint runs with the LM loss calibrate one; "
+                   "`slsearch calibrate` adds it to an older checkpoint)" if self.likelihood is None
+                   else "it holds no gloss readings for the lexicon stage below it (rebuild it with this model)")
+            raise SlsearchError(f"{where}: --score full is not available: {why}")
+        if score in ("fused", "lexical") and not lexicon_usable:
+            why = ("its model has no gloss lexicon (joint runs on manifests with glosses learn one)"
+                   if self.lexicon is None else "it holds no gloss readings (rebuild it with this model)")
+            raise SlsearchError(f"{where}: --score {score} is not available: {why}")
+        return score
+
+    # --- scoring --------------------------------------------------------------------------------
+    def _stages(self, clips: ClipSide, texts: TextSide, score: str, candidates: int | None,
+                progress: Progress | None, cico: np.ndarray | None = None,
+                directions: Sequence[str] = DIRECTIONS) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """(scores before the likelihood stage, the likelihood stage's raw scores or None) for each of
+        `directions` (a search needs only its own). `cico`: the CiCo matrix when already computed."""
+        first = None
+        if score == "global" or candidates:
+            if clips.vectors is None or texts.vectors is None:
+                raise SlsearchError("the global score needs both sides' global vectors")
+            first = clips.vectors @ texts.vectors.T
+        if score == "global":
+            return {d: first for d in directions}, None
+        if score != "lexical" and cico is None:
+            advance = track(progress, "CiCo scores", len(clips)) if len(clips) > 1 and len(texts) > 1 else None
+            cico = cico_matrix(clips.tokens, texts.tokens, self.temperature, advance)
+        if score == "cico" or (score == "full" and self.lexicon is None):
+            stage = {d: cico for d in directions}
+        else:  # lexical, fused, full with a lexicon
+            if clips.readings is None or self.lexicon is None:
+                raise SlsearchError(f"--score {score} needs gloss readings and a calibrated gloss lexicon")
+            lexical = {d: self.lexicon.scores(clips.readings, texts.texts, d, clips.reading_priors) for d in directions}
+            stage = lexical if score == "lexical" else {d: self.lexicon.combine(cico, lexical[d], d) for d in directions}
+        if candidates:
+            stage = {d: restrict_to_first_stage(stage[d], first, candidates, d) for d in directions}
+        if score != "full":
+            return stage, None
+        net = self.model.net
+        raw = {d: self.likelihood.pair_scores(net, stage[d], clips.tokens, texts.texts, d, texts.priors, progress)
+               for d in directions if self.likelihood.applies(d)}
+        return stage, raw
+
+    def score_matrix(self, clips: ClipSide, texts: TextSide, score: str = "full", candidates: int | None = None,
+                     progress: Progress | None = None) -> dict[str, np.ndarray]:
+        """{direction: (clips, texts) scores that rank each query's candidates as a search would}.
+        `candidates`: re-rank only each query's global top-N, as a search does (None: every candidate)."""
+        stage, raw = self._stages(clips, texts, score, candidates, progress)
+        if raw is None:
+            return stage
+        return {d: self.likelihood.combine(stage[d], raw[d], d) if d in raw else stage[d] for d in DIRECTIONS}
+
+    def rank(self, direction: str, clips: ClipSide, texts: TextSide, score: str) -> tuple[np.ndarray, np.ndarray]:
+        """One query against its candidates (T2V: one sentence and N clips; V2T: one clip and N
+        sentences) -> (candidate positions best first, their scores). Candidates the likelihood stage
+        does not reach keep the previous stage's score."""
+        stage, raw = self._stages(clips, texts, score, None, None, directions=(direction,))
+        previous = stage[direction].ravel()
+        if raw is not None and direction in raw:
+            ordered = self.likelihood.combine(stage[direction], raw[direction], direction).ravel()
+            final = np.where(np.isnan(raw[direction].ravel()), previous, ordered)
+        else:
+            ordered = final = previous
+        return np.argsort(-ordered, kind="stable"), final.astype(np.float32)
+
+    def rank_clips(self, query: np.ndarray, candidates: ClipSide) -> tuple[np.ndarray, np.ndarray]:
+        """V2V: a clip's tokens (L, d) against candidate clips, by CiCo (the other stages read sentences)."""
+        s = cico_one_to_many(query, *stacked(candidates.tokens), self.temperature)
+        return np.argsort(-s, kind="stable"), s
+
+
+def fit_stages(model: RetrievalModel, clips: ClipSide, texts: TextSide, lexicon: Lexicon | None = None,
+               likelihood_depth: int | None = None) -> dict[str, dict]:
+    """Fit the ranking stages of `model` on a paired dev set (clip i says texts[i]), in place: a new,
+    uncalibrated `lexicon` gets its fusion weights (on the CiCo matrix) and becomes the model's; with
+    `likelihood_depth` the decoder-likelihood stage is fitted on what CiCo + lexicon rank. Returns what
+    was picked per stage. Save with `model.save_stages()`."""
+    cico = cico_matrix(clips.tokens, texts.tokens, model.temperature)
+    report: dict[str, dict] = {}
+    if lexicon is not None:
+        if clips.readings is None:
+            raise SlsearchError("a gloss lexicon needs the clips' gloss readings (a model with a gloss head)")
+        LexiconStage(lexicon).fit(cico, clips.readings, texts.texts)
+        model.lexicon = lexicon
+        report["lexicon"] = lexicon.fusion
+    if likelihood_depth:
+        pipeline = RankingPipeline(model)
+        below = "fused" if pipeline.lexicon is not None and clips.readings is not None else "cico"
+        stage, _ = pipeline._stages(clips, texts, below, None, None, cico=cico)
+        likelihood = LikelihoodStage(depth=likelihood_depth)
+        likelihood.fit(model.net, stage, clips.tokens, texts.texts)
+        model.likelihood = likelihood
+        report["likelihood"] = likelihood.fusion
+    return report

@@ -1,0 +1,73 @@
+"""Learn the gloss lexicon and fit the ranking stages' weights on dev.
+
+`train` calls `calibrate_stages` at the end of a joint run with the best weights in memory and the dev
+set it already encoded for that epoch. `slsearch lexicon` (`relearn_lexicon`) and `slsearch calibrate`
+(`recalibrate`) do it again for an existing checkpoint, loading it once and encoding dev once; the
+weights, and so any index built with them, stay as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from slsearch.data.manifest import Clip
+from slsearch.errors import SlsearchError
+from slsearch.models.lexicon import Lexicon
+from slsearch.progress import Progress
+from slsearch.rank import ClipSide, RetrievalModel, TextSide, fit_stages, load_retrieval_model
+from slsearch.training.data import load_features, read_training_manifest
+from slsearch.training.dev_eval import encode_dev
+from slsearch.training.recipe import LexiconConfig
+
+
+def learn_lexicon(train_clips: Sequence[Clip], config: LexiconConfig) -> Lexicon | None:
+    """The word <-> gloss lexicon of the training manifest's sentence/gloss pairs (seconds); None when it
+    has no glosses. Its fusion weights are fitted afterwards, on dev."""
+    pairs = [(c.text, c.gloss) for c in train_clips if c.text and c.gloss]
+    if not pairs:
+        return None
+    return Lexicon.train([t for t, _ in pairs], [g for _, g in pairs], config.prefix, config.iterations,
+                         config.smoothing, config.alignment, config.tension)
+
+
+def calibrate_stages(model: RetrievalModel, dev: tuple[ClipSide, TextSide], lexicon: Lexicon | None = None,
+                     likelihood_depth: int | None = None) -> dict[str, dict]:
+    """Fit the stages on the encoded dev set (see `slsearch.rank.fit_stages`) and save them beside the
+    model's weights."""
+    report = fit_stages(model, *dev, lexicon=lexicon, likelihood_depth=likelihood_depth)
+    model.save_stages()
+    return report
+
+
+def _encoded_dev(model: RetrievalModel, dev: str | Path, progress: Progress | None) -> tuple[ClipSide, TextSide]:
+    net = model.net
+    dev_set = load_features(read_training_manifest(dev), net.video.front_end, net.temporal_stride, dev, progress)
+    return encode_dev(net, dev_set.features, dev_set.texts, progress=progress)
+
+
+def relearn_lexicon(checkpoint: str | Path, manifest: str | Path, dev: str | Path, config: LexiconConfig,
+                    progress: Progress | None = None) -> RetrievalModel:
+    """(Re)learn the lexicon of an existing checkpoint from a training manifest with glosses and fit its
+    weights on `dev`; the likelihood stage, which re-ranks the lexicon's order, is fitted again too."""
+    model = load_retrieval_model(checkpoint)
+    if not model.reads_glosses:
+        raise SlsearchError(f"{checkpoint}: this model has no gloss head, so there are no gloss readings for a "
+                            "lexicon to score; train with loss.gloss_weight > 0 on a manifest with glosses")
+    lexicon = learn_lexicon(read_training_manifest(manifest), config)
+    if lexicon is None:
+        raise SlsearchError(f"{manifest}: no clip has glosses (a 'gloss' column) to learn a lexicon from")
+    depth = model.likelihood.depth if model.likelihood is not None else None
+    calibrate_stages(model, _encoded_dev(model, dev, progress), lexicon, depth)
+    return model
+
+
+def recalibrate(checkpoint: str | Path, dev: str | Path, depth: int,
+                progress: Progress | None = None) -> RetrievalModel:
+    """Fit the decoder-likelihood stage of an existing checkpoint whose decoder was trained (loss.lm_weight > 0)."""
+    model = load_retrieval_model(checkpoint)
+    if not (model.recipe.get("loss") or {}).get("lm_weight", 1.0):
+        raise SlsearchError(f"{checkpoint}: its decoder was not trained (loss.lm_weight = 0), so its likelihood "
+                            "says nothing about the clips; there is nothing to calibrate")
+    calibrate_stages(model, _encoded_dev(model, dev, progress), likelihood_depth=depth)
+    return model
