@@ -45,7 +45,9 @@ def train_once(folder: Path, out: Path, epochs: int, overrides: list[str], busy:
         done = subprocess.run(slsearch("train", "--recipe", "demo", "--manifest", str(folder / "train.jsonl"),
                                        "--dev", str(folder / "dev.jsonl"), "--out", str(out), "--no-resume", "--json",
                                        "--set", f"train.epochs={epochs}", *[a for kv in overrides for a in ("--set", kv)]),
-                              check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            sys.exit(f"slsearch train failed ({done.returncode}):\n{done.stderr[-3000:]}")
         wall = time.perf_counter() - t0
     finally:
         if hog:

@@ -23,8 +23,10 @@ rm -rf model_lik && cp -r "$DEMO/model" model_lik
 import json; p='model_lik/likelihood.json'; d=json.load(open(p))
 for f in d['fusion'].values(): f['weight'] = 1.0
 json.dump(d, open(p, 'w'))"
-head -40 "$DEMO/corpus/test.jsonl" | "$PY" -c "import json,sys; print('\n'.join(json.loads(l)['text'] for l in sys.stdin))" > queries.txt
-PROBE=$(ls "$DEMO"/corpus/poses/test/*.npz | head -1)
+"$PY" -c "import json,sys; print('\n'.join(json.loads(l)['text'] for l in open(sys.argv[1]).readlines()[:40]))" \
+    "$DEMO/corpus/test.jsonl" > queries.txt
+PROBES=("$DEMO"/corpus/poses/test/*.npz)
+PROBE=${PROBES[0]}
 for who in old new; do
   mkdir -p $who && rm -rf $who/index
   $who index "$DEMO/corpus/manifest.jsonl" --model "$DEMO/model" --out $who/index --json > /dev/null

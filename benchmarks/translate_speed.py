@@ -1,4 +1,5 @@
-"""Beam search speed: the old uncached loop (whole prefix every step) against the key/value cache.
+"""Beam search speed: the uncached loop (the whole prefix every step, as before issue 15) against the
+key/value cache (`beam_search(use_cache=False)` vs the default).
 
     .venv/bin/python benchmarks/translate_speed.py --model /work/baseline/demo/model \
         --manifest /work/baseline/demo/corpus/test.jsonl [--beam 4] [--rounds 3] [--batch-size 16]
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -22,64 +24,8 @@ import torch
 from slsearch.data.manifest import read_manifest
 from slsearch.encode import prepare_videos
 from slsearch.models.checkpoint import load_model
+from slsearch.models.padding import pad
 from slsearch.models.translator import DecodeConfig, beam_search
-
-
-# The uncached loop as it was before issue 15 (tests/test_beam_cache.py keeps the same reference).
-@torch.no_grad()
-def old_beam_search(decoder, memory, memory_mask, bos_id, eos_id, beam=4, max_len=64, length_penalty=1.0,
-                    no_repeat_ngram=0):
-    B, Tv, d = memory.shape
-    K = max(1, beam)
-    device = memory.device
-    mem = memory.repeat_interleave(K, 0)
-    mmask = memory_mask.repeat_interleave(K, 0)
-    seqs = torch.full((B * K, 1), bos_id, dtype=torch.long, device=device)
-    scores = torch.full((B, K), float("-inf"), device=device)
-    scores[:, 0] = 0.0
-    finished = torch.zeros(B * K, dtype=torch.bool, device=device)
-    lengths = torch.zeros(B * K, device=device)
-    for _ in range(max_len):
-        logits = decoder(mem, mmask, seqs, torch.ones_like(seqs, dtype=torch.bool))[:, -1]
-        logp = torch.log_softmax(logits.float(), -1)
-        V = logp.shape[-1]
-        if no_repeat_ngram > 0:
-            _old_block_repeats(logp, seqs[:, 1:], no_repeat_ngram)
-        logp[finished] = float("-inf")
-        logp[finished, eos_id] = 0.0
-        cand = (scores.view(-1, 1) + logp).view(B, K * V)
-        top, flat = cand.topk(K, dim=1)
-        src = (flat // V) + torch.arange(B, device=device)[:, None] * K
-        tok = (flat % V).view(-1)
-        src = src.view(-1)
-        was_finished = finished[src]
-        seqs = torch.cat([seqs[src], tok[:, None]], 1)
-        lengths = lengths[src] + (~was_finished).float()
-        finished = was_finished | (tok == eos_id)
-        scores = top
-        if finished.all():
-            break
-    norm = scores.view(-1) / lengths.clamp(min=1) ** length_penalty
-    best = norm.view(B, K).argmax(1)
-    out = []
-    for b in range(B):
-        row = b * K + int(best[b])
-        ids = [int(i) for i in seqs[row, 1:].tolist()]
-        if eos_id in ids:
-            ids = ids[: ids.index(eos_id)]
-        out.append((ids, float(norm[row])))
-    return out
-
-
-def _old_block_repeats(logp, seqs, n):
-    L = seqs.shape[1]
-    if L < n - 1 or L == 0:
-        return
-    for r, toks in enumerate(seqs.tolist()):
-        prefix = tuple(toks[L - n + 1:]) if n > 1 else ()
-        banned = [toks[k + n - 1] for k in range(L - n + 1) if tuple(toks[k:k + n - 1]) == prefix]
-        if banned:
-            logp[r, banned] = float("-inf")
 
 
 def _sync(device: torch.device) -> None:
@@ -119,10 +65,7 @@ def main() -> None:
     batches = []
     for start in range(0, len(feats), args.batch_size):  # as translate() batches them
         chunk = feats[start:start + args.batch_size]
-        x = torch.zeros(len(chunk), max(f.shape[0] for f in chunk), chunk[0].shape[1])
-        for i, f in enumerate(chunk):
-            x[i, : f.shape[0]] = torch.from_numpy(f)
-        lengths = torch.tensor([f.shape[0] for f in chunk])
+        x, lengths = pad(chunk)
         v = model.encode_video(x.to(device), lengths.to(device))
         batches.append((v["tokens"], v["mask"]))
     _sync(device)
@@ -130,7 +73,7 @@ def main() -> None:
 
     kw = dict(beam=settings.beam, max_len=model.config.max_text_tokens, length_penalty=settings.length_penalty,
               no_repeat_ngram=settings.no_repeat_ngram)
-    paths = {"old": old_beam_search, "new": beam_search}
+    paths = {"old": partial(beam_search, use_cache=False), "new": beam_search}
     seconds = {"old": 0.0, "new": 0.0}
     outputs: dict[str, list] = {"old": [], "new": []}
     for r in range(args.rounds):

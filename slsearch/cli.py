@@ -16,7 +16,7 @@ import typer
 import typer.core
 
 from slsearch import __version__
-from slsearch.console import console, err_console, progress_if, stdout_to_stderr
+from slsearch.console import console, err_console, progress_if, show_training_event, stdout_to_stderr
 from slsearch.errors import SlsearchError
 
 
@@ -146,7 +146,8 @@ def train(
     sets += [f'train.init="{init}"'] if init else []
     with stdout_to_stderr() if as_json else contextlib.nullcontext():  # the epoch tables must not mix with the JSON
         with progress_if(not as_json, transient=False) as progress:
-            result = train_model(recipe, manifest, dev, out, overrides=sets, resume=resume, progress=progress)
+            result = train_model(recipe, manifest, dev, out, overrides=sets, resume=resume, progress=progress,
+                                 notify=show_training_event)
     if as_json:
         print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "best_dev": result.best_dev,
                           "epochs_run": result.epochs_run, "train_minutes": result.train_minutes,

@@ -84,3 +84,24 @@ def drawn_progress(transient: bool = True) -> Iterator[Callable]:
 def progress_if(draw: bool, transient: bool = True):
     """`drawn_progress()` when `draw`, else a context that gives None (silent: JSON output, tests)."""
     return drawn_progress(transient) if draw else contextlib.nullcontext(None)
+
+
+def show_training_event(kind: str, payload) -> None:
+    """Draw what `slsearch.training.loop.train` reports: an epoch's dev row as a table, notes as lines."""
+    if kind != "epoch":
+        err_console.print(str(payload), highlight=False)
+        return
+    from rich.table import Table
+
+    if "BLEU-4" in payload:  # translate stage
+        cols = {"loss": "loss", "BLEU-1": "BLEU-1", "BLEU-4": "BLEU-4", "chrF": "chrF", "ROUGE-L": "ROUGE-L",
+                "clips_per_s": "clips/s", "train_minutes": "min"}
+    else:
+        cols = {"loss": "loss", "cico_t2v_R@1": "T2V R@1", "cico_v2t_R@1": "V2T R@1",
+                "global_t2v_R@1": "T2V R@1 glob", "global_v2t_R@1": "V2T R@1 glob",
+                "clips_per_s": "clips/s", "train_minutes": "min"}
+    table = Table(title=f"dev, epoch {payload['epoch']}", title_justify="left")
+    for header in cols.values():
+        table.add_column(header, justify="right")
+    table.add_row(*[f"{payload[c]:.3f}" if c == "loss" else f"{payload[c]:.1f}" for c in cols])
+    console.print(table)

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from rich.rule import Rule
 from rich.table import Table
 
-from slsearch.console import console, err_console, progress_if
+from slsearch.console import console, err_console, progress_if, show_training_event
 
 DEFAULT_WORKDIR = Path("slsearch-demo")
 DEMO_RECIPE = "demo"  # the packaged recipe slsearch/recipes/demo.toml
@@ -51,7 +51,8 @@ def _model(workdir: Path, corpus: Path, recipe: str | Path, overrides: Sequence[
         console.print(f"model already trained in {out}: reused (delete the folder to train again)")
         return out
     with progress_if(progress, transient=False) as bars:
-        r = train(recipe, corpus / "train.jsonl", corpus / "dev.jsonl", out, overrides=overrides, progress=bars)
+        r = train(recipe, corpus / "train.jsonl", corpus / "dev.jsonl", out, overrides=overrides, progress=bars,
+                  notify=show_training_event)
     console.print(f"trained {r.epochs_run} epochs in {r.train_minutes:.1f} min; best dev epoch {r.best_epoch} "
                   f"(CiCo R@1 T2V {r.best_dev.get('cico_t2v_R@1', 0):.1f}, V2T {r.best_dev.get('cico_v2t_R@1', 0):.1f})")
     return out

@@ -16,7 +16,7 @@ from slsearch.errors import SlsearchError
 from slsearch.training import loop
 from slsearch.training.dev_eval import evaluate_retrieval
 from slsearch.training.loop import train
-from slsearch.training.recipe import load_recipe
+from slsearch.training.recipe import load_recipe, recipe_from_dict
 
 TINY = "tiny"
 
@@ -81,56 +81,6 @@ def test_resume_after_interruption_matches_uninterrupted(corpus, tmp_path, monke
         train(TINY, *corpus, tmp_path / "cut", overrides=["train.epochs=4"], progress=False)
 
 
-def test_weight_average_follows_the_live_weights():
-    from slsearch.training.averaging import WeightAverage
-
-    live = torch.nn.Linear(1, 1, bias=False)
-    torch.nn.init.zeros_(live.weight)
-    avg = WeightAverage(live, decay=0.5)
-    live.weight.data.fill_(1.0)
-    avg.update(live)  # first update: memory (1 + 1) / (10 + 1) < 0.5
-    assert np.isclose(avg.model.weight.item(), 1 - 2 / 11)
-    for _ in range(20):
-        avg.update(live)
-    assert np.isclose(avg.model.weight.item(), 1.0, atol=1e-5) and not avg.model.weight.requires_grad
-    with pytest.raises(ValueError):
-        WeightAverage(live, decay=1.0)
-
-
-def test_weight_average_is_judged_saved_and_resumed(corpus, tmp_path, monkeypatch):
-    sets = ["train.epochs=3", "train.ema_decay=0.9", "train.patience=0"]
-    full = train(TINY, *corpus, tmp_path / "full", overrides=sets, progress=False)
-    best = load_file(str(tmp_path / "full" / "model.safetensors"))
-    live = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
-    state = torch.load(tmp_path / "full" / "last" / loop.STATE_FILE, weights_only=False)["weight_average"]
-    log = [json.loads(l) for l in (tmp_path / "full" / "train_log.jsonl").read_text().splitlines()]
-    assert state["updates"] == log[-1]["step"]  # one update per optimiser step
-    assert any(not torch.equal(best[k], live[k]) for k in best)  # the checkpoint is not the live weights
-    if full.best_epoch == 3:  # ... it is their average at the best epoch
-        assert all(torch.equal(best[k], state["weights"][k]) for k in best)
-    # dev R@1 in the log is the average's: re-evaluating the saved checkpoint gives the same numbers
-    dev = read_manifest(corpus[1])
-    again, _ = evaluate_retrieval(load_model(tmp_path / "full"), dev, [c.text for c in dev])
-    assert np.isclose(again["cico_t2v_R@1"], log[full.best_epoch - 1]["cico_t2v_R@1"])
-    # an interrupted run resumes the average too
-    real_eval, calls = loop.evaluate_retrieval, []
-
-    def interrupted_eval(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_eval(*a, **k)
-
-    monkeypatch.setattr(loop, "evaluate_retrieval", interrupted_eval)
-    with pytest.raises(KeyboardInterrupt):
-        train(TINY, *corpus, tmp_path / "cut", overrides=sets, progress=False)
-    monkeypatch.setattr(loop, "evaluate_retrieval", real_eval)
-    train(TINY, *corpus, tmp_path / "cut", overrides=sets, progress=False)
-    resumed = torch.load(tmp_path / "cut" / "last" / loop.STATE_FILE, weights_only=False)["weight_average"]
-    assert resumed["updates"] == state["updates"]
-    assert all(torch.equal(resumed["weights"][k], state["weights"][k]) for k in state["weights"])
-
-
 def _bad_manifest(tmp_path, corpus, change):
     clips = read_manifest(corpus[0])[:6]
     change(clips)
@@ -164,9 +114,16 @@ def test_bad_input_refused_before_training(corpus, tmp_path):
 
 
 def test_recipe_overrides():
-    r = load_recipe(TINY, ["optim.lr=1e-4", "train.epochs=2", "optim.optimizer=sgd", "train.precision=\"bf16\""])
-    assert (r.optim.lr, r.train.epochs, r.optim.optimizer, r.train.precision) == (1e-4, 2, "sgd", "bf16")
+    r = load_recipe(TINY, ["optim.lr=1e-4", "train.epochs=2", "optim.betas=[0.9, 0.95]", "train.precision=\"bf16\""])
+    assert (r.optim.lr, r.train.epochs, r.optim.betas, r.train.precision) == (1e-4, 2, [0.9, 0.95], "bf16")
     assert r.model.video_dim == 64  # from the file
+    with pytest.raises(SlsearchError, match="unknown recipe key optim.optimizer"):  # retired: AdamW only
+        load_recipe(TINY, ["optim.optimizer=sgd"])
+    # a checkpoint saved before the retired switches went still reads (they were at their defaults)
+    saved = load_recipe(TINY).to_dict()
+    saved["optim"].update(optimizer="adamw", momentum=0.9)
+    saved["train"].update(ema_decay=0.0, concat_prob=0.0, feature_noise=0.0)
+    assert recipe_from_dict(saved).to_dict() == load_recipe(TINY).to_dict()
 
 
 def test_packaged_recipes_by_name_or_path(tmp_path, monkeypatch):
@@ -194,40 +151,13 @@ def test_cli_train_json_and_error(corpus, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["train", "--recipe", TINY, "--manifest", str(corpus[0]), "--dev", str(corpus[1]),
                               "--out", str(tmp_path / "cli"), "--set", "train.epochs=1", "--set",
-                              "optim.optimizer=sgd", "--set", "optim.lr=0.05", "--json"])
+                              "optim.lr=0.05", "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)  # the JSON alone: the epoch tables went to stderr
     assert data["epochs_run"] == 1 and data["stopped"] == "epochs"
     res = runner.invoke(app, ["train", "--recipe", TINY, "--manifest", str(corpus[0]), "--dev", str(corpus[1]),
                               "--out", str(tmp_path / "cli2"), "--set", "loss.wings=1"])
     assert res.exit_code == 2 and "unknown recipe key loss.wings" in res.output
-
-
-def test_concat_augmentation_joins_clips_and_sentences():
-    from slsearch.training.data import FeatureSet, collate
-
-    data = FeatureSet(["a", "b"], [np.full((8, 3), 1, np.float16), np.full((12, 3), 2, np.float16)],
-                      ["guten morgen", "regen im norden"])
-    seen = []
-
-    def tokenizer(texts):
-        seen.extend(texts)
-        return torch.zeros(len(texts), 4, dtype=torch.long), torch.ones(len(texts), 4, dtype=torch.bool)
-
-    rng = np.random.default_rng(0)
-    batch = collate(data, np.array([0, 1]), tokenizer, rng, max_frames=400, time_stretch=0.0, feature_noise=0.0,
-                    concat_prob=1.0)
-    for row, (first, text) in enumerate(zip(("guten morgen", "regen im norden"), seen)):
-        other = data.texts.index(text[len(first) + 1:])  # the sentence appended is the clip appended
-        n_first = data.features[row].shape[0]
-        assert text.startswith(first + " ")
-        assert int(batch["lengths"][row]) == n_first + data.features[other].shape[0]
-        x = batch["features"][row]
-        assert (x[:n_first] == data.features[row][0, 0]).all()
-        assert (x[n_first:int(batch["lengths"][row])] == data.features[other][0, 0]).all()
-    seen.clear()
-    plain = collate(data, np.array([0, 1]), tokenizer, rng, 400, 0.0, 0.0, concat_prob=0.0)
-    assert seen == data.texts and plain["lengths"].tolist() == [8, 12]
 
 
 def _lrs(recipe, steps: int) -> list[float]:

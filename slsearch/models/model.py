@@ -6,10 +6,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import math
 import torch
 from torch import nn
 from transformers import MBartConfig
@@ -18,12 +17,12 @@ from slsearch.data.features import FEATURE_DIM
 from slsearch.models.decoder import TextDecoder, decoder_config, shift_for_lm
 from slsearch.models.text_tower import TextTower, scratch_text_config
 from slsearch.models.tokenizer import TextTokenizer
-from slsearch.models.video_tower import FRONT_ENDS, TEMPORAL_STRIDE, VideoTower
+from slsearch.models.video_tower import TEMPORAL_STRIDE, PoseFrontEnd, VideoTower
 
 
 @dataclass
 class ModelConfig:
-    front_end: str = "pose"  # which FrontEnd turns frames into vectors (video_tower.FRONT_ENDS)
+    front_end: str = "pose"  # what turns frames into vectors: the pose front end (the only one yet)
     input_dim: int = FEATURE_DIM  # per-frame feature width the front end reads
     video_dim: int = 256  # width of the video tower's conv and transformer
     video_layers: int = 2  # transformer layers over the T/4 tokens
@@ -72,7 +71,7 @@ class SignTextModel(nn.Module):
             raise ValueError(f"config vocab_size {config.vocab_size} != tokenizer's {tokenizer.vocab_size}")
         self.config = config
         self.tokenizer = tokenizer
-        front = FRONT_ENDS[config.front_end](config.video_dim, config.input_dim, config.dropout)
+        front = PoseFrontEnd(config.video_dim, config.input_dim, config.dropout)
         self.video = VideoTower(front, config.video_dim, config.conv_kernel, config.video_layers,
                                 config.video_heads, config.video_ffn, config.dropout, config.token_dim,
                                 config.embed_dim, gloss_classes=len(config.glosses or []))

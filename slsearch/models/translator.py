@@ -48,7 +48,7 @@ class Translation:
 @torch.no_grad()
 def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id: int, eos_id: int,
                 beam: int = 4, max_len: int = 64, length_penalty: float = 1.0,
-                no_repeat_ngram: int = 0) -> list[tuple[list[int], float]]:
+                no_repeat_ngram: int = 0, use_cache: bool = True) -> list[tuple[list[int], float]]:
     """memory (B, Tv, d), memory_mask (B, Tv) -> for each item the best (token ids without bos/eos, score).
 
     Score = sum of log-probabilities / (length ** length_penalty); length counts the eos.
@@ -57,8 +57,8 @@ def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id
 
     A decoder with `step` (TextDecoder) is run with a key/value cache: one new token per row and step,
     the self-attention cache reordered by the beams' source rows, the memory's cross-attention
-    keys/values computed once. Any other module(memory, mask, seqs, seq_mask) -> logits (B*K, L, V)
-    is run on the whole prefix every step.
+    keys/values computed once (use_cache=False: without, the same hypotheses; for comparison). Any
+    other module(memory, mask, seqs, seq_mask) -> logits (B*K, L, V) is run on the whole prefix every step.
     """
     B, Tv, d = memory.shape
     K = max(1, beam)
@@ -70,7 +70,7 @@ def beam_search(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, bos_id
     scores[:, 0] = 0.0  # one live beam at the start, so the K beams do not all repeat it
     finished = torch.zeros(B * K, dtype=torch.bool, device=device)
     lengths = torch.zeros(B * K, device=device)
-    cache = decoder.new_cache() if hasattr(decoder, "step") else None
+    cache = decoder.new_cache() if use_cache and hasattr(decoder, "step") else None
     # On the generated tokens only, not bos: fed bos, it would also ban bos (n = 1) or bos-led n-grams.
     block = NoRepeatNGramLogitsProcessor(no_repeat_ngram) if no_repeat_ngram > 0 else None
     for _ in range(max_len):

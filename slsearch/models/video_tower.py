@@ -58,9 +58,6 @@ class PoseFrontEnd(FrontEnd):
         return self.embed(x)
 
 
-FRONT_ENDS = {"pose": PoseFrontEnd}
-
-
 def sinusoidal_positions(length: int, d: int, device=None) -> torch.Tensor:
     """(length, d) fixed sinusoidal position codes (no maximum clip length)."""
     pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]

@@ -124,11 +124,12 @@ class LikelihoodStage:
 
     @classmethod
     def load(cls, folder: str | Path) -> "LikelihoodStage | None":
+        """The stage saved in a checkpoint folder, or None when it has none."""
         path = Path(folder) / LIKELIHOOD_FILE
-        if not path.exists():
-            return None
         try:
             d = json.loads(path.read_text())
             return cls(depth=int(d["depth"]), fusion=dict(d["fusion"]), fitted_on=d.get("fitted_on"))
+        except FileNotFoundError:
+            return None
         except (ValueError, KeyError, TypeError) as e:
             raise SlsearchError(f"{path}: unreadable likelihood stage ({e}); run `slsearch calibrate` again") from None

@@ -113,29 +113,16 @@ def _stretch(f: np.ndarray, factor: float, max_frames: int, min_frames: int) -> 
 
 
 def collate(data: FeatureSet, idx: np.ndarray, tokenizer, rng: np.random.Generator | None,
-            max_frames: int, time_stretch: float, feature_noise: float,
-            min_frames: int = 4, concat_prob: float = 0.0) -> dict[str, torch.Tensor]:
-    """Batch `idx` -> model inputs; augments when rng is given (training).
-
-    concat_prob: chance that a pair becomes itself followed by another random training pair (clips
-    joined in time, sentences joined). New sentences from old signs: the towers cannot memorise
-    whole sentences and have to match signs to words, which is what carries to unseen sentences.
-    """
+            max_frames: int, time_stretch: float, min_frames: int = 4) -> dict[str, torch.Tensor]:
+    """Batch `idx` -> model inputs; with `rng` (training) each clip's speed is varied by up to
+    `time_stretch`."""
     feats, texts, glosses = [], [], []
     for i in idx:
         f = data.features[i].astype(np.float32)
         text = data.texts[i]
         gloss = data.glosses[i] if data.glosses is not None else []
-        if rng is not None and concat_prob and rng.random() < concat_prob:
-            j = int(rng.integers(len(data)))
-            f = np.concatenate([f, data.features[j].astype(np.float32)])
-            text = f"{text} {data.texts[j]}"
-            other = data.glosses[j] if data.glosses is not None else []
-            gloss = gloss + other if (gloss and other) else []  # half known is unknown
         factor = 1.0 + rng.uniform(-time_stretch, time_stretch) if (rng is not None and time_stretch) else 1.0
         f = _stretch(f, factor, max_frames, min_frames)
-        if rng is not None and feature_noise:
-            f = f + rng.normal(0, feature_noise, f.shape).astype(np.float32)
         feats.append(f)
         texts.append(text)
         glosses.append(gloss)

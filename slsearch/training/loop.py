@@ -20,7 +20,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from slsearch.console import console, err_console
 from slsearch.errors import SlsearchError
 from slsearch.models.checkpoint import load_model, read_config, save_model
 from slsearch.models.losses import C2RLLoss
@@ -29,7 +28,6 @@ from slsearch.models.tokenizer import TextTokenizer
 from slsearch.progress import Progress, track
 from slsearch.training.data import (FeatureSet, collate, epoch_batches, gloss_vocabulary, load_features,
                                     read_training_manifest)
-from slsearch.training.averaging import WeightAverage
 from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
 from slsearch.training.calibration import calibrate_stages, learn_lexicon
 from slsearch.training.recipe import DERIVED_MODEL_KEYS, Recipe, load_recipe, recipe_from_dict
@@ -113,8 +111,6 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
             continue
         (no_decay if p.ndim < 2 or "logit_scale" in name or "norm" in name.lower() else decay).append(p)
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if o.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
     return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
 
 
@@ -145,43 +141,81 @@ def _run_eta(t0: float, first: int, epoch: int, epochs: int) -> str:
     return f", eta {int(left // 60)}m{int(left % 60):02d}s" if left >= 60 else f", eta {left:.0f}s"
 
 
-def _metrics_table(row: dict[str, Any]):
-    from rich.table import Table
-
-    if "BLEU-4" in row:  # translate stage
-        cols = {"loss": "loss", "BLEU-1": "BLEU-1", "BLEU-4": "BLEU-4", "chrF": "chrF", "ROUGE-L": "ROUGE-L",
-                "clips_per_s": "clips/s", "train_minutes": "min"}
-    else:
-        cols = {"loss": "loss", "cico_t2v_R@1": "T2V R@1", "cico_v2t_R@1": "V2T R@1",
-                "global_t2v_R@1": "T2V R@1 glob", "global_v2t_R@1": "V2T R@1 glob",
-                "clips_per_s": "clips/s", "train_minutes": "min"}
-    table = Table(title=f"dev, epoch {row['epoch']}", title_justify="left")
-    for header in cols.values():
-        table.add_column(header, justify="right")
-    table.add_row(*[f"{row[c]:.3f}" if c == "loss" else f"{row[c]:.1f}" for c in cols])
-    return table
-
-
-def _save_state(model, opt, sched, out: Path, recipe: Recipe, state: dict[str, Any],
-                average: WeightAverage | None = None) -> None:
+def _save_state(model, opt, sched, out: Path, recipe: Recipe, state: dict[str, Any]) -> None:
     last = out / LAST
     tmp = out / (LAST + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     save_model(model, tmp, recipe=recipe.to_dict())
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "torch_rng": torch.get_rng_state(), **state,
-                **({"weight_average": average.state_dict()} if average else {})}, tmp / STATE_FILE)
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
+                **state}, tmp / STATE_FILE)
     if last.exists():
         shutil.rmtree(last)
     tmp.rename(last)
 
 
+Notify = Callable[[str, Any], None]  # (kind, payload): "note" with a line of text, "epoch" with the log row
+
+
+@dataclass
+class _Run:
+    """One training run in progress: what every epoch step, evaluation and checkpoint works on."""
+
+    recipe: Recipe
+    out: Path
+    model: SignTextModel
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: C2RLLoss
+    train_set: FeatureSet
+    dev_set: FeatureSet
+    train_clips: list
+    steps_per_epoch: int
+    # epoch, best_score, best_epoch, best_dev, bad_epochs, train_seconds: saved with OUT/last for resuming
+    state: dict[str, Any]
+    best: tuple | None = None  # (hash, weights, encoded dev) of this process's best epoch, for the stages
+    encoded: tuple | None = None  # the dev set as the latest evaluation encoded it (joint runs)
+
+
 def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path, out: str | Path,
-          overrides: Sequence[str] = (), resume: bool = True, progress: Progress | None = None) -> TrainResult:
-    """Train towers + decoder on `manifest`, select on `dev`, write the best checkpoint to `out`."""
+          overrides: Sequence[str] = (), resume: bool = True, progress: Progress | None = None,
+          notify: Notify | None = None) -> TrainResult:
+    """Train towers + decoder on `manifest`, select on `dev`, write the best checkpoint to `out`; for a
+    joint run, then learn the gloss lexicon and fit the ranking stages on the best epoch. `notify`
+    hears what happens (slsearch.console.show_training_event draws it); `progress` the steps."""
+    notify = notify or (lambda kind, payload: None)
+    run = _start(recipe_path, manifest, dev, Path(out), overrides, resume, progress, notify)
+    tc = run.recipe.train
+    stopped = "epochs"
+    run_t0, first_epoch = time.perf_counter(), run.state["epoch"] + 1  # for the whole run's ETA
+    for epoch in range(first_epoch, tc.epochs + 1):
+        eta = _run_eta(run_t0, first_epoch, epoch, tc.epochs)
+        row, cut = _train_epoch(run, epoch, track(progress, f"epoch {epoch}/{tc.epochs}{eta}", run.steps_per_epoch),
+                                notify)
+        row.update(_evaluate(run))
+        notify("epoch", row)
+        _checkpoint(run, epoch, row)
+        if cut:
+            stopped = "time_limit"
+            break
+        if tc.patience and run.state["bad_epochs"] >= tc.patience:
+            stopped = "early_stopping"
+            break
+    state = run.state
+    if tc.stage == "joint" and state["best_epoch"]:
+        _fit_stages(run, notify)
+    best = state["best_dev"]
+    what = (f"BLEU-4 {best.get('BLEU-4', 0):.2f}" if tc.stage == "translate" else
+            f"CiCo R@1 T2V {best.get('cico_t2v_R@1', 0):.1f} V2T {best.get('cico_v2t_R@1', 0):.1f}")
+    notify("note", f"best dev epoch {state['best_epoch']}: {what}; checkpoint in {run.out}")
+    return TrainResult(run.out, state["best_epoch"], best, state["epoch"], state["train_seconds"] / 60, stopped)
+
+
+def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progress: Progress | None,
+           notify: Notify) -> _Run:
+    """Check the manifests, then resume the run in `out`, start from `train.init` or build a new model;
+    load the features once; the optimizer and schedule (restored when resuming)."""
     recipe = load_recipe(recipe_path, overrides)
-    out = Path(out)
     tc = recipe.train
     train_clips = read_training_manifest(manifest)
     dev_clips = read_training_manifest(dev)
@@ -189,14 +223,13 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         raise SlsearchError(f"{manifest}: training needs at least 2 clips, found {len(train_clips)}")
     if recipe.loss.gloss_weight and not gloss_vocabulary(train_clips):
         # the recipe's gloss loss applies where there are glosses
-        err_console.print(f"{manifest}: no clip has glosses (a 'gloss' column): training without the gloss "
-                          f"head (loss.gloss_weight=0)", highlight=False)
+        notify("note", f"{manifest}: no clip has glosses (a 'gloss' column): training without the gloss head "
+                       "(loss.gloss_weight=0)")
         recipe.loss.gloss_weight = 0.0
-
     last = out / LAST
     resuming = resume and (last / STATE_FILE).exists()
     if resuming:
-        saved = read_config(last)["recipe"]
+        saved = recipe_from_dict(read_config(last)["recipe"]).to_dict()
         if _comparable(saved) != _comparable(recipe.to_dict()):
             raise SlsearchError(f"{out}: holds a run with a different recipe; use another --out or --no-resume")
     elif out.exists() and any(out.iterdir()):
@@ -213,11 +246,11 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     if resuming:
         model = load_model(last, device=device)
         recipe = recipe_from_dict(read_config(last)["recipe"])
-        err_console.print(f"resuming from {last}")
+        notify("note", f"resuming from {last}")
     elif tc.init:
         model = load_model(tc.init, device=device)  # e.g. the translate stage on top of a joint run
         recipe.model = model.config  # the checkpoint's architecture, not the recipe's, is what trains
-        err_console.print(f"starting from {tc.init} ({model.checkpoint_hash})")
+        notify("note", f"starting from {tc.init} ({model.checkpoint_hash})")
     else:
         if recipe.loss.gloss_weight:
             recipe.model.glosses = gloss_vocabulary(train_clips)
@@ -226,162 +259,143 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         raise SlsearchError(f"{tc.init}: this checkpoint was trained without a gloss head; "
                             f"set loss.gloss_weight=0 or start from a run trained with glosses")
     model.train()
-    average = WeightAverage(model, tc.ema_decay) if tc.ema_decay else None
-    judged = average.model if average else model  # what dev evaluates and the checkpoint holds
     stride = model.temporal_stride
     train_set = load_features(train_clips, model.video.front_end, stride, manifest, progress,
                               glosses=model.config.glosses if recipe.loss.gloss_weight else None)
     dev_set = load_features(dev_clips, model.video.front_end, stride, dev, progress)
-
     loss_fn = C2RLLoss(recipe.loss.cico_weight, recipe.loss.global_weight, recipe.loss.lm_weight,
                        recipe.loss.label_smoothing, recipe.model.cico_temperature, recipe.loss.gloss_weight)
-    with_lm = recipe.loss.lm_weight > 0
-    with_text = recipe.loss.cico_weight + recipe.loss.global_weight > 0
     opt = make_optimizer(model, recipe)
     steps_per_epoch = len(epoch_batches(train_set.lengths, tc.batch_size, np.random.default_rng(0)))
-    state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_dev": {}, "bad_epochs": 0, "train_seconds": 0.0}
     sched = make_scheduler(opt, recipe, steps_per_epoch)
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_dev": {}, "bad_epochs": 0, "train_seconds": 0.0}
     if resuming:
         saved = torch.load(last / STATE_FILE, weights_only=False)
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
-        if average:
-            average.load_state_dict(saved["weight_average"])
         state = {k: saved[k] for k in state}
-    amp = tc.precision == "bf16"
+    return _Run(recipe, out, model, opt, sched, loss_fn, train_set, dev_set, train_clips, steps_per_epoch, state)
 
-    stopped = "epochs"
-    best = None  # (hash, weights, encoded dev) of the best epoch of this process, for fitting the stages
-    run_t0, first_epoch = time.perf_counter(), state["epoch"] + 1  # for the whole run's ETA
-    for epoch in range(state["epoch"] + 1, tc.epochs + 1):
-        rng = np.random.default_rng([tc.seed, epoch])  # per-epoch stream: resuming replays the same batches
-        batches = epoch_batches(train_set.lengths, tc.batch_size, rng)
-        sums: dict[str, float] = {}
-        clips, t0 = 0, time.perf_counter()
-        advance = track(progress, f"epoch {epoch}/{tc.epochs}{_run_eta(run_t0, first_epoch, epoch, tc.epochs)}",
-                        len(batches))
-        reported = 0  # steps already reported to `advance`
-        for step, idx in enumerate(batches):
-            batch = {k: v.to(device) for k, v in collate(train_set, idx, model.tokenizer, rng, tc.max_frames,
-                                                         tc.time_stretch, tc.feature_noise,
-                                                         concat_prob=tc.concat_prob).items()}
-            targets = {k: batch.pop(k) for k in ("gloss_targets", "gloss_target_lengths") if k in batch}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                losses = loss_fn(**model(**batch, with_lm=with_lm, with_text=with_text), **targets)
-            total = sum(losses.values())
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            if recipe.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
-            opt.step()
-            sched.step()
-            if average:
-                average.update(model)
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
-            clips += len(idx)
-            elapsed = time.perf_counter() - t0
-            if step % tc.log_every == 0 or step == len(batches) - 1:
-                advance(step + 1 - reported, f"loss {sums['loss'] / (step + 1):.3f} {clips / elapsed:.1f} clips/s")
-                reported = step + 1
-            if tc.max_minutes and (state["train_seconds"] + elapsed) / 60 >= tc.max_minutes:
-                # a guard, not a budget: the schedule is not annealed, so the model is not the recipe's
-                stopped = "time_limit"
-                err_console.print(f"stopped by the train.max_minutes guard ({tc.max_minutes:g} min) in epoch "
-                                  f"{epoch}/{tc.epochs}, step {step + 1}/{len(batches)}: the learning rate "
-                                  f"had not annealed", highlight=False)
-                break
-        seconds = time.perf_counter() - t0
-        state["train_seconds"] += seconds
-        steps_done = step + 1
-        if tc.stage == "translate":
-            # dev translations decode as the saved checkpoint will, at the dev beam
-            dev_metrics = evaluate_translation(judged, dev_set.features, dev_set.texts,
-                                               recipe.decode.with_overrides(beam=tc.dev_beam), tc.eval_batch_size)
-        else:
-            dev_metrics, dev_encoded = evaluate_retrieval(judged, dev_set.features, dev_set.texts, tc.eval_batch_size)
-        model.train()
-        row = {"epoch": epoch, "step": epoch * steps_per_epoch, "lr": sched.get_last_lr()[0],
-               **{k: v / steps_done for k, v in sums.items()}, "clips_per_s": clips / seconds,
-               "epoch_seconds": seconds, "train_minutes": state["train_seconds"] / 60,
-               "logit_scale_fine": float(model.logit_scale_fine.detach().exp()), **dev_metrics}
-        with open(out / LOG_FILE, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        console.print(_metrics_table(row))
-        state["epoch"] = epoch
-        if dev_metrics["score"] > state["best_score"]:
-            state.update(best_score=dev_metrics["score"], best_epoch=epoch, best_dev=dev_metrics, bad_epochs=0)
-            save_model(judged, out, recipe=recipe.to_dict(), extra={"best_epoch": epoch, "dev": dev_metrics})
-            if tc.stage == "joint":  # the ranking stages are fitted on these weights and this dev encoding
-                best = (judged.checkpoint_hash, {k: v.detach().clone() for k, v in judged.state_dict().items()},
-                        dev_encoded)
-        else:
-            state["bad_epochs"] += 1
-        _save_state(model, opt, sched, out, recipe, state, average)
-        if stopped == "time_limit":
+
+def _train_epoch(run: _Run, epoch: int, advance, notify: Notify) -> tuple[dict[str, Any], bool]:
+    """One epoch of steps -> (its log row, whether the train.max_minutes guard cut it)."""
+    recipe, model, tc = run.recipe, run.model, run.recipe.train
+    rng = np.random.default_rng([tc.seed, epoch])  # per-epoch stream: resuming replays the same batches
+    batches = epoch_batches(run.train_set.lengths, tc.batch_size, rng)
+    with_lm = recipe.loss.lm_weight > 0
+    with_text = recipe.loss.cico_weight + recipe.loss.global_weight > 0
+    device = model.device
+    sums: dict[str, float] = {}
+    clips, reported, cut, t0 = 0, 0, False, time.perf_counter()
+    for step, idx in enumerate(batches):
+        batch = {k: v.to(device) for k, v in collate(run.train_set, idx, model.tokenizer, rng, tc.max_frames,
+                                                     tc.time_stretch).items()}
+        targets = {k: batch.pop(k) for k in ("gloss_targets", "gloss_target_lengths") if k in batch}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
+            losses = run.loss_fn(**model(**batch, with_lm=with_lm, with_text=with_text), **targets)
+        total = sum(losses.values())
+        run.opt.zero_grad(set_to_none=True)
+        total.backward()
+        if recipe.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
+        run.opt.step()
+        run.sched.step()
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
+        clips += len(idx)
+        elapsed = time.perf_counter() - t0
+        if step % tc.log_every == 0 or step == len(batches) - 1:
+            advance(step + 1 - reported, f"loss {sums['loss'] / (step + 1):.3f} {clips / elapsed:.1f} clips/s")
+            reported = step + 1
+        if tc.max_minutes and (run.state["train_seconds"] + elapsed) / 60 >= tc.max_minutes:
+            # a guard, not a budget: the schedule is not annealed, so the model is not the recipe's
+            notify("note", f"stopped by the train.max_minutes guard ({tc.max_minutes:g} min) in epoch {epoch}/"
+                           f"{tc.epochs}, step {step + 1}/{len(batches)}: the learning rate had not annealed")
+            cut = True
             break
-        if tc.patience and state["bad_epochs"] >= tc.patience:
-            stopped = "early_stopping"
-            break
-    if tc.stage == "joint" and state["best_epoch"]:
-        _fit_stages(recipe, out, train_clips, dev_set, best, state["best_dev"], model)
-    best = state["best_dev"]
-    what = (f"BLEU-4 {best.get('BLEU-4', 0):.2f}" if tc.stage == "translate" else
-            f"CiCo R@1 T2V {best.get('cico_t2v_R@1', 0):.1f} V2T {best.get('cico_v2t_R@1', 0):.1f}")
-    err_console.print(f"best dev epoch {state['best_epoch']}: {what}; checkpoint in {out}")
-    return TrainResult(out, state["best_epoch"], state["best_dev"], state["epoch"], state["train_seconds"] / 60, stopped)
+    seconds = time.perf_counter() - t0
+    run.state["train_seconds"] += seconds
+    return {"epoch": epoch, "step": epoch * run.steps_per_epoch, "lr": run.sched.get_last_lr()[0],
+            **{k: v / (step + 1) for k, v in sums.items()}, "clips_per_s": clips / seconds,
+            "epoch_seconds": seconds, "train_minutes": run.state["train_seconds"] / 60,
+            "logit_scale_fine": float(model.logit_scale_fine.detach().exp())}, cut
 
 
-def _fit_stages(recipe: Recipe, out: Path, train_clips, dev_set: FeatureSet, best, best_dev: dict[str, float],
-                model: SignTextModel) -> None:
+def _evaluate(run: _Run) -> dict[str, float]:
+    """Dev metrics of the model as it is now: retrieval R@K (joint) or BLEU (translate). The encoded dev
+    set of a joint run is kept as `run.encoded` for the checkpoint."""
+    tc, model, dev = run.recipe.train, run.model, run.dev_set
+    if tc.stage == "translate":
+        # dev translations decode as the saved checkpoint will, at the dev beam
+        metrics = evaluate_translation(model, dev.features, dev.texts, run.recipe.decode.with_overrides(beam=tc.dev_beam),
+                                       tc.eval_batch_size)
+        run.encoded = None
+    else:
+        metrics, run.encoded = evaluate_retrieval(model, dev.features, dev.texts, tc.eval_batch_size)
+    model.train()
+    return metrics
+
+
+def _checkpoint(run: _Run, epoch: int, row: dict[str, Any]) -> None:
+    """Log the epoch, keep the model in OUT when dev improved (and, for a joint run, its weights and dev
+    encoding in memory for the ranking stages), and the resumable state in OUT/last."""
+    with open(run.out / LOG_FILE, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    state, model = run.state, run.model
+    state["epoch"] = epoch
+    dev_metrics = {k: row[k] for k in row if k.startswith(("cico_", "global_", "BLEU", "chrF", "ROUGE")) or k == "score"}
+    if row["score"] > state["best_score"]:
+        state.update(best_score=row["score"], best_epoch=epoch, best_dev=dev_metrics, bad_epochs=0)
+        save_model(model, run.out, recipe=run.recipe.to_dict(), extra={"best_epoch": epoch, "dev": dev_metrics})
+        if run.recipe.train.stage == "joint":
+            run.best = (model.checkpoint_hash, {k: v.detach().clone() for k, v in model.state_dict().items()},
+                        run.encoded)
+    else:
+        state["bad_epochs"] += 1
+    _save_state(model, run.opt, run.sched, run.out, run.recipe, state)
+
+
+def _fit_stages(run: _Run, notify: Notify) -> None:
     """Learn the gloss lexicon and fit the lexicon and likelihood stages on the best epoch's weights and
-    dev encoding: kept in memory when this process saw that epoch, read back once from `out` otherwise
+    dev encoding: kept in memory when this process saw that epoch, read back once from OUT otherwise
     (a run resumed after its best epoch)."""
     from slsearch.rank import RetrievalModel
     from slsearch.training.dev_eval import encode_dev
 
+    recipe, model = run.recipe, run.model
     with_lexicon = recipe.lexicon.enabled and model.video.gloss_head is not None
     depth = recipe.likelihood.depth if recipe.likelihood.enabled and recipe.loss.lm_weight else None
     if not with_lexicon and not depth:
         return
     t0 = time.perf_counter()
-    lexicon = learn_lexicon(train_clips, recipe.lexicon) if with_lexicon else None
-    if best is not None:
-        weights_hash, weights, dev = best
+    lexicon = learn_lexicon(run.train_clips, recipe.lexicon) if with_lexicon else None
+    if run.best is not None:
+        weights_hash, weights, dev = run.best
         model.load_state_dict(weights)
         model.checkpoint_hash = weights_hash
         model.eval()
     else:
-        model = load_model(out, device=model.device)
-        dev = encode_dev(model, dev_set.features, dev_set.texts, recipe.train.eval_batch_size)
-    retrieval = RetrievalModel(model, decode=recipe.decode, path=out, recipe=recipe.to_dict())
-    t_lexicon = time.perf_counter()
+        model = load_model(run.out, device=model.device)
+        dev = encode_dev(model, run.dev_set.features, run.dev_set.texts, recipe.train.eval_batch_size)
+    retrieval = RetrievalModel(model, decode=recipe.decode, path=run.out, recipe=recipe.to_dict())
     calibrate_stages(retrieval, dev, lexicon, depth)
     seconds = time.perf_counter() - t0
+    best_dev = run.state["best_dev"]
     if retrieval.lexicon is not None:
-        _report_lexicon(retrieval.lexicon, t_lexicon - t0, best_dev)
+        f = retrieval.lexicon.fusion
+        notify("note", f"gloss lexicon: {len(lexicon.units)} word units x {len(lexicon.glosses)} glosses; dev R@1 "
+                       f"with CiCo + lexicon T2V {f['t2v']['dev_R@1']:.1f} V2T {f['v2t']['dev_R@1']:.1f} (CiCo alone "
+                       f"{best_dev.get('cico_t2v_R@1', 0):.1f} / {best_dev.get('cico_v2t_R@1', 0):.1f}; weights "
+                       f"{f['t2v']['weight']:g} / {f['v2t']['weight']:g})")
     if retrieval.likelihood is not None:
-        _report_likelihood(retrieval.likelihood, seconds)
-
-
-def _report_lexicon(lexicon, seconds: float, best_dev: dict[str, float]) -> None:
-    f = lexicon.fusion
-    err_console.print(f"gloss lexicon: {len(lexicon.units)} word units x {len(lexicon.glosses)} glosses in "
-                      f"{seconds:.1f}s; dev R@1 with CiCo + lexicon T2V {f['t2v']['dev_R@1']:.1f} "
-                      f"V2T {f['v2t']['dev_R@1']:.1f} (CiCo alone {best_dev.get('cico_t2v_R@1', 0):.1f} / "
-                      f"{best_dev.get('cico_v2t_R@1', 0):.1f}; weights {f['t2v']['weight']:g} / {f['v2t']['weight']:g})",
-                      highlight=False)
-
-
-def _report_likelihood(reranker, seconds: float) -> None:
-    parts = [f"{d.upper()} {f['dev_R@1_before']:.1f} -> {f['dev_R@1']:.1f} (weight {f['weight']:g})"
-             for d, f in reranker.fusion.items()]
-    err_console.print(f"decoder-likelihood re-ranking of the first {reranker.depth} in {seconds:.1f}s; dev R@1 "
-                      + ", ".join(parts) + ("" if "v2t" in reranker.fusion else
-                                            "; V2T not re-ranked (no sentence prior: model.lm_prior_rate = 0)"),
-                      highlight=False)
+        stage = retrieval.likelihood
+        parts = [f"{d.upper()} {f['dev_R@1_before']:.1f} -> {f['dev_R@1']:.1f} (weight {f['weight']:g})"
+                 for d, f in stage.fusion.items()]
+        notify("note", f"decoder-likelihood re-ranking of the first {stage.depth}; dev R@1 " + ", ".join(parts)
+               + ("" if "v2t" in stage.fusion else "; V2T not re-ranked (no sentence prior: model.lm_prior_rate = 0)"))
+    notify("note", f"ranking stages fitted on the best epoch in {seconds:.1f}s")
 
 
 def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:

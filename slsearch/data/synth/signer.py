@@ -49,28 +49,21 @@ class Signer:
         """A signer drawn from the name and seed (about one in eight is left-handed)."""
         rng = np.random.default_rng(stable_seed(seed, "signer", name))
         lefty = bool(rng.random() < 0.125) if left_handed is None else left_handed
-        return cls(
-            name=name,
-            left_handed=lefty,
-            shoulder_width=float(rng.uniform(0.31, 0.39)),
-            centre_x=float(rng.uniform(0.46, 0.54)),
-            shoulder_y=float(rng.uniform(0.57, 0.64)),
-            upper_arm=float(rng.uniform(0.74, 0.86)),
-            forearm=float(rng.uniform(0.66, 0.78)),
-            hand_size=float(rng.uniform(0.27, 0.33)),
-            neck=float(rng.uniform(0.6, 0.7)),
-            face_scale=float(rng.uniform(0.25, 0.29)),
-            face_stretch=float(rng.uniform(1.0, 1.15)),
-            torso=float(rng.uniform(1.35, 1.55)),
-            hip_width=float(rng.uniform(0.55, 0.7)),
-            tempo=float(rng.uniform(0.85, 1.2)),
-            amplitude=float(rng.uniform(0.85, 1.15)),
-            space_offset=(float(rng.normal(0, 0.05)), float(rng.normal(0, 0.07)), float(rng.normal(0, 0.05))),
-            laxness=float(rng.uniform(0, 15)),
-            mouthing=float(rng.uniform(0.5, 1.3)),
-            sway=float(rng.uniform(0.5, 1.5)),
-            head_pose=(float(rng.normal(0, 0.05)), float(rng.normal(0, 0.05)), float(rng.normal(0, 0.03))),
-        )
+        drawn = {key: float(rng.uniform(low, high)) for key, low, high in _BODY_AND_TEMPO}
+        drawn["space_offset"] = tuple(float(rng.normal(0, s)) for s in (0.05, 0.07, 0.05))
+        drawn.update({key: float(rng.uniform(low, high)) for key, low, high in _HANDS_AND_FACE})
+        drawn["head_pose"] = tuple(float(rng.normal(0, s)) for s in (0.05, 0.05, 0.03))
+        return cls(name=name, left_handed=lefty, **drawn)
+
+
+# Ranges of a drawn signer's values, in the order they are drawn: the order fixes every synthetic
+# corpus (SynPhoenix, the demo), so new values go at the end.
+_BODY_AND_TEMPO = (("shoulder_width", 0.31, 0.39), ("centre_x", 0.46, 0.54), ("shoulder_y", 0.57, 0.64),
+                   ("upper_arm", 0.74, 0.86), ("forearm", 0.66, 0.78), ("hand_size", 0.27, 0.33),
+                   ("neck", 0.6, 0.7), ("face_scale", 0.25, 0.29), ("face_stretch", 1.0, 1.15),
+                   ("torso", 1.35, 1.55), ("hip_width", 0.55, 0.7), ("tempo", 0.85, 1.2),
+                   ("amplitude", 0.85, 1.15))
+_HANDS_AND_FACE = (("laxness", 0, 15), ("mouthing", 0.5, 1.3), ("sway", 0.5, 1.5))
 
 
 def signer_pool(n: int, seed: int = 0, prefix: str = "synth") -> list[Signer]:

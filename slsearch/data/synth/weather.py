@@ -173,8 +173,7 @@ def _sentence(rng: np.random.Generator) -> tuple[str, str]:
         adj, ag = _pick(rng, _INTENSITY)
         return f"{t} gibt es {p} {_ending(adj, gender, 'acc')} {noun}", f"{tg} {pg} {ng} {ag}"
     if k == 1:
-        verb, vg = _pick(rng, _RAIN_VERBS)
-        how, hg = _pick(rng, _HOW_OFTEN)
+        (verb, vg), (how, hg) = _pick(rng, _RAIN_VERBS), _pick(rng, _HOW_OFTEN)
         return f"{t} {verb} {p} {how}", f"{tg} {pg} {vg} {hg}"
     if k == 2:
         a, ag_, lo = _temp(rng, -8, 28)
@@ -188,8 +187,7 @@ def _sentence(rng: np.random.Generator) -> tuple[str, str]:
         a, ag_, _ = _temp(rng, -12, 30)
         return f"{t} {trend} die werte {p} auf {a} grad", f"{tg} {pg} TEMPERATUR {trg} {ag_} GRAD"
     if k == 5:
-        strength, sg = _pick(rng, _WIND_STRENGTH)
-        d, dg = _pick(rng, _WIND_DIRS)
+        (strength, sg), (d, dg) = _pick(rng, _WIND_STRENGTH), _pick(rng, _WIND_DIRS)
         return f"der wind weht {t} {p} {strength} aus {d}", f"{tg} {pg} WIND {dg} {sg}"
     if k == 6:
         adj, ag = _pick(rng, _STATES_ADJ)
