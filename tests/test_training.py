@@ -196,6 +196,10 @@ def test_max_minutes_is_a_guard_that_stops_the_run(corpus, tmp_path):
     assert result.stopped == "time_limit" and result.epochs_run == 1
     log = [json.loads(line) for line in (tmp_path / "guard" / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and log[0]["lr"] > 2 * 0.05 * 2e-3  # tiny.toml: far above the annealed floor
+    # the same run resumed without the guard goes on to its epoch budget
+    resumed = train(TINY, *corpus, tmp_path / "guard", progress=False,
+                    overrides=["train.epochs=4", "train.max_minutes=0", "train.patience=0"])
+    assert resumed.stopped == "epochs" and resumed.epochs_run == 4
 
 
 def test_threads_auto_and_the_cli_wait_policy(monkeypatch):

@@ -35,6 +35,7 @@ from slsearch.training.recipe import DERIVED_MODEL_KEYS, Recipe, load_recipe, re
 LAST = "last"  # sub-folder with the resumable state
 STATE_FILE = "trainer_state.pt"
 LOG_FILE = "train_log.jsonl"
+RESUMABLE_CHANGES = {"max_minutes", "threads", "device", "eval_batch_size", "log_every"}  # train.* keys
 
 
 @dataclass
@@ -245,7 +246,9 @@ def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progr
 
     if resuming:
         model = load_model(last, device=device)
-        recipe = recipe_from_dict(read_config(last)["recipe"])
+        asked, recipe = recipe, recipe_from_dict(read_config(last)["recipe"])
+        for key in RESUMABLE_CHANGES:  # the guards and machine settings of this invocation
+            setattr(recipe.train, key, getattr(asked.train, key))
         notify("note", f"resuming from {last}")
     elif tc.init:
         model = load_model(tc.init, device=device)  # e.g. the translate stage on top of a joint run
@@ -399,8 +402,9 @@ def _fit_stages(run: _Run, notify: Notify) -> None:
 
 
 def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
-    """A recipe without the values filled in by the code (they differ before/after building), nor the
-    after-training lexicon and likelihood settings (they do not change the training)."""
-    model = {k: v for k, v in recipe["model"].items()
-             if k not in DERIVED_MODEL_KEYS}
-    return {**{k: v for k, v in recipe.items() if k not in ("lexicon", "likelihood")}, "model": model}
+    """A recipe without the values filled in by the code (they differ before/after building), the
+    after-training lexicon and likelihood settings, and the run's guards and machine settings: none of
+    them changes what the steps learn, so a run may resume with them changed (a longer max_minutes)."""
+    model = {k: v for k, v in recipe["model"].items() if k not in DERIVED_MODEL_KEYS}
+    train = {k: v for k, v in recipe["train"].items() if k not in RESUMABLE_CHANGES}
+    return {**{k: v for k, v in recipe.items() if k not in ("lexicon", "likelihood")}, "model": model, "train": train}
