@@ -179,6 +179,7 @@ def write_index_folder(folder: Path, index, params: dict, n: int, dim_tok: int, 
             "token_segment": pa.array(np.zeros(n, np.int32)), "token_offset": pa.array(offsets),
             "token_count": pa.array(lengths.astype(np.int32)),
             "gloss_reading": pa.nulls(n, pa.string()), "reading_prior": pa.nulls(n, pa.float32()),
+            "start": pa.nulls(n, pa.float64()), "end": pa.nulls(n, pa.float64()),
         }).cast(CLIP_SCHEMA)
         info = {"index_type": "bench", "factory": "", "search_params": params, "next_id": n}
         coll = Collection(index, meta, w.token_files("clips"), info)

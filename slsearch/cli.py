@@ -16,13 +16,22 @@ import typer
 import typer.core
 
 from slsearch import __version__
-from slsearch.console import console, err_console, progress_if, show_training_event, stdout_to_stderr
-from slsearch.errors import SlsearchError
+from slsearch.console import (console, err_console, labelled, plain, progress_if, show_training_event,
+                              stdout_to_stderr)
+from slsearch.errors import (EXIT_ENVIRONMENT, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, SlsearchError,
+                             describe_os_error)
 
+
+
+def _say(label: str, message: object) -> None:
+    """One line on stderr: our red label, then the message as plain text (never markup)."""
+    err_console.print(labelled(label, "red", message), soft_wrap=True)
 
 
 class _Group(typer.core.TyperGroup):
-    """Turns SlsearchError from any command into a one-line message and exit code 2.
+    """The one error boundary: whatever a command raises becomes one line on stderr and an exit code
+    (slsearch.errors: 2 bad input, 1 the environment, 3 a bug, 130 Ctrl-C). With --debug the exception
+    propagates with its traceback instead.
 
     Done here rather than around `app()` so that tests through typer's CliRunner see the same.
     """
@@ -30,9 +39,29 @@ class _Group(typer.core.TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except SlsearchError as e:
-            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
+            raise  # typer's own: exit codes, usage errors (exit 2), a closed pipe
+        except BaseException as e:
+            if ctx.params.get("debug") or not isinstance(e, (Exception, KeyboardInterrupt)):
+                raise  # --debug: the original traceback; SystemExit and the like pass through
+            if isinstance(e, SlsearchError):
+                _say("error:", e)
+                code = EXIT_INPUT
+            elif isinstance(e, KeyboardInterrupt):
+                _say("interrupted", "(Ctrl-C)")
+                code = EXIT_INTERRUPTED
+            elif isinstance(e, OSError):
+                _say("error:", describe_os_error(e))
+                code = EXIT_ENVIRONMENT
+            elif isinstance(e, MemoryError):
+                _say("error:", f"out of memory{': ' + str(e) if str(e) else ''}")
+                code = EXIT_ENVIRONMENT
+            else:
+                message = str(e) if len(str(e)) <= 500 else str(e)[:500] + "..."
+                _say("internal error:", f"{type(e).__name__}: {message} (run with --debug for the traceback; "
+                                        "please report it)")
+                code = EXIT_INTERNAL
+            raise typer.Exit(code) from None
 
 
 app = typer.Typer(
@@ -46,8 +75,22 @@ app = typer.Typer(
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit; never a traceback for expected failures."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    _say("error:", message)
     raise typer.Exit(code)
+
+
+def _remember(**paths) -> None:
+    """Record a model / index just made in the workspace file (slsearch.workspace): one line on stderr
+    saying so, or a note when it cannot be written (what was made stands)."""
+    from slsearch.workspace import shown, try_record
+
+    file, problem = try_record(**paths)
+    if file is None:
+        err_console.print(labelled("note:", "yellow", f"the workspace file was not updated: {problem}"),
+                          soft_wrap=True)
+        return
+    what = ", ".join(f"{k} = {shown(v)}" for k, v in paths.items())
+    err_console.print(plain(f"{shown(file)}: {what} (the default from now on)"), style="dim", soft_wrap=True)
 
 
 def _version_callback(value: bool) -> None:
@@ -60,6 +103,8 @@ def _version_callback(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
                                  help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", envvar="SLSEARCH_DEBUG",
+                               help="Show the traceback of any error instead of one line (for bug reports)."),
 ) -> None:
     """slsearch: search sign-language video with text, and text with video."""
 
@@ -77,8 +122,53 @@ def info(as_json: bool = typer.Option(False, "--json", help="Machine-readable ou
         return
     table = Table(title="slsearch info", show_header=False)
     for k, v in data.items():
-        table.add_row(k, str(v))
+        table.add_row(plain(k), plain(v))
     console.print(table)
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Show the defaults now: the workspace file (slsearch.toml), its model and its index."""
+    from rich.table import Table
+
+    from slsearch.workspace import status as workspace_status
+
+    data = workspace_status()
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    ws, m, i = data["workspace"], data["model"], data["index"]
+    table = Table(title="slsearch status", show_header=False)
+    table.add_row("workspace", plain(ws["file"] + ("" if ws["exists"] else "  (not written yet: train, index "
+                                                                            "and demo write it)")))
+    for name, value in data["env"].items():
+        table.add_row(plain(f"${name}"), plain(value))
+
+    def where(d: dict) -> str:
+        if d["path"] is None:
+            return "none"
+        state = "" if d["exists"] else "  NOT THERE"
+        return f"{d['path']}  (from {d['source']}){state}"
+
+    table.add_row("model", plain(where(m) if m["path"] or not m.get("translate_uses")
+                                 else f"none (translate uses the index's: {m['translate_uses']})"))
+    if m["hash"]:
+        table.add_row("model hash", m["hash"])
+    if m.get("problem"):
+        table.add_row("model problem", plain(m["problem"]))
+    table.add_row("index", plain(where(i)))
+    if i.get("problem"):
+        table.add_row("index problem", plain(i["problem"]))
+    if "clips" in i:
+        table.add_row("clips", str(i["clips"]))
+        table.add_row("sentences", str(i["sentences"]))
+        table.add_row("splits", plain(", ".join(f"{k} {v}" for k, v in i["splits"].items()) or "none"))
+        match = {True: "the model above", False: "NOT the model above", None: "no model to compare"}
+        table.add_row("built with", plain(f"{i['checkpoint_hash']} ({match[i['matches_model']]})"))
+    console.print(table)
+    if m["path"] is None and i["path"] is None:
+        console.print("nothing to default to yet: run `slsearch demo`, or `slsearch train` then `slsearch index`",
+                      style="dim")
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -90,12 +180,12 @@ def print_batch_summary(summary, title: str) -> None:
     d = summary.as_dict()
     table = Table(title=title, show_header=False)
     for k in ("total", "ok", "cached", "failed", "frames", "seconds", "frames_per_second"):
-        table.add_row(k, str(d[k]))
+        table.add_row(k, plain(d[k]))
     for k, v in summary.extra.items():
-        table.add_row(k, str(v))
+        table.add_row(plain(k), plain(v))
     console.print(table)
-    for line in summary.failures:
-        console.print(f"[red]failed[/red] {line}", highlight=False, soft_wrap=True)
+    for line in summary.failures:  # they name the user's files
+        console.print(labelled("failed", "red", line), soft_wrap=True)
 
 
 @app.command()
@@ -148,6 +238,7 @@ def train(
         with progress_if(not as_json, transient=False) as progress:
             result = train_model(recipe, manifest, dev, out, overrides=sets, resume=resume, progress=progress,
                                  notify=show_training_event)
+    _remember(model=result.out)
     if as_json:
         print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "best_dev": result.best_dev,
                           "epochs_run": result.epochs_run, "train_minutes": result.train_minutes,
@@ -183,10 +274,10 @@ def lexicon(
         print(json.dumps(summary, ensure_ascii=False))
         return
     f = lex.fusion
-    console.print(f"gloss lexicon of {model} ({lex.alignment} alignment): {len(lex.units)} word units x "
-                  f"{len(lex.glosses)} glosses; dev R@1 with "
-                  f"CiCo + lexicon T2V {f['t2v']['dev_R@1']:.1f} V2T {f['v2t']['dev_R@1']:.1f} "
-                  f"(weights {f['t2v']['weight']:g} / {f['v2t']['weight']:g})", highlight=False)
+    console.print(plain(f"gloss lexicon of {model} ({lex.alignment} alignment): {len(lex.units)} word units x "
+                        f"{len(lex.glosses)} glosses; dev R@1 with "
+                        f"CiCo + lexicon T2V {f['t2v']['dev_R@1']:.1f} V2T {f['v2t']['dev_R@1']:.1f} "
+                        f"(weights {f['t2v']['weight']:g} / {f['v2t']['weight']:g})"))
 
 
 @app.command()
@@ -209,7 +300,7 @@ def calibrate(
     if as_json:
         print(json.dumps({"model": model, "depth": reranker.depth, "fusion": reranker.fusion}))
         return
-    table = Table(title=f"decoder-likelihood re-ranking of the first {reranker.depth} candidates ({model})")
+    table = Table(title=plain(f"decoder-likelihood re-ranking of the first {reranker.depth} candidates ({model})"))
     for col in ("direction", "weight", "dev R@1 before", "dev R@1 after"):
         table.add_column(col)
     for direction in ("t2v", "v2t"):
@@ -245,9 +336,9 @@ def synth(
     if as_json:
         print(json.dumps(s))
         return
-    table = Table(title=f"slsearch synth {corpus}", show_header=False)
+    table = Table(title=plain(f"slsearch synth {corpus}"), show_header=False)
     for key in ("clips", "frames", "splits", "workers", "seconds", "clips_per_second", "manifest"):
-        table.add_row(key, str(s[key]))
+        table.add_row(key, plain(s[key]))
     console.print(table)
 
 
@@ -270,7 +361,7 @@ def render(
         except ValueError:
             fail(f"--size must look like 420x520, got {size!r}")
     path = render_file(pose_file, out, fps=fps, size=dims)
-    console.print(f"wrote {path}", highlight=False)
+    console.print(plain(f"wrote {path}"))
 
 
 def _size(n: int) -> str:
@@ -280,8 +371,11 @@ def _size(n: int) -> str:
 @app.command()
 def index(
     paths: list[str] = typer.Argument(..., help="Folders of videos / frame folders / pose files, manifests, or files."),
-    model: str = typer.Option(..., "--model", help="Checkpoint folder (from slsearch train)."),
-    out: str = typer.Option(..., "--out", help="Index folder, e.g. indexes/NAME."),
+    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint folder (default: the workspace's "
+                                                              "model, the last one `train` or `demo` made)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Index folder (default: indexes/NAME beside "
+                                      "slsearch.toml, NAME the first folder or manifest; with --add the "
+                                      "workspace's index)."),
     add: bool = typer.Option(False, "--add", help="Add to the existing index: embed only clips with new content."),
     index_type: Optional[str] = typer.Option(None, "--index-type",
                                              help="flat, ivf, hnsw, ivfpq, opq or a FAISS factory string "
@@ -294,17 +388,20 @@ def index(
     from rich.table import Table
 
     from slsearch.index.build import build_index
+    from slsearch.workspace import index_out, resolve_model
 
+    model, out = resolve_model(model), index_out(paths, out, add)
     with progress_if(not as_json, transient=False) as progress:
         s = build_index(paths, model, out, add=add, index_type=index_type, max_memory=max_memory,
                         batch_size=batch_size, progress=progress)
+    _remember(index=out)
     if as_json:
         print(json.dumps(s))
         return
-    table = Table(title=f"slsearch index {s['out']}", show_header=False)
+    table = Table(title=plain(f"slsearch index {s['out']}"), show_header=False)
     for key in ("action", "clips_seen", "clips_added", "clips_unchanged", "clips_replaced", "failures",
                 "clips_total", "texts_total", "index_type", "factory", "search_params", "recall_at_10"):
-        table.add_row(key, str(s[key]))
+        table.add_row(key, plain(s[key]))
     table.add_row("size", _size(s["size_bytes"]))
     table.add_row("time", f"{s['seconds']:.1f} s")
     console.print(table)
@@ -313,7 +410,8 @@ def index(
 @app.command()
 def query(
     text: Optional[str] = typer.Argument(None, help="Words to search for (text -> clips)."),
-    index_dir: str = typer.Option(..., "--index", help="Index folder (from slsearch index)."),
+    index_dir: Optional[str] = typer.Option(None, "--index", help="Index folder (default: the workspace's "
+                                            "index, the last one `index` or `demo` built)."),
     k: int = typer.Option(10, "-k", "--top-k", help="Number of results per query."),
     video: Optional[str] = typer.Option(None, "--video", help="Search with a clip: its sentences (or --clips)."),
     clips: bool = typer.Option(False, "--clips", help="With --video: return similar clips instead of sentences."),
@@ -327,20 +425,21 @@ def query(
     from rich.table import Table
 
     from slsearch.index.search import query_index
+    from slsearch.workspace import resolve
 
-    answers = query_index(index_dir, text=text, video=video, queries_file=queries, k=k,
+    answers = query_index(resolve("index", index_dir), text=text, video=video, queries_file=queries, k=k,
                           n_candidates=candidates, clips=clips, model=model)
     if as_json:
         print(json.dumps(answers if len(answers) > 1 or queries else answers[0], ensure_ascii=False))
         return
     for a in answers:
-        table = Table(title=f"{a['mode']}: {a['query']}")
+        table = Table(title=plain(f"{a['mode']}: {a['query']}"))  # the user's words: never markup
         with_glosses = any(h.get("glosses") for h in a["results"])
         for col in ("rank", "score", "id", "path", "text") + (("glosses",) if with_glosses else ()):
             table.add_column(col, overflow="fold")
         for h in a["results"]:
             row = [str(h["rank"]), f"{h['score']:.4f}", h["id"], h["path"] or "", h["text"] or ""]
-            table.add_row(*row, *([h.get("glosses") or ""] if with_glosses else []))
+            table.add_row(*map(plain, row), *([plain(h.get("glosses") or "")] if with_glosses else []))
         console.print(table)
 
 
@@ -357,14 +456,15 @@ def remove(
     if as_json:
         print(json.dumps(s))
     else:
-        console.print(f"removed {s['removed']} clip(s) from {s['index']}: {s['clips_total']} clips, "
-                      f"{s['texts_total']} sentences left")
+        console.print(plain(f"removed {s['removed']} clip(s) from {s['index']}: {s['clips_total']} clips, "
+                            f"{s['texts_total']} sentences left"))
 
 
 @app.command()
 def translate(
     paths: list[str] = typer.Argument(..., help="Video files, pose files, folders or manifests."),
-    model: str = typer.Option(..., "--model", help="Checkpoint folder (best after `train --stage translate`)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint folder (best after `train --stage "
+                                        "translate`; default: the workspace's model, else its index's)."),
     beam: Optional[int] = typer.Option(None, "--beam", help="Beam size, 1 = greedy (default: the model's, 4)."),
     length_penalty: Optional[float] = typer.Option(
         None, "--length-penalty", help="Score = log-prob / length^x; > 1 favours longer sentences (default: the model's)."),
@@ -380,23 +480,25 @@ def translate(
 
     from slsearch.rank import load_retrieval_model
     from slsearch.translation import decode_settings, plot_attention, translate_paths
+    from slsearch.workspace import resolve_model
 
-    m = load_retrieval_model(model)
+    m = load_retrieval_model(resolve_model(model, via_index=True))
     settings = decode_settings(m.decode, beam, length_penalty, no_repeat_ngram)
     beam = settings.beam
     results, failures = translate_paths(m.net, paths, settings, max_len=max_len, with_attention=attention is not None)
     for line in failures:
-        err_console.print(f"[yellow]skipped[/yellow] {line}", highlight=False, soft_wrap=True)
+        err_console.print(labelled("skipped", "yellow", line), soft_wrap=True)
     if attention and results:
-        err_console.print(f"attention of {results[0].id} drawn to {plot_attention(results[0], m.net, attention)}")
+        err_console.print(plain(f"attention of {results[0].id} drawn to "
+                                f"{plot_attention(results[0], m.net, attention)}"))
     if as_json:
         print(json.dumps({"translations": [r.to_dict() for r in results], "failures": failures,
                           "beam": beam, "length_penalty": settings.length_penalty,
                           "no_repeat_ngram": settings.no_repeat_ngram, "model": m.hash}, ensure_ascii=False))
     elif len(results) == 1 and results[0].reference is None:
-        console.print(results[0].text, highlight=False)
+        console.print(plain(results[0].text))
         if results[0].glosses is not None:
-            console.print(f"glosses (read): {results[0].glosses}", style="dim", highlight=False)
+            console.print(plain(f"glosses (read): {results[0].glosses}"), style="dim")
     else:
         table = Table(title=f"slsearch translate (beam {beam})")
         with_ref = any(r.reference for r in results)
@@ -405,8 +507,8 @@ def translate(
         for col in cols:
             table.add_column(col, overflow="fold")
         for r in results:
-            table.add_row(r.id, r.text, *([r.glosses or ""] if with_glosses else []),
-                          *([r.reference or ""] if with_ref else []))
+            table.add_row(plain(r.id), plain(r.text), *([plain(r.glosses or "")] if with_glosses else []),
+                          *([plain(r.reference or "")] if with_ref else []))
         console.print(table)
     if not results:
         raise typer.Exit(1)
@@ -416,8 +518,8 @@ def _print_recall(report: dict) -> None:
     from rich.table import Table
 
     m, ks = report["metrics"], report["ks"]
-    table = Table(title=f"retrieval ({report['score']} score, {report['count']} clips"
-                        f"{', split ' + report['split'] if report['split'] else ''})")
+    table = Table(title=plain(f"retrieval ({report['score']} score, {report['count']} clips"
+                              f"{', split ' + report['split'] if report['split'] else ''})"))
     for col in ["protocol", "direction", *[f"R@{k}" for k in ks], "MedR", "MeanR"]:
         table.add_column(col, justify="right" if col not in ("protocol", "direction") else "left")
     for proto in ("paper", "dedup"):
@@ -427,6 +529,8 @@ def _print_recall(report: dict) -> None:
     console.print(table)
     console.print(f"paper: only the paired item counts; dedup: any clip with the same sentence counts "
                   f"({int(m['distinct_texts'])} distinct sentences)", style="dim")
+    if report.get("split_note"):
+        console.print(plain(f"clips: {report['split_note']}"), style="dim")
 
 
 def _print_bleu(report: dict) -> None:
@@ -442,17 +546,21 @@ def _print_bleu(report: dict) -> None:
     for col in ("id", "reference", "hypothesis"):
         ex.add_column(col, overflow="fold")
     for e in report["examples"]:
-        ex.add_row(e["id"], e["reference"], e["hypothesis"])
+        ex.add_row(plain(e["id"]), plain(e["reference"]), plain(e["hypothesis"]))
     console.print(ex)
 
 
 @app.command("eval")
 def evaluate(
-    index_dir: Optional[str] = typer.Option(None, "--index", help="Evaluate an index's clips that have text."),
-    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint (with --manifest; no index needed)."),
-    manifest: Optional[str] = typer.Option(None, "--manifest", help="Test manifest (with --model)."),
+    index_dir: Optional[str] = typer.Option(None, "--index", help="Evaluate an index's clips that have text "
+                                            "(default: the workspace's index)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint (with --manifest; no index needed; "
+                                        "default: the workspace's model)."),
+    manifest: Optional[str] = typer.Option(None, "--manifest", help="Test manifest: evaluate a model on it "
+                                           "instead of an index."),
     recall: str = typer.Option("1,5,10", "--recall", help="Comma-separated K values for R@K."),
-    split: Optional[str] = typer.Option(None, "--split", help="Only clips of this split (e.g. test)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only clips of this split. Default for an index: "
+                                        "its test split when it has one, else every clip with text (--split all)."),
     score: Optional[str] = typer.Option(None, "--score", help="full (what search ranks by: CiCo + gloss lexicon, "
                                         "then the decoder likelihood on each query's first 20), fused (CiCo + "
                                         "lexicon), cico, lexical (the lexicon alone) or global (first-stage "
@@ -476,31 +584,40 @@ def evaluate(
         raise SlsearchError(f"--recall takes comma-separated integers, got {recall!r}") from None
     if not ks or ks[0] <= 0:
         raise SlsearchError(f"--recall values must be positive, got {recall!r}")
+    from slsearch.workspace import resolve, resolve_model, shown
+
     if bleu:
-        if not (model and manifest):
-            raise SlsearchError("--bleu needs --model and --manifest")
+        if not manifest:
+            raise SlsearchError("--bleu needs --manifest FILE (clips with reference sentences)")
         from slsearch.eval.translation import evaluate_translation
 
         from slsearch.translation import check_decode_options
 
         check_decode_options(beam, length_penalty, no_repeat_ngram)
-        report = evaluate_translation(model, manifest, beam=beam, split=split, limit=limit,
+        report = evaluate_translation(resolve_model(model, via_index=True), manifest, beam=beam,
+                                      split=None if split == "all" else split, limit=limit,
                                       length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
         show = _print_bleu
-    elif index_dir:
+    elif index_dir or not (model or manifest):  # an index: --index, else the workspace's
         from slsearch.eval.retrieval import evaluate_index
 
+        index_dir = resolve("index", index_dir)
+        if not as_json:
+            err_console.print(plain(f"evaluating the index {shown(index_dir)}"), style="dim")
         with progress_if(not as_json) as progress:
-            report = evaluate_index(index_dir, ks, split=split, score=score, progress=progress)
+            report = evaluate_index(index_dir, ks, split=None if split == "all" else split, score=score,
+                                    progress=progress, prefer_split=None if split else "test")
         show = _print_recall
-    elif model and manifest:
+    elif manifest:
         from slsearch.eval.retrieval import evaluate_model
 
         with progress_if(not as_json) as progress:
-            report = evaluate_model(model, manifest, ks, split=split, score=score, progress=progress)
+            report = evaluate_model(resolve_model(model), manifest, ks, split=None if split == "all" else split,
+                                    score=score, progress=progress)
         show = _print_recall
     else:
-        raise SlsearchError("give --index DIR, or --model CKPT with --manifest FILE")
+        raise SlsearchError("--model needs --manifest FILE (or evaluate an index: --index DIR, or none for the "
+                            "workspace's)")
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
     else:
@@ -509,7 +626,7 @@ def evaluate(
         from pathlib import Path
 
         Path(json_out).write_text(json.dumps(report, indent=2, ensure_ascii=False))
-        err_console.print(f"wrote {json_out}")
+        err_console.print(plain(f"wrote {json_out}"))
 
 
 @app.command()
@@ -534,7 +651,7 @@ def demo(
         from pathlib import Path
 
         Path(json_out).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
-        err_console.print(f"wrote {json_out}")
+        err_console.print(plain(f"wrote {json_out}"))
 
 
 def run() -> None:

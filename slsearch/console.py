@@ -10,6 +10,7 @@ import sys
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,9 +20,23 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
+
+from slsearch.text import printable
 
 console = Console()  # results (tables)
 err_console = Console(stderr=True)  # progress, warnings, errors
+
+
+def plain(text: object) -> Text:
+    """Text a user typed or a file held (a query, a path, a sentence, a clip id), ready for rich: shown as
+    it is, never read as markup ("[/]", "[bold]") or emoji codes (":sun:"); control characters escaped."""
+    return Text(printable(text))
+
+
+def labelled(label: str, style: str, message: object) -> Text:
+    """Our own styled label, then user or data text as plain text: `labelled("error:", "red", e)`."""
+    return Text.assemble((label, style), " ", printable(message))
 
 
 @contextlib.contextmanager
@@ -39,7 +54,7 @@ def progress_bar(transient: bool = False) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[rate]}", markup=False),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
@@ -57,7 +72,7 @@ def drawn_progress(transient: bool = True) -> Iterator[Callable]:
     live = err_console.is_terminal
     with bar:
         def start(task: str, total: int) -> Callable[..., None]:
-            task_id = bar.add_task(task, total=total, rate="", visible=live)
+            task_id = bar.add_task(escape(printable(task)), total=total, rate="", visible=live)  # may name a file
             t0 = last_line = time.perf_counter()
             done = 0
 
@@ -68,13 +83,12 @@ def drawn_progress(transient: bool = True) -> Iterator[Callable]:
                 now = time.perf_counter()
                 if not live and now - last_line > 60 and done < total:
                     eta = (now - t0) / max(done, 1) * (total - done)
-                    err_console.print(f"{task}: {done}/{total} {status} eta {eta:.0f}s", highlight=False)
+                    err_console.print(plain(f"{task}: {done}/{total} {status} eta {eta:.0f}s"))
                     last_line = now
                 if done >= total:
                     bar.remove_task(task_id)
                     if not transient:
-                        err_console.print(f"{task}: {done}/{total} in {now - t0:.1f}s {status}".rstrip(),
-                                          highlight=False)
+                        err_console.print(plain(f"{task}: {done}/{total} in {now - t0:.1f}s {status}".rstrip()))
 
             return advance
 
@@ -89,7 +103,7 @@ def progress_if(draw: bool, transient: bool = True):
 def show_training_event(kind: str, payload) -> None:
     """Draw what `slsearch.training.loop.train` reports: an epoch's dev row as a table, notes as lines."""
     if kind != "epoch":
-        err_console.print(str(payload), highlight=False)
+        err_console.print(plain(payload))
         return
     from rich.table import Table
 

@@ -16,8 +16,9 @@ from typing import Any, Sequence
 
 from rich.rule import Rule
 from rich.table import Table
+from rich.text import Text
 
-from slsearch.console import console, err_console, progress_if, show_training_event
+from slsearch.console import console, err_console, plain, progress_if, show_training_event
 
 DEFAULT_WORKDIR = Path("slsearch-demo")
 DEMO_RECIPE = "demo"  # the packaged recipe slsearch/recipes/demo.toml
@@ -25,7 +26,7 @@ DEFAULT_QUERIES = ("wetter morgen", "am wochenende regnet es im norden", "sonne 
 
 
 def _step(n: int, total: int, title: str) -> None:
-    console.print(Rule(f"[bold]{n}/{total} {title}", align="left"))
+    console.print(Rule(Text(f"{n}/{total} {title}", style="bold"), align="left"))  # titles may name a recipe file
 
 
 def _corpus(workdir: Path, limit: int | None, progress: bool) -> Path:
@@ -34,11 +35,11 @@ def _corpus(workdir: Path, limit: int | None, progress: bool) -> Path:
     folder = workdir / "corpus"
     done = folder / "manifest.jsonl"
     if done.exists():
-        console.print(f"corpus already in {folder}: reused")
+        console.print(plain(f"corpus already in {folder}: reused"))
         return folder
     s = synthesize_corpus("demo", folder, limit=limit, progress=progress)
-    console.print(f"{s['clips']} clips ({', '.join(f'{k} {v}' for k, v in sorted(s['splits'].items()))}), "
-                  f"{s['frames']} frames in {s['seconds']:.0f} s -> {folder}")
+    console.print(plain(f"{s['clips']} clips ({', '.join(f'{k} {v}' for k, v in sorted(s['splits'].items()))}), "
+                        f"{s['frames']} frames in {s['seconds']:.0f} s -> {folder}"))
     return folder
 
 
@@ -48,7 +49,7 @@ def _model(workdir: Path, corpus: Path, recipe: str | Path, overrides: Sequence[
     out = workdir / "model"
     cfg = out / "config.json"
     if cfg.exists() and "best_epoch" in json.loads(cfg.read_text()):
-        console.print(f"model already trained in {out}: reused (delete the folder to train again)")
+        console.print(plain(f"model already trained in {out}: reused (delete the folder to train again)"))
         return out
     with progress_if(progress, transient=False) as bars:
         r = train(recipe, corpus / "train.jsonl", corpus / "dev.jsonl", out, overrides=overrides, progress=bars,
@@ -67,29 +68,46 @@ def _index(workdir: Path, corpus: Path, model: Path, progress: bool) -> Path:
     if info.exists():
         built_with = json.loads(info.read_text()).get("checkpoint", {}).get("hash")
         if built_with == file_hash(model / "model.safetensors"):
-            console.print(f"index already built in {out}: reused")
+            console.print(plain(f"index already built in {out}: reused"))
             return out
     with progress_if(progress, transient=False) as bars:
         s = build_index([corpus / "manifest.jsonl"], model, out, progress=bars)
-    console.print(f"indexed {s['clips_total']} clips and {s['texts_total']} sentences "
-                  f"({s['index_type']}) in {s['seconds']:.1f} s -> {out}")
+    console.print(plain(f"indexed {s['clips_total']} clips and {s['texts_total']} sentences "
+                        f"({s['index_type']}) in {s['seconds']:.1f} s -> {out}"))
     return out
 
 
+def _record(model: Path, index: Path) -> Path | None:
+    """Make the demo's model and index the workspace's defaults; a note (not a failure) when the
+    workspace file cannot be written."""
+    from slsearch.console import labelled
+    from slsearch.workspace import try_record
+
+    file, problem = try_record(model=model, index=index)
+    if file is None:
+        err_console.print(labelled("note:", "yellow", f"the workspace file was not updated: {problem}"),
+                          soft_wrap=True)
+    return file
+
+
 def _hits_table(title: str, hits, truth: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain(title), title_justify="left")  # queries, ids and sentences: never markup
     for col in ("rank", "score", "id", "text"):
         table.add_column(col, overflow="fold")
     for h in hits:
-        mark = " [green]✓[/green]" if truth is not None and h.text == truth else ""
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.id, (h.text or "") + mark)
+        text = plain(h.text or "")
+        if truth is not None and h.text == truth:
+            text.append(" ✓", style="green")
+        table.add_row(str(h.rank), f"{h.score:.3f}", plain(h.id), text)
     return table
 
 
 def run_demo(workdir: str | Path = DEFAULT_WORKDIR, recipe: str | Path | None = None, overrides: Sequence[str] = (),
              limit: int | None = None, queries: Sequence[str] = DEFAULT_QUERIES, k: int = 5,
-             n_translate: int = 5, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the demo in `workdir`; returns the key numbers it printed."""
+             n_translate: int = 5, progress: bool = True, workspace: bool = True) -> dict[str, Any]:
+    """Run (or resume) the demo in `workdir`; returns the key numbers it printed. With `workspace`, its
+    model and index become the workspace's defaults (slsearch.workspace), so that `slsearch query
+    "wetter morgen"` and the like need no other argument afterwards."""
     from slsearch.data.manifest import read_manifest
     from slsearch.eval.retrieval import evaluate_index
     from slsearch.index.search import Searcher
@@ -108,10 +126,12 @@ def run_demo(workdir: str | Path = DEFAULT_WORKDIR, recipe: str | Path | None = 
     model_dir = _model(workdir, corpus, recipe, overrides, progress)
     _step(3, total, "building the index")
     index_dir = _index(workdir, corpus, model_dir, progress)
+    recorded = _record(model_dir, index_dir) if workspace else None
 
     _step(4, total, "searching")
     searcher = Searcher(index_dir)
-    summary: dict[str, Any] = {"workdir": str(workdir), "queries": {}}
+    summary: dict[str, Any] = {"workdir": str(workdir), "queries": {},
+                               **({"workspace": str(recorded)} if recorded is not None else {})}
     for q in queries:
         hits = searcher.search_text(q, k=k)
         summary["queries"][q] = [h.to_dict() for h in hits]
@@ -135,8 +155,8 @@ def run_demo(workdir: str | Path = DEFAULT_WORKDIR, recipe: str | Path | None = 
         table.add_row(name, *[f"{m[f'paper/{d}_R@{k_}']:.1f}" for k_ in (1, 5, 10)], f"{m[f'paper/{d}_MedR']:.0f}")
     console.print(table)
     chance = 100.0 / report["count"]
-    console.print(f"chance R@1 is {chance:.1f}; `slsearch eval --index {index_dir} --split test` shows both protocols",
-                  style="dim")
+    command = "slsearch eval" if recorded is not None else f"slsearch eval --index {index_dir} --split test"
+    console.print(plain(f"chance R@1 is {chance:.1f}; `{command}` shows both protocols"), style="dim")
     summary["eval"] = m
 
     _step(6, total, "translating test clips")
@@ -150,16 +170,25 @@ def run_demo(workdir: str | Path = DEFAULT_WORKDIR, recipe: str | Path | None = 
     for col in ("id", "translation", "reference"):
         table.add_column(col, overflow="fold")
     for t in translations:
-        table.add_row(t.id, t.text, t.reference or "")
+        table.add_row(plain(t.id), plain(t.text), plain(t.reference or ""))
     console.print(table)
     summary["translations"] = [t.to_dict() for t in translations]
     summary["seconds"] = round(time.perf_counter() - t0, 1)
 
     console.print(Rule("[bold]go on with the ordinary commands", align="left"))
-    for line in (f'slsearch query "wetter morgen" --index {index_dir} -k 10',
+    if recorded is not None:
+        from slsearch.workspace import shown
+
+        console.print(plain(f"(their model and index are the defaults now: {shown(recorded)}; "
+                            "`slsearch status` shows them)"), style="dim")
+        lines = ('slsearch query "wetter morgen" -k 10', f"slsearch query --video {probe.path}",
+                 "slsearch eval --recall 1,5,10", f"slsearch translate {probe.path}")
+    else:
+        lines = (f'slsearch query "wetter morgen" --index {index_dir} -k 10',
                  f"slsearch query --video {probe.path} --index {index_dir}",
                  f"slsearch eval --recall 1,5,10 --index {index_dir} --split test",
-                 f"slsearch translate {probe.path} --model {model_dir}"):
-        console.print(f"  {line}", highlight=False)
-    err_console.print(f"demo finished in {summary['seconds']:.0f} s; everything is in {workdir}")
+                 f"slsearch translate {probe.path} --model {model_dir}")
+    for line in lines:
+        console.print(plain(f"  {line}"))
+    err_console.print(plain(f"demo finished in {summary['seconds']:.0f} s; everything is in {workdir}"))
     return summary

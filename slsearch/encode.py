@@ -100,14 +100,17 @@ def encode_videos(model, inputs: Sequence[Any], batch_size: int = 32, progress: 
 
 
 def encode_texts(model, texts: Sequence[str], batch_size: int = 128, progress: Progress | None = None) -> Encoded:
-    """Sentences -> Encoded (token states of the mBART encoder, global vectors)."""
+    """Sentences -> Encoded (token states of the mBART encoder, global vectors). Each sentence is
+    normalised first (`slsearch.text.normalise_query`: NFC, no control or zero-width characters, one space
+    between words); one that is empty after that or holds an unpaired surrogate is an InputError."""
+    from slsearch.text import normalise_query
+
     if isinstance(texts, str):
         raise SlsearchError("encode_texts takes a list of sentences, not one string")
     if len(texts) == 0:
         return Encoded(np.zeros((0, model.embed_dim), np.float32), [])
-    for t in texts:
-        if not isinstance(t, str) or not t.strip():
-            raise SlsearchError(f"cannot encode an empty sentence ({t!r})")
+    # no length cap here: corpus sentences may be long, and the tokenizer keeps the first max_length tokens
+    texts = [normalise_query(t, max_chars=None, what="sentence") for t in texts]
     device = model.device
 
     def run(idx: list[int]):

@@ -32,6 +32,23 @@ def _private_pose_cache(tmp_path_factory):
         os.environ["SLSEARCH_CACHE"] = old
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_workspace(tmp_path_factory):
+    """Keep tests out of the working folder's slsearch.toml: `train`, `index` and `demo` record their
+    model and index in a workspace of the test session's own ($SLSEARCH_WORKSPACE, slsearch.workspace);
+    so do subprocesses, which inherit it. Tests of the lookup itself unset it (monkeypatch)."""
+    import os
+
+    old = {k: os.environ.pop(k, None) for k in ("SLSEARCH_WORKSPACE", "SLSEARCH_MODEL", "SLSEARCH_INDEX")}
+    os.environ["SLSEARCH_WORKSPACE"] = str(tmp_path_factory.mktemp("workspace") / "slsearch.toml")
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def write_video(path: Path, frames: np.ndarray, fps: int = 25, codec: str = "mpeg4") -> Path:
     """Write (T, H, W, 3) uint8 frames as a video file with PyAV."""
     import av

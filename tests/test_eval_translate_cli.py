@@ -55,15 +55,16 @@ def test_eval_cli_json_and_table(paths, tmp_path):
     assert json.loads(r.stdout) == json.loads(out.read_text())  # stdout holds the JSON alone
 
 
-def test_eval_bad_input(paths, tmp_path):
+def test_eval_bad_input(paths, tmp_path, monkeypatch):
     r = runner.invoke(app, ["eval", "--index", str(paths["index"]), "--split", "nope"])
     assert r.exit_code == 2 and "no clips with text in split 'nope'" in r.output
     r = runner.invoke(app, ["eval", "--index", str(tmp_path / "missing")])
     assert r.exit_code == 2 and "missing" in r.output
     r = runner.invoke(app, ["eval", "--recall", "0,5", "--index", str(paths["index"])])
     assert r.exit_code == 2 and "positive" in r.output
+    monkeypatch.setenv("SLSEARCH_WORKSPACE", str(tmp_path / "empty.toml"))  # no default index
     r = runner.invoke(app, ["eval"])
-    assert r.exit_code == 2 and "--index" in r.output
+    assert r.exit_code == 2 and "--index" in r.output and "slsearch demo" in r.output
 
 
 def test_eval_bleu_reports_all_metrics(paths):

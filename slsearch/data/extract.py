@@ -25,8 +25,8 @@ import numpy as np
 
 from slsearch.data import layout as L
 from slsearch.data.manifest import Clip
-from slsearch.data.pose_files import PoseSequence, read_npz, save_pose_npz
-from slsearch.data.video import FRAME_FOLDER_FPS, content_hash, iter_frames, probe
+from slsearch.data.pose_files import MAX_FRAMES, PoseSequence, check_fps, read_npz, save_pose_npz, too_long
+from slsearch.data.video import FRAME_FOLDER_FPS, content_hash, frame_files, iter_frames, probe
 from slsearch.errors import InputError, SlsearchError
 
 EXTRACTOR_VERSION = "mediapipe-0.10.21/holistic-c1/v1"  # bump when extraction output changes
@@ -84,12 +84,27 @@ def _landmarks(lm, n: int) -> np.ndarray:
 
 def extract_pose(path: str | Path, fps: float | None = None, start: float | None = None,
                  end: float | None = None) -> PoseSequence:
-    """Run MediaPipe Holistic on every (resampled) frame of a video file or frame folder."""
+    """Run MediaPipe Holistic on every (resampled) frame of a video file or frame folder.
+
+    A clip longer than MAX_FRAMES frames at the output rate is refused with an InputError before
+    any extraction when its declared length says so, else at the first frame past the cap.
+    """
     path = Path(path)
+    if path.is_dir():
+        source_fps, duration = FRAME_FOLDER_FPS, len(frame_files(path)) / FRAME_FOLDER_FPS
+    else:
+        info = probe(path)
+        source_fps, duration = info.fps, info.duration
+    rate = fps if fps is not None else check_fps(source_fps, path)
+    span = (duration if end is None else min(end, duration)) - (start or 0.0)
+    if duration > 0 and span * rate > MAX_FRAMES + 1:  # 0: the container does not say; the loop checks
+        raise too_long(int(span * rate), rate, path)
     holistic = _tracker()
     rows = []
     with _quiet_stderr():  # the graph's threads log warnings each time the tracker restarts
         for frame in iter_frames(path, fps=fps, start=start, end=end):
+            if len(rows) == MAX_FRAMES:
+                raise too_long(MAX_FRAMES, rate, path, more=True)
             r = holistic.process(np.ascontiguousarray(frame))
             rows.append(np.concatenate([
                 _landmarks(r.pose_landmarks, L.N_POSE), _landmarks(r.face_landmarks, L.N_FACE),
@@ -100,9 +115,7 @@ def extract_pose(path: str | Path, fps: float | None = None, start: float | None
     data = np.stack(rows)
     if not np.isfinite(data[:, L.POSE, 0]).any():
         raise InputError(path, f"no person detected in any of its {len(rows)} frames")
-    if fps is None:
-        fps = FRAME_FOLDER_FPS if path.is_dir() else probe(path).fps
-    return PoseSequence(data, float(fps))
+    return PoseSequence(data, float(rate))
 
 
 def cache_key(path: Path, fps: float | None, start: float | None, end: float | None) -> str:

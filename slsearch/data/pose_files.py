@@ -11,10 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from slsearch.data import layout as L
+from slsearch.data.files import check_regular_file
 from slsearch.errors import InputError
 
 DEFAULT_FPS = 25.0  # models see every clip at this rate (PHOENIX-2014T's), whatever the source
 NPY_FPS = 25.0  # a bare .npy carries no rate: assume this
+MIN_FPS, MAX_FPS = 1.0, 1000.0  # a pose's frame rate must lie in this range (0, NaN or 1e9 are damage)
+# The longest clip slsearch takes, in frames as the model sees them (after cutting and resampling):
+# 10,000 frames = 6.7 minutes at 25 fps. A 40,000-frame clip took 4 GB and 39 s to embed; signing
+# search works on sentence-length clips, so longer videos must be cut into clips first.
+MAX_FRAMES = 10_000
 
 
 @dataclass
@@ -31,18 +37,66 @@ class PoseSequence:
         return self.frames / self.fps if self.fps else 0.0
 
 
+def check_fps(fps: float, source: str | Path) -> float:
+    """The frame rate as a float, or an InputError when it is not a number in [MIN_FPS, MAX_FPS]."""
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        raise InputError(source, f"frame rate {fps!r} is not a number") from None
+    if not (MIN_FPS <= value <= MAX_FPS):  # NaN fails this too
+        raise InputError(source, f"frame rate {value:g} fps is not sensible "
+                                 f"(a pose needs {MIN_FPS:g} to {MAX_FPS:g} frames per second)")
+    return value
+
+
+def too_long(frames: int, fps: float, source: str | Path, more: bool = False) -> InputError:
+    """The error for a clip of `frames` frames at `fps` (`more`: the clip was not read to its end, it has
+    more than `frames`)."""
+    n = f"more than {frames}" if more else str(frames)
+    return InputError(source, f"clip too long: {n} frames ({frames / fps / 60:.1f} min at {fps:g} fps), "
+                              f"the limit is {MAX_FRAMES} frames ({MAX_FRAMES / DEFAULT_FPS / 60:.1f} min at "
+                              f"{DEFAULT_FPS:g} fps); cut long videos into sentence-length clips first "
+                              "(a manifest with start/end per clip)")
+
+
+def check_length(frames: int, fps: float, source: str | Path) -> None:
+    """InputError when a clip has more than MAX_FRAMES frames (at `fps`, the rate the model sees)."""
+    if frames > MAX_FRAMES:
+        raise too_long(frames, fps, source)
+
+
+def check_person(data: np.ndarray, source: str | Path) -> None:
+    """InputError when no landmark of any frame has finite x and y: nobody was detected.
+
+    Frames or points with NaN are normal (MediaPipe leaves NaN where a hand is not seen); only a
+    clip with nothing at all is refused.
+    """
+    if not np.isfinite(data[..., :2]).all(-1).any():
+        raise InputError(source, f"no person detected in any of its {data.shape[0]} frames "
+                                 "(every landmark is missing or not finite)")
+
+
 def check_pose_array(data: np.ndarray, source: str | Path) -> np.ndarray:
-    """Validate shape (T, 543, 3) (or (T, 543, 2): z filled with NaN) and return float32."""
+    """Validate shape (T, 543, 3) (or (T, 543, 2): z filled with NaN) and return float32.
+
+    Infinite values become NaN (not detected); a pose with no finite landmark at all is refused
+    as "no person detected".
+    """
     data = np.asarray(data)
+    if not np.issubdtype(data.dtype, np.floating):
+        raise InputError(source, f"pose array has dtype {data.dtype}, expected float")
     if data.ndim == 3 and data.shape[1:] == (L.N_LANDMARKS, 2):
         data = np.concatenate([data, np.full(data.shape[:2] + (1,), np.nan, data.dtype)], axis=-1)
     if data.ndim != 3 or data.shape[1:] != (L.N_LANDMARKS, 3):
         raise InputError(source, f"pose array has shape {tuple(data.shape)}, expected (T, {L.N_LANDMARKS}, 3)")
     if data.shape[0] == 0:
         raise InputError(source, "pose has zero frames")
-    if not np.issubdtype(data.dtype, np.floating):
-        raise InputError(source, f"pose array has dtype {data.dtype}, expected float")
-    return data.astype(np.float32, copy=False)
+    data = data.astype(np.float32, copy=False)
+    inf = np.isinf(data)
+    if inf.any():
+        data = np.where(inf, np.float32(np.nan), data)
+    check_person(data, source)
+    return data
 
 
 def save_pose_npz(path: str | Path, data: np.ndarray, fps: float) -> Path:
@@ -52,6 +106,7 @@ def save_pose_npz(path: str | Path, data: np.ndarray, fps: float) -> Path:
     """
     path = Path(path)
     data = check_pose_array(data, path)
+    fps = check_fps(fps, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, pose=data, fps=np.float32(fps))
@@ -60,11 +115,13 @@ def save_pose_npz(path: str | Path, data: np.ndarray, fps: float) -> Path:
 
 
 def read_npz(path: Path) -> PoseSequence:
+    check_regular_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             if "pose" not in z.files:
                 raise InputError(path, f"npz has no 'pose' array (has: {', '.join(z.files) or 'nothing'})")
-            fps = float(z["fps"]) if "fps" in z.files else NPY_FPS
+            fps = check_fps(z["fps"].item() if z["fps"].size == 1 else z["fps"], path) if "fps" in z.files \
+                else NPY_FPS
             return PoseSequence(check_pose_array(z["pose"], path), fps)
     except InputError:
         raise
@@ -73,6 +130,7 @@ def read_npz(path: Path) -> PoseSequence:
 
 
 def _read_npy(path: Path) -> PoseSequence:
+    check_regular_file(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:
@@ -109,6 +167,7 @@ def _component_targets(name: str, points: list[str]) -> list[int | None]:
 def _read_pose_format(path: Path) -> PoseSequence:
     from pose_format import Pose
 
+    check_regular_file(path)
     try:
         pose = Pose.read(path.read_bytes())
     except Exception as e:
@@ -116,8 +175,11 @@ def _read_pose_format(path: Path) -> PoseSequence:
     header, body = pose.header, pose.body
     data = np.ma.asarray(body.data)  # (T, people, points, dims)
     conf = np.asarray(body.confidence)  # (T, people, points)
-    if data.ndim != 4 or data.shape[0] == 0:
+    if data.ndim != 4 or 0 in data.shape or data.shape[3] < 2:
         raise InputError(path, f"pose body has shape {data.shape}, expected frames x people x points x dims")
+    n_points = sum(len(c.points) for c in header.components)
+    if data.shape[2] != n_points or conf.shape != data.shape[:3]:
+        raise InputError(path, f"pose body has {data.shape[2]} points per frame, its header names {n_points}")
     T = data.shape[0]
     w = float(header.dimensions.width or 1)
     h = float(header.dimensions.height or 1)
@@ -143,7 +205,7 @@ def _read_pose_format(path: Path) -> PoseSequence:
     if mapped == 0:
         names = ", ".join(c.name for c in header.components)
         raise InputError(path, f"no component maps onto the MediaPipe Holistic layout (has: {names})")
-    return PoseSequence(out, float(body.fps or NPY_FPS))
+    return PoseSequence(check_pose_array(out, path), check_fps(NPY_FPS if body.fps is None else body.fps, path))
 
 
 def resample(seq: PoseSequence, fps: float) -> PoseSequence:

@@ -13,9 +13,10 @@ import numpy as np
 
 from slsearch.data.extract import extract_pose_cached
 from slsearch.data.manifest import POSE_EXTENSIONS, VIDEO_EXTENSIONS, Clip, is_frame_folder
-from slsearch.data.pose_files import (DEFAULT_FPS, PoseSequence, _read_npy, _read_pose_format, check_pose_array,
-                                      cut, read_npz, resample)
-from slsearch.errors import InputError
+from slsearch.data.files import check_regular_file
+from slsearch.data.pose_files import (DEFAULT_FPS, MAX_FPS, MIN_FPS, PoseSequence, _read_npy, _read_pose_format,
+                                      check_length, check_person, check_pose_array, cut, read_npz, resample)
+from slsearch.errors import InputError, SlsearchError
 
 
 def load_pose(item: Clip | str | Path | np.ndarray, fps: float | None = DEFAULT_FPS,
@@ -24,10 +25,15 @@ def load_pose(item: Clip | str | Path | np.ndarray, fps: float | None = DEFAULT_
 
     A Clip's start/end select part of its file. Videos and frame folders are run through
     MediaPipe Holistic once and cached (see extract.py).
+
+    Refused with an InputError: a file that is not a regular file (a FIFO, a device), a frame rate
+    outside [MIN_FPS, MAX_FPS], a pose with no finite landmark ("no person detected") and a clip of
+    more than MAX_FRAMES frames at `fps`.
     """
+    if fps is not None and not (MIN_FPS <= fps <= MAX_FPS):
+        raise SlsearchError(f"frame rate {fps:g} is not sensible (use {MIN_FPS:g} to {MAX_FPS:g} frames per second)")
     if isinstance(item, np.ndarray):
-        seq = PoseSequence(check_pose_array(item, "<array>"), DEFAULT_FPS)
-        return seq if fps is None else resample(seq, fps)
+        return _finish(PoseSequence(check_pose_array(item, "<array>"), DEFAULT_FPS), fps, "<array>")
     clip = item if isinstance(item, Clip) else None
     if clip is not None and clip.path is None:
         raise InputError(clip.id, "manifest row has no file path")
@@ -39,7 +45,8 @@ def load_pose(item: Clip | str | Path | np.ndarray, fps: float | None = DEFAULT_
     if path.is_dir() or ext in VIDEO_EXTENSIONS:
         if path.is_dir() and not is_frame_folder(path):
             raise InputError(path, "folder is not a frame folder (it must hold only PNG/JPG images)")
-        return extract_pose_cached(path, fps=fps, start=start, end=end, cache_dir=cache_dir)
+        return _finish(extract_pose_cached(path, fps=fps, start=start, end=end, cache_dir=cache_dir), None, path)
+    check_regular_file(path)
     if ext == ".npz":
         seq = read_npz(path)
     elif ext == ".npy":
@@ -49,5 +56,13 @@ def load_pose(item: Clip | str | Path | np.ndarray, fps: float | None = DEFAULT_
     else:
         raise InputError(path, f"unsupported file type {ext!r} (videos: {', '.join(sorted(VIDEO_EXTENSIONS))}; "
                                f"poses: {', '.join(sorted(POSE_EXTENSIONS))}; or a frame folder)")
-    seq = cut(seq, start, end, path)
-    return seq if fps is None else resample(seq, fps)
+    return _finish(cut(seq, start, end, path), fps, path)
+
+
+def _finish(seq: PoseSequence, fps: float | None, source: str | Path) -> PoseSequence:
+    """Resample to `fps` (None: keep), refusing clips too long (checked before resampling allocates) or empty."""
+    check_length(seq.frames if fps is None else round(seq.frames * fps / seq.fps), fps or seq.fps, source)
+    if fps is not None:
+        seq = resample(seq, fps)
+    check_person(seq.data, source)  # a cut of a clip can select only frames where nobody is seen
+    return seq

@@ -15,6 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
+from slsearch.data.files import check_regular_file
 from slsearch.data.manifest import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from slsearch.errors import InputError
 
@@ -37,6 +38,7 @@ def _open(path: Path):
         raise InputError(path, "file not found")
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
         raise InputError(path, f"unsupported video type {path.suffix!r} (use {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    check_regular_file(path)  # a FIFO or /dev/zero would be read forever
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as e:
@@ -48,9 +50,16 @@ def _open(path: Path):
 
 
 def frame_files(folder: Path) -> list[Path]:
+    """The images of a frame folder, in name order. Each must be a regular file; an image that is a symlink
+    must stay inside the folder (InputError otherwise: nothing outside the folder is read)."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise InputError(folder, "frame folder has no PNG/JPG images")
+    root = folder.resolve()
+    for f in files:
+        check_regular_file(f)
+        if f.is_symlink() and not f.resolve().is_relative_to(root):
+            raise InputError(f, f"symlink leads out of the frame folder (to {f.resolve()})")
     return files
 
 
@@ -162,7 +171,7 @@ def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     """sha256 of a file's bytes, or of a frame folder's image names and bytes (in order)."""
     path = Path(path)
     h = hashlib.sha256()
-    files = frame_files(path) if path.is_dir() else [path]
+    files = frame_files(path) if path.is_dir() else [check_regular_file(path)]  # never hash a FIFO or a device
     for f in files:
         if path.is_dir():
             h.update(f.name.encode())

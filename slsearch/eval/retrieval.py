@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from slsearch.errors import SlsearchError
+from slsearch.errors import InputError, SlsearchError
 from slsearch.eval.metrics import DEFAULT_KS, retrieval_metrics
 from slsearch.progress import Progress
 from slsearch.rank import ClipSide, RankingPipeline, RetrievalModel, TextSide
@@ -69,8 +69,11 @@ def _metrics(pipeline: RankingPipeline, clips: ClipSide, texts: TextSide, column
 
 
 def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split: str | None = None,
-                   score: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """R@K both directions over the indexed clips that have text (optionally one split)."""
+                   score: str | None = None, progress: Progress | None = None,
+                   prefer_split: str | None = None) -> dict[str, Any]:
+    """R@K both directions over the indexed clips that have text (optionally one split). Without
+    `split`, `prefer_split` (e.g. "test") is used when the index has clips with text in it, else every
+    clip with text (`slsearch eval` with no options)."""
     from slsearch.index.store import StoredTokens, load_index
 
     t0 = time.perf_counter()
@@ -80,6 +83,12 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
         raise SlsearchError(f"{index_dir}: the index has no sentences (built without a manifest with text)")
     text_id = clips.column("text_id")
     keep = text_id >= 0
+    note = None
+    if split is None and prefer_split is not None:
+        if (keep & np.array([s == prefer_split for s in clips.column("split")])).any():
+            split, note = prefer_split, f"the index's {prefer_split} split (the default)"
+        else:
+            note = f"every clip with a sentence (the default: the index has no {prefer_split} split)"
     if split is not None:
         splits = clips.column("split")
         keep &= np.array([s == split for s in splits])
@@ -94,6 +103,11 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
     readings = clips.column("gloss_reading")[rows]
     readings = None if any(r is None for r in readings) else [str(r) for r in readings]
     pipeline = _index_pipeline(idx.info)
+    dims, net = idx.info["dims"], pipeline.model.net if pipeline.model is not None else None
+    if net is not None and (net.embed_dim, net.token_dim) != (dims["global"], dims["token"]):
+        raise InputError(index_dir, f"index.json records vectors of {dims['global']} and token states of "
+                                    f"{dims['token']} dimensions, its checkpoint makes {net.embed_dim} and "
+                                    f"{net.token_dim}; the index is damaged, rebuild it")
     score = pipeline.resolve_score(score, readings is not None, str(index_dir))
     lexicon = pipeline.lexicon
     priors = clips.column("reading_prior")[rows].astype(np.float32)
@@ -116,7 +130,7 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
     metrics = _metrics(pipeline, clip_side, text_side, column, texts, ks, score, progress)
     return {"metrics": metrics, "source": str(index_dir), "checkpoint": (idx.info.get("checkpoint") or {}).get("hash"),
             "split": split, "score": score, "ks": list(ks), "count": len(rows),
-            "seconds": round(time.perf_counter() - t0, 2)}
+            **({"split_note": note} if note else {}), "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def evaluate_model(model: RetrievalModel | str | Path, manifest: str | Path, ks: Sequence[int] = DEFAULT_KS,

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from slsearch.console import err_console
+from slsearch.console import err_console, labelled
 from slsearch.data.manifest import VIDEO_EXTENSIONS, Clip, collect_clips
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
@@ -107,7 +107,8 @@ def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[
             vectors.append(enc[0])
             rows.append({"id": clip.id, "path": str(clip.path), "duration": seq.duration,
                          "frames": seq.frames, "fps": seq.fps, "text": clip.text, "split": clip.split,
-                         "signer": clip.signer, "token_segment": segment, "token_offset": offset,
+                         "signer": clip.signer, "start": clip.start, "end": clip.end,
+                         "token_segment": segment, "token_offset": offset,
                          "token_count": count, "gloss_reading": enc[2]})
         done = min(start + batch_size, len(clips))
         advance(done - start, f"{done / (time.perf_counter() - t0):.1f} clips/s")
@@ -142,8 +143,8 @@ def _new_index(vectors: np.ndarray, ids: np.ndarray, index_type: str | None, bud
     index = faiss_index.build(spec, vectors, ids)
     tuning = faiss_index.tune(index, spec, vectors, ids)
     if not tuning["reached"]:
-        err_console.print(f"[yellow]warning:[/yellow] {what}: {spec.factory} reaches recall@10 "
-                          f"{tuning['recall_at_10']:.3f} at best (target {tuning['target']})")
+        err_console.print(labelled("warning:", "yellow", f"{what}: {spec.factory} reaches recall@10 "
+                                   f"{tuning['recall_at_10']:.3f} at best (target {tuning['target']})"))
     info = {"index_type": spec.kind, "factory": spec.factory, "reason": spec.reason,
             "build_params": spec.build_params, "search_params": tuning["params"], "tuning": tuning,
             "gpu": faiss_index.gpu_available()}
@@ -213,7 +214,7 @@ def _texts_collection(model, clip_rows: list[dict[str, Any]], prev: Collection |
 
 def _print_failures(failures: dict[str, Failure]) -> None:
     for f in failures.values():
-        err_console.print(f"[yellow]skipped[/yellow] {f.line()}", highlight=False, soft_wrap=True)
+        err_console.print(labelled("skipped", "yellow", f.line()), soft_wrap=True)  # names the user's file
 
 
 def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: str | Path, add: bool = False,
@@ -234,26 +235,33 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         check_index_type(index_type)
     model, checkpoint = _load_model(model_dir, model)
     net = model.net
-    clips = collect_clips(paths)
+    skipped: list[InputError] = []  # what folder scans left out (special files, symlinks leaving the folder)
+    clips = collect_clips(paths, skipped=skipped)
     if not clips:
-        raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}")
+        if skipped:
+            _print_failures({str(i): Failure(e.path, e.reason) for i, e in enumerate(skipped)})
+        raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}"
+                            + (f" ({len(skipped)} skipped)" if skipped else ""))
     out = Path(out)
     if not add:  # refuse an impossible memory budget or index type before embedding anything
         _ = (spec_for_type(index_type, len(clips), net.embed_dim, budget) if index_type
              else choose_index(len(clips), net.embed_dim, budget))
-    with IndexWriter(out) as writer:
+    with IndexWriter(out, read_previous=add) as writer:
         prev: StoredIndex | None = writer.previous if add else None
         if prev is not None and prev.info["checkpoint"]["hash"] != model.hash:
             raise SlsearchError(f"{out}: built with checkpoint {prev.info['checkpoint']['hash']}, the model given "
                                 f"is {model.hash}; vectors of two models cannot share an index "
                                 "(rebuild without --add)")
-        failures: dict[str, Failure] = {}
+        # Skipped entries are keyed apart from clip ids (the NUL prefix); they only feed the summary.
+        failures: dict[str, Failure] = {f"\0skipped{i}": Failure(e.path, e.reason) for i, e in enumerate(skipped)}
         hashes: dict[str, str] = {}
         for clip in clips:
             try:
                 hashes[clip.id] = source_hash(clip)
             except InputError as e:
                 failures[clip.id] = Failure(str(clip.path or clip.id), str(e))
+            except OSError as e:  # unreadable (permissions): this clip only, the batch goes on
+                failures[clip.id] = Failure(str(clip.path), f"cannot be read ({e.strerror or e})")
         known = set(prev.clips.column("source_hash").tolist()) if prev is not None else set()
         todo = [c for c in clips if c.id in hashes and hashes[c.id] not in known]
         unchanged = sum(1 for c in clips if c.id in hashes and hashes[c.id] in known)
@@ -284,8 +292,8 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
                 index = faiss_index.remove(index, replaced)
             faiss_index.add(index, vectors, ids)
             if info["index_type"] == "flat" and index.ntotal >= 10 * FLAT_MAX_VECTORS:
-                err_console.print(f"[yellow]note:[/yellow] {out} has grown to {index.ntotal} clips; "
-                                  "a rebuild (without --add) would choose a faster index type")
+                err_console.print(labelled("note:", "yellow", f"{out} has grown to {index.ntotal} clips; "
+                                           "a rebuild (without --add) would choose a faster index type"))
         else:
             old_rows, replaced = [], np.zeros(0, np.int64)
             index, info = _new_index(vectors, ids, index_type, budget, "clips")
@@ -299,7 +307,7 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         history = (prev.info.get("history", []) if prev is not None else [])
         action = "add" if prev is not None else "build"
         meta_info = {
-            "created": prev.info["created"] if prev is not None else None,
+            "created": prev.info.get("created") if prev is not None else None,
             "checkpoint": {"path": checkpoint, "hash": model.hash},
             "lexicon": lexicon_fingerprint,  # the lexicon the clips' reading_prior belong to
             "dims": {"global": int(net.embed_dim), "token": int(net.token_dim)},

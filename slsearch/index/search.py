@@ -116,6 +116,11 @@ class Searcher:
             raise SlsearchError(f"{index_dir}: the index was built with checkpoint {expected}, the model given is "
                                 f"{model.hash}; its vectors would not match. Use the index's model or rebuild the "
                                 "index with this one")
+        dims = info["dims"]
+        if (model.net.embed_dim, model.net.token_dim) != (dims["global"], dims["token"]):
+            raise InputError(index_dir, f"index.json records vectors of {dims['global']} and token states of "
+                                        f"{dims['token']} dimensions, the model makes {model.net.embed_dim} and "
+                                        f"{model.net.token_dim}; the index is damaged, rebuild it")
         self.model = model
         self.pipeline = RankingPipeline(model)
         clips = self.index.clips
@@ -158,16 +163,15 @@ class Searcher:
                     rerank: bool = True) -> list[SearchHit] | list[list[SearchHit]]:
         """Sentence(s) -> ranked clips (T2V). One query gives a list of hits, a list of queries a list of lists."""
         from slsearch.encode import encode_texts
+        from slsearch.text import normalise_query
 
         single = isinstance(query, str)
         queries = [query] if single else list(query)
         if not queries:
             raise SlsearchError("no queries given")
-        for q in queries:
-            if not isinstance(q, str) or not q.strip():
-                raise SlsearchError(f"empty query {q!r}: type some words to search for")
+        # NFC, no control / zero-width / bidi characters, one space between words; else an InputError
+        queries = [normalise_query(q) for q in queries]
         _check_k(k, n_candidates)
-        queries = [q.strip() for q in queries]
         with _threads(self.threads):
             enc = encode_texts(self.model.net, queries)
             candidates = self._candidates(self.clips, enc.vectors, k, n_candidates, rerank)
@@ -224,6 +228,9 @@ class Searcher:
         """The first stage: per query, (meta rows of its FAISS candidates, their global scores)."""
         n = min(max(n_candidates, k) if rerank else k, len(target))
         scores, ids = faiss_index.search(target.index, q_vectors, n)  # (Q, n)
+        if (target.coll.row_of_id[ids[ids >= 0]] < 0).any():  # an id the metadata lacks: never another row
+            raise InputError(self.index_dir, "the FAISS index returned ids that its metadata lacks; the index is "
+                                             "damaged, rebuild it")
         if rerank:  # start the token reads of every query's candidates before the first is needed
             target.prefetch(target.coll.row_of_id[ids[ids >= 0]])
         out = []
@@ -267,7 +274,17 @@ def read_queries(path: str | Path) -> list[str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise InputError(path, "queries file is not UTF-8 text") from None
-    queries = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    from slsearch.text import normalise_query
+
+    queries = []
+    for n, ln in enumerate(lines, 1):
+        if not ln.strip() or ln.lstrip().startswith("#"):
+            continue
+        try:
+            queries.append(normalise_query(ln))
+        except InputError as e:
+            if not e.reason.startswith("empty"):  # a line of only zero-width characters is a blank line
+                raise InputError(path, f"line {n}: {e.reason}") from None
     if not queries:
         raise InputError(path, "queries file holds no queries")
     return queries
@@ -283,8 +300,10 @@ def query_index(index_dir: str | Path, text: str | None = None, video: str | Non
     given = [x is not None for x in (text, video, queries_file)]
     if sum(given) != 1:
         raise SlsearchError("give exactly one of: a query text, --video CLIP or --queries FILE")
-    if text is not None and not text.strip():
-        raise SlsearchError("empty query: type some words to search for")
+    if text is not None:
+        from slsearch.text import normalise_query
+
+        text = normalise_query(text)  # judged before the model loads
     _check_k(k, n_candidates)
     if video is not None and not Path(video).exists():
         raise InputError(video, "file not found")

@@ -14,6 +14,10 @@ never sees half a version and a crash leaves the previous one in place. Token fi
 segments: a later version hard-links the segments it keeps and appends new ones (`tokens.1.f16.npy`),
 so adding clips never copies the token store. Removed clips' rows stay in their segment, unreferenced,
 until `remove` finds most rows unreferenced and writes one compacted segment.
+
+A reader pins the version it opens together with every file it will read (`load_index` opens them all
+before it returns), so a writer may prune that version at any time; an index folder is untrusted
+input, checked when it is loaded (the notes above `load_index`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import shutil
+import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from slsearch.errors import SlsearchError
+from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
 
 FORMAT_VERSION = 2  # 2: every clip row has gloss_reading and reading_prior, every sentence sentence_prior
@@ -58,12 +64,24 @@ CLIP_SCHEMA = pa.schema([
     # log p(reading) under the lexicon's training sentences, for its T2V reverse channel; valid for the
     # lexicon whose fingerprint index.json records under "lexicon" (None without one)
     ("reading_prior", pa.float32()),
+    # seconds into `path` of a clip cut from a longer video (the manifest's start/end), None: from its
+    # beginning / to its end; what `slsearch serve` plays. Optional: an older index reads them as None
+    ("start", pa.float64()), ("end", pa.float64()),
 ])
+OPTIONAL_COLUMNS = ("start", "end")  # added after format 2: missing ones are read as nulls
 TEXT_SCHEMA = pa.schema([("faiss_id", pa.int64()), ("text", pa.string()), *TOKEN_COLUMNS,
                          # log p(sentence) from the decoder's null clip, for V2T likelihood re-ranking
                          # (models trained with it; None otherwise)
                          ("sentence_prior", pa.float32())])
 SCHEMAS = {"clips": CLIP_SCHEMA, "texts": TEXT_SCHEMA}
+
+
+def _with_optional_columns(meta: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`meta` with every OPTIONAL_COLUMNS column of `schema` it lacks added as nulls (an older index)."""
+    for name in OPTIONAL_COLUMNS:
+        if name in schema.names and name not in meta.column_names:
+            meta = meta.append_column(name, pa.nulls(meta.num_rows, schema.field(name).type))
+    return meta
 
 
 def token_file_name(collection: str, segment: int) -> str:
@@ -102,20 +120,34 @@ class TokenSegmentWriter:
 
 
 class TokenStore:
-    """Memory-mapped token segments of one collection; gathers padded batches for re-ranking."""
+    """Memory-mapped token segments of one collection; gathers padded batches for re-ranking.
 
-    def __init__(self, files: list[Path], dim: int):
+    Every segment is opened once, here, and checked against its .npy header (float16, (rows, dim),
+    as many bytes as the header promises): a truncated or foreign file is refused now, not in the
+    middle of a query. The open file (its descriptor serves the read hints) and the map pin the
+    file's contents, so the store keeps answering after a writer prunes the version it came from.
+    `where` names the index for the error messages.
+    """
+
+    def __init__(self, files: list[Path], dim: int, where: str | Path | None = None):
         self.dim = dim
-        self.segments = [self._open(f) for f in files]
+        self._files: list[Any] = []  # open segment files: their descriptors serve the read hints
+        self.segments = [self._open(Path(f), dim, where) for f in files]
+        self.rows = np.array([len(s) for s in self.segments], dtype=np.int64)  # rows per segment
         # Read hints: a re-rank touches ~100 scattered items; telling the kernel about all of them
         # first lets their disk reads run concurrently instead of one page fault after another.
-        self._fds = [os.open(f, os.O_RDONLY) for f in files] if hasattr(os, "posix_fadvise") else []
+        self._fds = [f.fileno() for f in self._files] if hasattr(os, "posix_fadvise") else []
         self._row_bytes = dim * 2  # float16
 
     def __del__(self) -> None:
-        for fd in getattr(self, "_fds", []):
+        self.close()
+
+    def close(self) -> None:
+        """Close the segment files (the maps stay readable until the store is dropped)."""
+        self._fds = []
+        for f in getattr(self, "_files", []):
             try:
-                os.close(fd)
+                f.close()
             except OSError:
                 pass
 
@@ -126,13 +158,53 @@ class TokenStore:
         for s, o, c in zip(np.asarray(segment).tolist(), np.asarray(offset).tolist(), np.asarray(count).tolist()):
             seg = self.segments[s]
             start = getattr(seg, "offset", 0) + o * self._row_bytes
-            os.posix_fadvise(self._fds[s], start, c * self._row_bytes, os.POSIX_FADV_WILLNEED)
+            try:
+                os.posix_fadvise(self._fds[s], start, c * self._row_bytes, os.POSIX_FADV_WILLNEED)
+            except (OSError, ValueError):  # a hint only (a closed store, an odd filesystem)
+                return
 
-    @staticmethod
-    def _open(path: Path) -> np.ndarray:
-        with open(path, "rb") as f:
-            empty = f.seek(0, 2) <= TokenSegmentWriter.HEADER_BYTES
-        return np.load(path, mmap_mode=None if empty else "r")  # mmap of 0 bytes is refused
+    def _open(self, path: Path, dim: int, where: str | Path | None) -> np.ndarray:
+        """One segment: opened without following a FIFO's promise of data, header checked, mapped from
+        the same open file (so what is checked is what is read)."""
+        def bad(reason: str) -> InputError:
+            name = path.name if where is not None else str(path)
+            return InputError(where if where is not None else path,
+                              f"token file {name} {reason}; the index is damaged, rebuild it")
+
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        f = os.fdopen(fd, "rb")
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise bad("is not a regular file")
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f".npy version {version}")
+            except OSError:
+                raise
+            except Exception as e:  # numpy's parser on untrusted bytes: ValueError, SyntaxError, EOFError...
+                raise bad(f"is not a .npy array ({_one_line(e)})") from None
+            if dtype != np.dtype("<f2") or fortran or len(shape) != 2:
+                raise bad(f"holds {dtype} {'fortran ' if fortran else ''}{shape}, not (rows, {dim}) float16")
+            if shape[1] != dim:
+                raise bad(f"has rows of {shape[1]} values, index.json says the token dim is {dim}")
+            start = f.tell()
+            if st.st_size - start < shape[0] * dim * 2:
+                raise bad(f"is truncated ({st.st_size} bytes for {shape[0]} rows of {dim})")
+            if shape[0] == 0:
+                seg = np.zeros((0, dim), np.float16)  # mmap of 0 bytes is refused
+            else:
+                seg = np.memmap(f, dtype=np.float16, mode="r", offset=start, shape=(shape[0], dim))
+        except BaseException:
+            f.close()
+            raise
+        self._files.append(f)
+        return seg
 
     def gather_flat(self, segment: np.ndarray, offset: np.ndarray, count: np.ndarray) -> np.ndarray:
         """Token states of N items stacked without padding: (sum count, d) float32, items in order."""
@@ -173,6 +245,41 @@ class StoredTokens(Sequence):
         return self.store.gather_flat(self.segment[i:i + 1], self.offset[i:i + 1], self.count[i:i + 1])
 
 
+class RowOfId:
+    """faiss id -> meta row, -1 for an id the metadata lacks (never an error, never another row).
+
+    A dense table where the ids are compact; a binary search over the sorted ids where they are too
+    sparse for one (ids are never reused, so many removals leave gaps, and an untrusted meta.parquet
+    must not make a table of 2^40 entries).
+    """
+
+    def __init__(self, ids: np.ndarray):
+        ids = np.asarray(ids, dtype=np.int64)
+        self.size = int(ids.max()) + 1 if len(ids) else 0
+        self._table: np.ndarray | None = None
+        if self.size <= 4 * len(ids) + (1 << 20):
+            self._table = np.full(self.size, -1, dtype=np.int64)
+            self._table[ids] = np.arange(len(ids))
+        else:
+            order = np.argsort(ids, kind="stable")
+            self._sorted, self._rows = ids[order], order.astype(np.int64)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, ids) -> np.ndarray:
+        q = np.asarray(ids, dtype=np.int64)
+        out = np.full(q.shape, -1, dtype=np.int64)
+        if self._table is not None:
+            ok = (q >= 0) & (q < self.size)
+            out[ok] = self._table[q[ok]]
+        elif len(self._sorted):
+            pos = np.minimum(np.searchsorted(self._sorted, q), len(self._sorted) - 1)
+            hit = self._sorted[pos] == q
+            out[hit] = self._rows[pos[hit]]
+        return out[()] if out.ndim == 0 else out
+
+
 @dataclass
 class Collection:
     """A FAISS index with its metadata rows (aligned by faiss_id) and token segments."""
@@ -184,15 +291,13 @@ class Collection:
 
     def __post_init__(self) -> None:
         schema = SCHEMAS["clips" if "id" in self.meta.column_names else "texts"]
+        self.meta = _with_optional_columns(self.meta, schema)
         missing = set(schema.names) - set(self.meta.column_names)
         if missing:
             raise SlsearchError(f"index metadata lacks the columns {', '.join(sorted(missing))}; rebuild the index "
                                 "with `slsearch index PATH... --model CHECKPOINT --out INDEX`")
         self.meta = self.meta.select(schema.names).cast(schema)
-        ids = self.meta["faiss_id"].to_numpy()
-        size = max(int(ids.max()) + 1 if len(ids) else 0, int(self.info.get("next_id", 0)))
-        self.row_of_id = np.full(size, -1, dtype=np.int64)  # faiss id -> meta row
-        self.row_of_id[ids] = np.arange(len(ids))
+        self.row_of_id = RowOfId(self.meta["faiss_id"].to_numpy())  # faiss id -> meta row (-1: none)
 
     def __len__(self) -> int:
         return self.meta.num_rows
@@ -207,22 +312,50 @@ class Collection:
 
 @dataclass
 class StoredIndex:
-    """One loaded version of an index folder."""
+    """One loaded version of an index folder, pinned: load_index opened every file it reads."""
 
-    path: Path  # the resolved version folder
+    path: Path  # the resolved version folder (a writer may prune it later: nothing here reads it again)
     info: dict[str, Any]
     clips: Collection
     texts: Collection | None
+    stores: dict[str, TokenStore] = field(default_factory=dict)  # token segments, opened with the version
+    file_bytes: int | None = None  # the version's files, measured when it was opened
 
     def token_store(self, collection: str) -> TokenStore:
+        """The collection's token segments, opened and checked when the index was loaded."""
+        if collection in self.stores:
+            return self.stores[collection]
         coll = self.clips if collection == "clips" else self.texts
-        return TokenStore([self.path / f for f in coll.token_files], self.info["dims"]["token"])
+        return TokenStore([self.path / f for f in coll.token_files], self.info["dims"]["token"], self.path)
 
     def size_bytes(self) -> int:
+        if self.file_bytes is not None:
+            return self.file_bytes
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
 
 
 # --- reading ----------------------------------------------------------------------------------
+#
+# Readers and writers. A reader pins the version the link names when it opens the index, and
+# everything it will ever read from it: load_index reads index.json, FAISS and the metadata into
+# memory and opens and maps every token segment before it returns, before anything slow (loading a
+# model takes seconds). An open file and a map keep a file's contents alive after a writer unlinks
+# it (POSIX), so `_prune_versions` may delete a version under a reader that loaded it: the reader
+# keeps answering from it, and its disk space comes back when the reader lets go. This needs no
+# lease or reference count next to the lock, hence no stale lease of a killed reader that keeps
+# versions forever, and a writer never waits for a reader. What remains is the few milliseconds
+# between resolving the link and opening the last file: a version pruned inside them (two commits
+# in a few ms) is noticed (the link no longer resolves to it) and the new version is opened instead,
+# up to LOAD_ATTEMPTS times. A version that is merely broken does not move, and is reported.
+#
+# An index folder is untrusted input (people share them): every file it names must lie inside the
+# version folder (symlinks resolved) and be a regular file; index.json, the metadata and the token
+# headers are checked for shape, type and range here, so a damaged or hostile folder is one line
+# naming it (an InputError), never a traceback at query time or a read of a file nobody named.
+
+LOAD_ATTEMPTS = 3
+MAX_INFO_BYTES = 256 << 20  # index.json holds settings and history: far below this
+
 
 def _required_files(info: dict[str, Any]) -> list[str]:
     files = [FILES["clips"]["faiss"], FILES["clips"]["meta"], *info["clips"]["token_files"]]
@@ -231,42 +364,243 @@ def _required_files(info: dict[str, Any]) -> list[str]:
     return files
 
 
+def _one_line(e: BaseException | str) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:60] + '…'}"
+
+
 def load_index(path: str | Path, mmap: bool = False) -> StoredIndex:
-    """Open an index folder, checking that it is complete and that FAISS and metadata agree."""
+    """Open an index folder, checking that it is complete, well formed and that FAISS and metadata agree.
+
+    The version is pinned with every file read from it (see the notes above `LOAD_ATTEMPTS`): a writer
+    committing meanwhile never makes this index fail later. A damaged or hostile folder is an
+    InputError naming it and what is wrong.
+    """
     given = Path(path)
     if not given.exists():
         raise SlsearchError(f"{given}: no index here (build one with `slsearch index PATH... --out {given}`)")
-    folder = given.resolve()  # pin one version: a writer may swap the link while we read
-    info_file = folder / INFO_FILE
-    if not folder.is_dir() or not info_file.exists():
+    for _ in range(LOAD_ATTEMPTS):
+        folder = given.resolve()  # pin one version: a writer may swap the link while we read
+        try:
+            return _load_version(given, folder, mmap)
+        except (SlsearchError, OSError) as e:
+            if not _moved(given, folder):  # not a writer's doing: the folder itself is the problem
+                if isinstance(e, FileNotFoundError):
+                    raise InputError(given, f"{Path(e.filename or '?').name} vanished while the index was "
+                                            "opened; try again") from None
+                raise
+    raise SlsearchError(f"{given}: writers replaced the index {LOAD_ATTEMPTS} times while it was being opened; "
+                        "try again")
+
+
+def _moved(given: Path, folder: Path) -> bool:
+    """Whether the link no longer names `folder`, or the version is gone (a writer pruned it)."""
+    try:
+        return given.resolve() != folder or not folder.is_dir()
+    except (OSError, RuntimeError):
+        return True
+
+
+def _load_version(given: Path, folder: Path, mmap: bool) -> StoredIndex:
+    if not folder.is_dir() or not (folder / INFO_FILE).exists():
         raise SlsearchError(f"{given}: not an slsearch index (no {INFO_FILE}); "
                             "an incomplete or foreign folder — rebuild it with `slsearch index`")
-    try:
-        info = json.loads(info_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SlsearchError(f"{info_file}: unreadable ({e}); rebuild the index") from None
-    version = info.get("format_version")
-    if version != FORMAT_VERSION:
-        raise SlsearchError(f"{given}: index format {version!r}, this slsearch reads format {FORMAT_VERSION}; rebuild it "
-                            f"with `slsearch index PATH... --model CHECKPOINT --out {given}`")
-    missing = [f for f in _required_files(info) if not (folder / f).exists()]
+    info, info_bytes = _read_info(given, folder)
+    names = _required_files(info)
+    where = {n: f"{INFO_FILE} entry {n!r}" for n in names}
+    for name in (FILES[c][k] for c in FILES for k in ("faiss", "meta")):
+        where[name] = name
+    paths = {n: _inside(given, folder, n, where[n]) for n in names}  # nothing outside, before any read
+    missing, sizes = [], info_bytes
+    for name in dict.fromkeys(names):
+        try:
+            st = os.stat(paths[name])
+        except FileNotFoundError:
+            missing.append(name)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(given, f"{where[name]} is not a regular file; the index is damaged, rebuild it")
+        sizes += st.st_size
     if missing:
         raise SlsearchError(f"{given}: incomplete index, missing {', '.join(missing)}; rebuild it")
-    clips = _load_collection(folder, "clips", info["clips"], given, mmap)
-    texts = _load_collection(folder, "texts", info["texts"], given, mmap) if info.get("texts") else None
-    return StoredIndex(folder, info, clips, texts)
+    clips, clip_store = _load_collection(given, "clips", info, paths, mmap)
+    texts, text_store = _load_collection(given, "texts", info, paths, mmap) if info.get("texts") else (None, None)
+    text_id = clips.column("text_id")
+    linked = text_id[text_id >= 0]
+    if (text_id < -1).any():
+        raise InputError(given, f"{FILES['clips']['meta']} has text_id values below -1; the index is damaged, "
+                                "rebuild it")
+    if len(linked) and (texts is None or (texts.row_of_id[linked] < 0).any()):
+        raise InputError(given, f"{FILES['clips']['meta']} links clips to sentences that "
+                                f"{FILES['texts']['meta'] if texts is not None else 'the index'} lacks; "
+                                "the index is damaged, rebuild it")
+    stores = {"clips": clip_store, **({"texts": text_store} if text_store is not None else {})}
+    return StoredIndex(folder, info, clips, texts, stores, sizes)
 
 
-def _load_collection(folder: Path, name: str, info: dict[str, Any], given: Path, mmap: bool) -> Collection:
-    index = faiss_index.read(folder / FILES[name]["faiss"], mmap=mmap)
+def _inside(given: Path, folder: Path, name: str, what: str) -> Path:
+    """The file `name` of the version folder, resolved; refused when it leads out of the folder."""
     try:
-        meta = pq.read_table(folder / FILES[name]["meta"])
-    except (pa.ArrowInvalid, OSError) as e:
-        raise SlsearchError(f"{folder / FILES[name]['meta']}: unreadable ({e}); rebuild the index") from None
+        resolved = (folder / name).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        raise InputError(given, f"{what} is a symlink loop; the index is damaged, rebuild it") from None
+    if resolved == folder or not resolved.is_relative_to(folder):
+        raise InputError(given, f"{what} leads outside the index folder (to {resolved}); refusing to read it "
+                                "(a damaged or hostile index)")
+    return resolved
+
+
+def _read_info(given: Path, folder: Path) -> tuple[dict[str, Any], int]:
+    """index.json, parsed and checked for shape and types; and its size in bytes."""
+    path = _inside(given, folder, INFO_FILE, INFO_FILE)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(given, f"{INFO_FILE} is not a regular file; the index is damaged, rebuild it")
+        raw = f.read(MAX_INFO_BYTES + 1)
+    if len(raw) > MAX_INFO_BYTES:
+        raise InputError(given, f"{INFO_FILE} is over {MAX_INFO_BYTES >> 20} MiB; not an slsearch index, rebuild it")
+    try:
+        info = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InputError(given, f"{INFO_FILE} is unreadable ({_one_line(e)}); rebuild the index") from None
+    _check_info(given, info)
+    return info, len(raw)
+
+
+def _check_info(given: Path, info: Any) -> None:
+    """index.json's shape: what readers and writers take from it has the type they expect."""
+    def bad(key: str, want: str, value: Any) -> InputError:
+        found = "it is missing (or null)" if value is None else f"not {_shown(value)}"
+        return InputError(given, f"{INFO_FILE}: {key} should be {want}, {found}; the index is damaged, rebuild it")
+
+    def count(v: Any, low: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    if not isinstance(info, dict):
+        raise bad("the file", "an object", info)
+    version = info.get("format_version")
+    if version != FORMAT_VERSION:
+        raise SlsearchError(f"{given}: index format {_shown(version) if not isinstance(version, int) else version}, "
+                            f"this slsearch reads format {FORMAT_VERSION}; rebuild it "
+                            f"with `slsearch index PATH... --model CHECKPOINT --out {given}`")
+    dims = info.get("dims")
+    if not isinstance(dims, dict):
+        raise bad("dims", "an object", dims)
+    for key in ("global", "token"):
+        if not count(dims.get(key), 1):
+            raise bad(f"dims.{key}", "a positive integer", dims.get(key))
+    ckpt = info.get("checkpoint")
+    if not isinstance(ckpt, dict):
+        raise bad("checkpoint", "an object", ckpt)
+    if not isinstance(ckpt.get("hash"), str):
+        raise bad("checkpoint.hash", "a string", ckpt.get("hash"))
+    if not isinstance(ckpt.get("path"), (str, type(None))) or "\0" in (ckpt.get("path") or ""):
+        raise bad("checkpoint.path", "a folder name", ckpt.get("path"))
+    for key, types, want in (("lexicon", (str, type(None)), "a string"), ("history", list, "a list"),
+                             ("created", str, "a string"), ("updated", str, "a string")):
+        if key in info and not isinstance(info[key], types):
+            raise bad(key, want, info[key])
+    for name in ("clips", "texts"):
+        coll = info.get(name)
+        if name == "texts" and not coll and coll in (None, {}, []):
+            continue
+        if not isinstance(coll, dict):
+            raise bad(name, "an object", coll)
+        files = coll.get("token_files")
+        if not isinstance(files, list) or not all(isinstance(f, str) and f not in ("", ".") and "\0" not in f
+                                                  for f in files):
+            raise bad(f"{name}.token_files", "a list of file names", files)
+        if "next_id" in coll and not count(coll["next_id"], 0):
+            raise bad(f"{name}.next_id", "a non-negative integer", coll["next_id"])
+        for key in ("index_type", "factory"):
+            if key in coll and not isinstance(coll[key], str):
+                raise bad(f"{name}.{key}", "a string", coll[key])
+        params = coll.get("search_params")
+        if params is not None and not (isinstance(params, dict) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values())):
+            raise bad(f"{name}.search_params", "an object of numbers", params)
+
+
+def _load_collection(given: Path, name: str, info: dict[str, Any], paths: dict[str, Path],
+                     mmap: bool) -> tuple[Collection, TokenStore]:
+    """One collection, checked: FAISS against dims and the metadata, the metadata's ids and token
+    ranges against the token segments (opened here)."""
+    cinfo, dims = info[name], info["dims"]
+    fname, mname = FILES[name]["faiss"], FILES[name]["meta"]
+
+    def bad(reason: str) -> InputError:
+        return InputError(given, f"{reason}; the index is damaged, rebuild it")
+
+    try:
+        index = faiss_index.read(paths[fname], mmap=mmap)
+    except SlsearchError as e:  # "PATH: not a readable FAISS index (Error in FUNCTION at FILE:LINE: what)"
+        reason = re.sub(r"Error in .*? at \S+:\d+: ", "", str(e)[len(str(paths[fname])) + 2:])
+        raise bad(f"{fname} is {_one_line(reason)}") from None
+    if index.d != dims["global"]:
+        raise bad(f"{fname} holds vectors of {index.d} dimensions, {INFO_FILE} says {dims['global']}")
+    try:
+        meta = pq.read_table(paths[mname])
+    except PermissionError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise bad(f"{mname} is unreadable ({_one_line(e)})") from None
     if index.ntotal != meta.num_rows:
-        raise SlsearchError(f"{given}: {FILES[name]['faiss']} holds {index.ntotal} vectors but "
-                            f"{FILES[name]['meta']} has {meta.num_rows} rows; the index is inconsistent, rebuild it")
-    return Collection(index, meta, list(info["token_files"]), info)
+        raise SlsearchError(f"{given}: {fname} holds {index.ntotal} vectors but "
+                            f"{mname} has {meta.num_rows} rows; the index is inconsistent, rebuild it")
+    schema = SCHEMAS[name]
+    meta = _with_optional_columns(meta, schema)
+    missing = set(schema.names) - set(meta.column_names)
+    if missing:
+        raise SlsearchError(f"{given}: {mname} lacks the columns {', '.join(sorted(missing))}; rebuild the index "
+                            "with `slsearch index PATH... --model CHECKPOINT --out INDEX`")
+    try:
+        meta = meta.select(schema.names).cast(schema)
+    except (pa.ArrowException, ValueError, TypeError) as e:
+        raise bad(f"{mname} has columns of the wrong types ({_one_line(e)})") from None
+    required = ("faiss_id", "token_segment", "token_offset", "token_count") + (("id",) if name == "clips"
+                                                                               else ("text",))
+    nulls = [c for c in required if meta[c].null_count]
+    if nulls:
+        raise bad(f"{mname} has empty values in {', '.join(nulls)}")
+    ids = meta["faiss_id"].to_numpy()
+    if len(ids):
+        if ids.min() < 0 or len(np.unique(ids)) != len(ids):
+            raise bad(f"{mname} has negative or repeated faiss_id values")
+        if "next_id" in cinfo and ids.max() >= cinfo["next_id"]:
+            raise bad(f"{mname} has faiss_id {int(ids.max())}, beyond {INFO_FILE}'s {name}.next_id {cinfo['next_id']}")
+    if isinstance(index, faiss.IndexIDMap):  # IDMap2 too: its ids are at hand, compare them (inverted files
+        held = faiss.vector_to_array(index.id_map)  # are checked per query: an unknown id is refused there)
+        if not np.array_equal(np.sort(held), np.sort(ids)):
+            raise bad(f"{fname} and {mname} hold different ids")
+    if cinfo.get("search_params"):
+        try:
+            faiss_index.set_search_params(index, cinfo["search_params"])
+        except (RuntimeError, TypeError, ValueError, OverflowError) as e:
+            raise bad(f"{INFO_FILE}: {name}.search_params do not fit {fname} ({_one_line(e)})") from None
+    store = TokenStore([paths[f] for f in cinfo["token_files"]], dims["token"], given)
+    seg, off, cnt = (meta[c].to_numpy().astype(np.int64) for c in ("token_segment", "token_offset", "token_count"))
+    if len(seg):
+        if seg.min() < 0 or seg.max() >= len(store.segments):
+            raise bad(f"{mname} names token segment {int(seg.min() if seg.min() < 0 else seg.max())}, "
+                      f"{INFO_FILE} lists {len(store.segments)} token file(s) for {name}")
+        if off.min() < 0 or cnt.min() < 1:
+            raise bad(f"{mname} has negative token offsets or token counts below 1")
+        if off.max() > store.rows.max():  # before adding: offsets near 2^63 would wrap
+            raise bad(f"{mname} has token offsets beyond every token file's rows")
+        end = np.zeros(len(store.segments), np.int64)
+        np.maximum.at(end, seg, off + cnt)  # per segment: the last row any item reads
+        over = np.flatnonzero(end > store.rows)
+        if len(over):
+            s = int(over[0])
+            raise bad(f"{mname} reads rows up to {int(end[s])} of token file {cinfo['token_files'][s]}, "
+                      f"which holds {int(store.rows[s])}")
+    return Collection(index, meta, list(cinfo["token_files"]), cinfo), store
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -292,8 +626,10 @@ class IndexWriter:
         w.commit(info, clips, texts)     # files written and fsynced, then one atomic symlink swap
     """
 
-    def __init__(self, out: str | Path):
+    def __init__(self, out: str | Path, read_previous: bool = True):
         self.out = Path(out).absolute()
+        # False for a rebuild: the current version is replaced, not read, so a damaged one is no obstacle
+        self.read_previous = read_previous
         self.parent = self.out.parent
         self.name = self.out.name
         self.lock_path = self.parent / f".{self.name}.lock"
@@ -322,7 +658,7 @@ class IndexWriter:
         self._lock_fd = fd
         try:
             self._remove_stale_temporaries()
-            if self.out.exists():
+            if self.out.exists() and self.read_previous:
                 self.previous = load_index(self.out)
             self.tmp = self.parent / f".{self.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self.tmp.mkdir()

@@ -1,0 +1,165 @@
+"""The live index: the version of the index folder that requests are answered from, replaced without a
+restart when `slsearch index --add` or `slsearch remove` commits a new one.
+
+The index folder is a symlink to a version folder (`.NAME.vN`, slsearch.index.store). `LiveIndex.current()`
+looks where the link points at most once every `poll_s` seconds (one readlink); when it names another
+version, a background thread loads that version into a new `Searcher` (reusing the loaded model when the
+checkpoint hash is the same) and then swaps it in with one reference assignment. A request takes the
+current `IndexVersion` once, when it starts, and uses only that object, so a request in flight finishes
+on the version it started with; an old version is freed when its last request is done (`load_index`
+pinned its files, so a writer pruning it meanwhile does no harm). A version that fails to load is
+logged and the server keeps answering from the one it has.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slsearch.errors import SlsearchError
+from slsearch.index.search import Searcher
+from slsearch.rank import RetrievalModel
+
+log = logging.getLogger("slsearch.serve")
+
+RETRY_FAILED_S = 30.0  # a version that failed to load is tried again after this long (if still current)
+
+
+def version_name(folder: Path) -> str:
+    """`.news.v3` -> "v3"; a folder that is not a version folder (copied by hand) keeps its name."""
+    m = re.search(r"\.(v\d+(?:-[0-9a-f]+)?)$", folder.name)
+    return m.group(1) if m else folder.name
+
+
+@dataclass
+class IndexVersion:
+    """One loaded version: its Searcher and a clip-id -> metadata-row lookup."""
+
+    searcher: Searcher
+    folder: Path  # the resolved version folder the link named when it was loaded
+    name: str  # "v3"
+    row_of: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, index_dir: Path, model: RetrievalModel | str | Path | None, threads: int | None) -> "IndexVersion":
+        searcher = Searcher(index_dir, model=model, threads=threads)
+        folder = searcher.index.path
+        ids = searcher.index.clips.column("id").tolist()
+        return cls(searcher, folder, version_name(folder), {cid: i for i, cid in enumerate(ids)})
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.searcher.index.info
+
+    @property
+    def clips(self) -> int:
+        return len(self.searcher.index.clips)
+
+    @property
+    def sentences(self) -> int:
+        texts = self.searcher.index.texts
+        return len(texts) if texts is not None else 0
+
+    def rows(self, ids: list[str]) -> list[dict[str, Any] | None]:
+        """The metadata rows of these clip ids (None for an id this version lacks), read in one take."""
+        found = [self.row_of.get(i) for i in ids]
+        picked = [r for r in found if r is not None]
+        table = self.searcher.index.clips.meta.take(picked).to_pylist() if picked else []
+        rows = iter(table)
+        return [next(rows) if r is not None else None for r in found]
+
+    def row(self, clip_id: str) -> dict[str, Any] | None:
+        return self.rows([clip_id])[0]
+
+
+class LiveIndex:
+    """The current IndexVersion of an index folder, following its commits (see the module notes)."""
+
+    def __init__(self, index_dir: str | Path, model: RetrievalModel | str | Path | None = None,
+                 threads: int | None = 1, poll_s: float = 1.0):
+        self.index_dir = Path(index_dir)
+        self.model_arg = model if not isinstance(model, RetrievalModel) else None  # a path the user gave
+        self.threads, self.poll_s = threads, poll_s
+        self._current = IndexVersion.load(self.index_dir, model, threads)  # a broken index fails here, at start
+        self._lock = threading.Lock()
+        self._loading: threading.Thread | None = None
+        self._next_check = time.monotonic() + poll_s
+        self._failed: tuple[str, float] | None = None  # (target, when) of the last version that failed
+        self.reloads = 0
+        self.reload_failures = 0
+        self.last_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.index_dir.name
+
+    def current(self) -> IndexVersion:
+        """The version to answer from; starts loading a newer one when the link moved (at most every poll_s)."""
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self.poll_s
+            self.check()
+        return self._current
+
+    def _target(self) -> str | None:
+        try:
+            return os.path.realpath(self.index_dir)
+        except (OSError, ValueError):
+            return None
+
+    def check(self, wait: bool = False) -> bool:
+        """Start loading the version the link names if it is not the current one; True when one started.
+        wait=True loads in this thread and returns once it is swapped in (or failed)."""
+        target = self._target()
+        if target is None or Path(target) == self._current.folder or not os.path.isdir(target):
+            return False
+        if self._failed is not None and self._failed[0] == target and \
+                time.monotonic() - self._failed[1] < RETRY_FAILED_S:
+            return False
+        with self._lock:
+            if self._loading is not None and self._loading.is_alive():
+                if wait:
+                    self._loading.join()
+                return False
+            thread = threading.Thread(target=self._reload, args=(target,), name="slsearch-index-reload", daemon=True)
+            self._loading = thread
+            thread.start()
+        if wait:
+            thread.join()
+        return True
+
+    def _model_for(self, target: str) -> RetrievalModel | str | Path | None:
+        """The loaded model when the new version was built with the same checkpoint, else what to load."""
+        current = self._current.searcher.model
+        try:
+            with open(Path(target) / "index.json", "rb") as f:
+                wanted = json.loads(f.read(1 << 20).decode("utf-8"))["checkpoint"]["hash"]
+        except (OSError, ValueError, KeyError, TypeError):
+            wanted = None  # Searcher reads and checks it properly
+        return current if wanted in (None, current.hash) else self.model_arg
+
+    def _reload(self, target: str) -> None:
+        t0 = time.perf_counter()
+        try:
+            new = IndexVersion.load(self.index_dir, self._model_for(target), self.threads)
+        except (SlsearchError, OSError, ValueError, RuntimeError, MemoryError) as e:
+            self.reload_failures += 1
+            self.last_error = str(e).replace(str(self.index_dir), self.name)
+            self._failed = (target, time.monotonic())
+            log.warning("index %s: version %s not loaded, still answering from %s: %s", self.name,
+                        version_name(Path(target)), self._current.name, self.last_error)
+            return
+        old = self._current
+        if new.folder != old.folder:
+            self._current = new  # the swap: one reference assignment; requests hold the version they took
+            self.reloads += 1
+            self._failed = None
+            log.info("index %s: now answering from %s (%d clips; was %s), loaded in %.2f s", self.name, new.name,
+                     new.clips, old.name, time.perf_counter() - t0)
