@@ -153,6 +153,14 @@ class Searcher:
             if not path or not Path(path).exists():
                 raise SlsearchError(f"{index_dir}: the checkpoint it was built with ({path}) is not there; "
                                     "pass --model")
+            # a path an index folder names is untrusted: its weights must be the ones the index records
+            # before anything of it is loaded
+            from slsearch.models.checkpoint import WEIGHTS_FILE, file_hash
+
+            weights = Path(path) / WEIGHTS_FILE
+            if not weights.is_file() or file_hash(weights) != info["checkpoint"].get("hash"):
+                raise SlsearchError(f"{index_dir}: the checkpoint it names ({path}) does not hold the weights the "
+                                    "index was built with; pass --model with that checkpoint, or rebuild the index")
         return load_retrieval_model(path)  # an explicit path that is wrong fails here, naming that path
 
     def __len__(self) -> int:

@@ -109,7 +109,7 @@ class RankingPipeline:
         return score
 
     # --- scoring --------------------------------------------------------------------------------
-    def _stages(self, clips: ClipSide, texts: TextSide, score: str, candidates: int | None,
+    def cascade(self, clips: ClipSide, texts: TextSide, score: str, candidates: int | None,
                 progress: Progress | None, cico: np.ndarray | None = None,
                 directions: Sequence[str] = DIRECTIONS) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
         """(scores before the likelihood stage, the likelihood stage's raw scores or None) for each of
@@ -144,7 +144,7 @@ class RankingPipeline:
                      progress: Progress | None = None) -> dict[str, np.ndarray]:
         """{direction: (clips, texts) scores that rank each query's candidates as a search would}.
         `candidates`: re-rank only each query's global top-N, as a search does (None: every candidate)."""
-        stage, raw = self._stages(clips, texts, score, candidates, progress)
+        stage, raw = self.cascade(clips, texts, score, candidates, progress)
         if raw is None:
             return stage
         return {d: self.likelihood.combine(stage[d], raw[d], d) if d in raw else stage[d] for d in DIRECTIONS}
@@ -153,7 +153,7 @@ class RankingPipeline:
         """One query against its candidates (T2V: one sentence and N clips; V2T: one clip and N
         sentences) -> (candidate positions best first, their scores). Candidates the likelihood stage
         does not reach keep the previous stage's score."""
-        stage, raw = self._stages(clips, texts, score, None, None, directions=(direction,))
+        stage, raw = self.cascade(clips, texts, score, None, None, directions=(direction,))
         previous = stage[direction].ravel()
         if raw is not None and direction in raw:
             ordered = self.likelihood.combine(stage[direction], raw[direction], direction).ravel()
@@ -185,7 +185,7 @@ def fit_stages(model: RetrievalModel, clips: ClipSide, texts: TextSide, lexicon:
     if likelihood_depth:
         pipeline = RankingPipeline(model)
         below = "fused" if pipeline.lexicon is not None and clips.readings is not None else "cico"
-        stage, _ = pipeline._stages(clips, texts, below, None, None, cico=cico)
+        stage, _ = pipeline.cascade(clips, texts, below, None, None, cico=cico)
         likelihood = LikelihoodStage(depth=likelihood_depth)
         likelihood.fit(model.net, stage, clips.tokens, texts.texts)
         model.likelihood = likelihood
