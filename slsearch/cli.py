@@ -131,6 +131,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     """Show the defaults now: the workspace file (slsearch.toml), its model and its index."""
     from rich.table import Table
 
+    from slsearch.workspace import shown
     from slsearch.workspace import status as workspace_status
 
     data = workspace_status()
@@ -139,8 +140,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         return
     ws, m, i = data["workspace"], data["model"], data["index"]
     table = Table(title="slsearch status", show_header=False)
-    table.add_row("workspace", plain(ws["file"] + ("" if ws["exists"] else "  (not written yet: train, index "
-                                                                            "and demo write it)")))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("workspace", plain(shown(ws["file"]) + ("" if ws["exists"] else "  (not written yet: train, "
+                                                                                   "index and demo write it)")))
     for name, value in data["env"].items():
         table.add_row(plain(f"${name}"), plain(value))
 
@@ -148,10 +151,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         if d["path"] is None:
             return "none"
         state = "" if d["exists"] else "  NOT THERE"
-        return f"{d['path']}  (from {d['source']}){state}"
+        source = d["source"] if d["source"].startswith(("$", "--")) else shown(d["source"])
+        return f"{shown(d['path'])}  (from {source}){state}"
 
-    table.add_row("model", plain(where(m) if m["path"] or not m.get("translate_uses")
-                                 else f"none (translate uses the index's: {m['translate_uses']})"))
+    table.add_row("model", plain(where(m) if m["path"] or not m.get("falls_back_to")
+                                 else f"none (index and translate use the index's: {m['falls_back_to']})"))
     if m["hash"]:
         table.add_row("model hash", m["hash"])
     if m.get("problem"):
@@ -372,7 +376,8 @@ def _size(n: int) -> str:
 def index(
     paths: list[str] = typer.Argument(..., help="Folders of videos / frame folders / pose files, manifests, or files."),
     model: Optional[str] = typer.Option(None, "--model", help="Checkpoint folder (default: the workspace's "
-                                                              "model, the last one `train` or `demo` made)."),
+                                                              "model, the last one `train` or `demo` made; "
+                                                              "with --add the one the index was built with)."),
     out: Optional[str] = typer.Option(None, "--out", help="Index folder (default: indexes/NAME beside "
                                       "slsearch.toml, NAME the first folder or manifest; with --add the "
                                       "workspace's index)."),
@@ -388,9 +393,10 @@ def index(
     from rich.table import Table
 
     from slsearch.index.build import build_index
-    from slsearch.workspace import index_out, resolve_model
+    from slsearch.workspace import index_model, index_out
 
-    model, out = resolve_model(model), index_out(paths, out, add)
+    out = index_out(paths, out, add)
+    model = index_model(model, out, add)
     with progress_if(not as_json, transient=False) as progress:
         s = build_index(paths, model, out, add=add, index_type=index_type, max_memory=max_memory,
                         batch_size=batch_size, progress=progress)
@@ -446,13 +452,14 @@ def query(
 @app.command()
 def remove(
     ids: list[str] = typer.Argument(..., help="Clip ids to drop from the index."),
-    index_dir: str = typer.Option(..., "--index", help="Index folder."),
+    index_dir: Optional[str] = typer.Option(None, "--index", help="Index folder (default: the workspace's index)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Drop clips from an index without rebuilding it."""
     from slsearch.index.remove import remove_clips
+    from slsearch.workspace import resolve
 
-    s = remove_clips(index_dir, ids)
+    s = remove_clips(resolve("index", index_dir), ids)
     if as_json:
         print(json.dumps(s))
     else:
@@ -518,7 +525,7 @@ def _print_recall(report: dict) -> None:
     from rich.table import Table
 
     m, ks = report["metrics"], report["ks"]
-    table = Table(title=plain(f"retrieval ({report['score']} score, {report['count']} clips"
+    table = Table(title=plain(f"retrieval on {report['source']} ({report['score']} score, {report['count']} clips"
                               f"{', split ' + report['split'] if report['split'] else ''})"))
     for col in ["protocol", "direction", *[f"R@{k}" for k in ks], "MedR", "MeanR"]:
         table.add_column(col, justify="right" if col not in ("protocol", "direction") else "left")
@@ -584,7 +591,7 @@ def evaluate(
         raise SlsearchError(f"--recall takes comma-separated integers, got {recall!r}") from None
     if not ks or ks[0] <= 0:
         raise SlsearchError(f"--recall values must be positive, got {recall!r}")
-    from slsearch.workspace import resolve, resolve_model, shown
+    from slsearch.workspace import resolve, resolve_model
 
     if bleu:
         if not manifest:
@@ -601,9 +608,7 @@ def evaluate(
     elif index_dir or not (model or manifest):  # an index: --index, else the workspace's
         from slsearch.eval.retrieval import evaluate_index
 
-        index_dir = resolve("index", index_dir)
-        if not as_json:
-            err_console.print(plain(f"evaluating the index {shown(index_dir)}"), style="dim")
+        index_dir = resolve("index", index_dir)  # the table's title names it
         with progress_if(not as_json) as progress:
             report = evaluate_index(index_dir, ks, split=None if split == "all" else split, score=score,
                                     progress=progress, prefer_split=None if split else "test")
@@ -652,6 +657,39 @@ def demo(
 
         Path(json_out).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
         err_console.print(plain(f"wrote {json_out}"))
+
+
+@app.command()
+def serve(
+    index_dir: Optional[str] = typer.Option(None, "--index", help="Index folder (default: the workspace's "
+                                            "index, the last one `index` or `demo` built)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on: 127.0.0.1 is this machine only; "
+                                                         "0.0.0.0 every network interface."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint (default: the one index.json names)."),
+    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Largest clip upload accepted (413 above)."),
+) -> None:
+    """Serve an index over HTTP: the search page at /, the JSON API documented at /docs (Ctrl-C stops)."""
+    import logging
+
+    import uvicorn
+
+    from slsearch.serve.app import create_app
+    from slsearch.serve.limits import ServeSettings
+    from slsearch.workspace import resolve
+
+    if not 0 <= port <= 65535:
+        raise SlsearchError(f"--port must be between 0 and 65535, got {port}")
+    if not max_upload_mb > 0:
+        raise SlsearchError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    application = create_app(resolve("index", index_dir), model=model,
+                             settings=ServeSettings(max_upload_mb=max_upload_mb))
+    v = application.state.live.current()
+    shown_host = f"[{host}]" if ":" in host else host
+    err_console.print(plain(f"serving {application.state.live.index_dir} ({v.clips} clips, version {v.name}) at "
+                            f"http://{shown_host}:{port}/  (API docs: /docs; Ctrl-C stops)"), soft_wrap=True)
+    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
 
 
 def run() -> None:

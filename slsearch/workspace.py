@@ -274,6 +274,16 @@ def resolve_model(flag: str | Path | None = None, via_index: bool = False) -> Pa
     return resolve("model", flag, ws)
 
 
+def index_model(flag: str | Path | None, out: Path, add: bool) -> Path:
+    """`slsearch index`'s model: --model; with --add the one the index was built with (vectors of two
+    models cannot share an index) when it is still there; else the default model (as `translate`)."""
+    if add and (flag is None or str(flag) == "") and out.exists():
+        ckpt = _index_checkpoint(out)
+        if ckpt is not None and Path(ckpt).exists():
+            return Path(ckpt)
+    return resolve_model(flag, via_index=True)
+
+
 def _index_checkpoint(index_dir: Path) -> str | None:
     """The checkpoint path index.json records (read without loading the index)."""
     import json
@@ -358,6 +368,6 @@ def status() -> dict[str, Any]:
                          checkpoint_hash=ckpt.get("hash"),
                          matches_model=(ckpt.get("hash") == m["hash"]) if m["hash"] else None)
     if model is None and i.get("checkpoint"):
-        m["translate_uses"] = i["checkpoint"]  # what `translate` falls back to
+        m["falls_back_to"] = i["checkpoint"]  # what `translate` and `index` use then: the index's model
     out["model"], out["index"] = m, i
     return out

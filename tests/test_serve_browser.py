@@ -18,6 +18,7 @@ import shutil
 import socket
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -27,6 +28,9 @@ import pytest
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists()
                                                 else None)
+
+pytest.importorskip("selenium", reason="needs selenium (pip install -e '.[test]')")
+pytest.importorskip("fastapi", reason="needs the server's dependencies (fastapi, uvicorn)")
 
 pytestmark = [
     pytest.mark.slow,
@@ -166,8 +170,6 @@ def _search(driver, text: str) -> list[dict]:
 
 def _plays(driver, video, what: str) -> tuple[float, float]:
     """Start a <video> with a click, as a person would, and wait until its currentTime advances."""
-    from selenium.webdriver.common.by import By
-
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", video)
     _wait(driver, lambda d: d.execute_script("return arguments[0].readyState >= 1", video),
           f"{what}: metadata", timeout=20)
@@ -186,8 +188,6 @@ def _plays(driver, video, what: str) -> tuple[float, float]:
 def _drop_file(driver, path: Path, target_selector: str) -> None:
     """Drop a file on the page as a person would drag it in: a DataTransfer holding the file
     (read by chromedriver through a throwaway file input), dispatched as dragenter/dragover/drop."""
-    from selenium.webdriver.common.by import By
-
     helper = driver.execute_script("""
         const i = document.createElement('input'); i.type = 'file'; i.id = 'test-drop-source';
         i.style.display = 'none'; document.body.append(i); return i;""")
@@ -227,16 +227,35 @@ def test_search_page_in_a_real_browser(server, browser, tmp_path):
     assert box.get_attribute("id") == "q"
     assert d.find_element(By.CSS_SELECTOR, "label[for=q]").text
 
+    # Focus order: box, number of results, Search, the clip's target, the file button (visibly focused).
+    order = []
+    for _ in range(4):
+        d.switch_to.active_element.send_keys(Keys.TAB)
+        order.append(d.execute_script("const e = document.activeElement; return e.id || e.name"))
+    assert order == ["k", "search-button", "target", "file"], order
+    assert d.execute_script("return getComputedStyle(document.querySelector('.file-button')).outlineStyle") \
+        == "solid"
+    d.find_element(By.TAG_NAME, "body").send_keys("/")
+
     # Type a sentence, press Enter: ranked results, each with a clip, score, sentence and glosses.
     hits = _search(d, sentence)
     assert [h["heading"].split(".")[0] for h in hits] == [str(i) for i in range(1, len(hits) + 1)]
     scores = [float(h["score"]) for h in hits]
     assert scores == sorted(scores, reverse=True)
     assert all(h["kind"] in ("video", "skeleton") and h["src"] for h in hits)
-    assert all(h["glosses"] for h in hits)
+    api = json.loads(urllib.request.urlopen(f"{base}/api/search?q={urllib.parse.quote(sentence)}&k=10").read())
+    assert [h["id"] for h in hits] == [h["id"] for h in api["results"]]
+    for shown, hit in zip(hits, api["results"]):  # score, sentence and gloss reading, as the API says
+        assert shown["score"] == f"{hit['score']:.3f}"
+        assert (hit["text"] or hit["id"]) in shown["heading"]
+        assert shown["glosses"] == (hit["glosses"] or "none (this model reads no glosses)")
+        assert shown["src"].startswith(base + hit["media_url"])
     assert hits[0]["id"] == VIDEO_ID and sentence in hits[0]["heading"], hits[:3]
     assert "?q=" in d.current_url and "morgen" in d.current_url  # the search is in the URL
     assert d.execute_script("return document.activeElement.id") == "q"  # focus stays in the box
+    _wait(d, lambda d: d.execute_script(  # every clip has a picture (skeleton previews are drawn on demand)
+        "return Array.from(document.querySelectorAll('#results video')).every(v => v.readyState >= 2)"),
+        "every result's first frame")
     d.save_screenshot(str(tmp_path / "results.png"))
 
     # The first clip plays (a real video: from its start, stopping at its end).
@@ -278,7 +297,22 @@ def test_search_page_in_a_real_browser(server, browser, tmp_path):
     _wait(d, lambda d: "Clips like" in d.find_element(By.ID, "results-heading").text, "similar clips")
     assert _hits(d)[0]["id"] == pose_clip.id
 
-    # An error is the server's one sentence, in the alert region.
+    # Translate a clip: the sentence, and the gloss reading where the model has one.
+    d.find_element(By.CSS_SELECTOR, "input[name=target][value=translate]").click()
+    d.find_element(By.ID, "file").send_keys(str(pose_clip.path))
+    _wait(d, lambda d: d.find_element(By.ID, "translation").is_displayed(), "a translation")
+    assert d.find_element(By.ID, "translation-heading").text == f"Translation of {Path(pose_clip.path).name}"
+    assert d.switch_to.active_element.get_attribute("id") == "translation-heading"
+    assert not d.find_element(By.ID, "results-section").is_displayed()
+
+    # An error is the server's one sentence, in the alert region; nothing stale stays shown.
+    not_a_clip = tmp_path / "notes.txt"
+    not_a_clip.write_text("not a clip")
+    d.find_element(By.ID, "file").send_keys(str(not_a_clip))
+    alert = _wait(d, lambda d: d.find_element(By.ID, "error").text, "an error for a text file")
+    assert alert.endswith(".") and "{" not in alert and len(alert.splitlines()) == 1, alert
+    assert not d.find_element(By.ID, "translation").is_displayed()
+
     d.get(base + "/?q=" + "x" * 5000)
     alert = _wait(d, lambda d: d.find_element(By.ID, "error").text, "an error message")
     assert d.find_element(By.ID, "error").get_attribute("role") == "alert"

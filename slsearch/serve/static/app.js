@@ -171,19 +171,28 @@
       facts.append(row);
     };
     add("Score", score(hit.score), "score");
-    add("Gloss reading", glossText(hit.glosses), "glosses");
+    add("Gloss reading", glossText(hit.glosses) || "none (this model reads no glosses)",
+      hit.glosses ? "glosses" : "glosses missing");
     add("Clip", hit.id, "clip-id");
     if (typeof hit.start === "number" || typeof hit.end === "number") {
       add("Segment", `${seconds(hit.start || 0)} – ${typeof hit.end === "number" ? seconds(hit.end) : "end"}`);
     }
-    if (hit.media_kind === "skeleton") add("Media", "skeleton preview (pose-only clip)");
+    if (hit.media_kind === "skeleton") add("Media", "skeleton preview");
     article.append(facts);
     item.append(article);
     return item;
   }
 
+  // After an error nothing stale stays on the page: only the error is shown.
+  function clearShown() {
+    translation.hidden = true;
+    resultsSection.hidden = true;
+    resultsList.replaceChildren();
+  }
+
   function renderResults(data, heading) {
     translation.hidden = true;
+    resultsSection.hidden = false;
     resultsList.replaceChildren();
     const hits = Array.isArray(data.results) ? data.results : [];
     for (const hit of hits) resultsList.append(renderHit(hit));
@@ -197,7 +206,7 @@
 
   function renderTranslation(data, name) {
     resultsList.replaceChildren();
-    resultsHeading.textContent = "Results";
+    resultsSection.hidden = true;
     translation.hidden = false;
     $("translation-heading").textContent = `Translation of ${name}`;
     $("translation-text").textContent = data.translation || "(empty translation)";
@@ -215,21 +224,31 @@
     return K_CHOICES.includes(kSelect.value) ? kSelect.value : "10";
   }
 
+  // One request of the page: a failure shows the server's sentence in place of the results, and the
+  // busy state ends with the latest request (an older one's answer arriving late changes nothing).
+  async function request(mine, work, after) {
+    try {
+      await work();
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      statusLine.textContent = "";
+      clearShown();
+      showError(err.message);
+    } finally {
+      if (mine === generation) setBusy(false);
+      if (after) after();
+    }
+  }
+
   async function searchText(q, k) {
     const mine = ++generation;
     clearError();
     setBusy(true, `Searching for “${q}”…`);
-    try {
+    await request(mine, async () => {
       const data = await call(`/api/search?q=${encodeURIComponent(q)}&k=${encodeURIComponent(k)}`);
       renderResults(data, `Clips for “${data.query !== undefined ? data.query : q}”`);
       document.title = `${q} – slsearch`;
-    } catch (err) {
-      if (err.name === "AbortError") return;
-      statusLine.textContent = "";
-      showError(err.message);
-    } finally {
-      if (mine === generation) setBusy(false);
-    }
+    });
   }
 
   // The URL says what is shown: /?q=...&k=... can be shared and reloaded.
@@ -239,7 +258,16 @@
     const k = params.get("k");
     if (k && K_CHOICES.includes(k)) kSelect.value = k;
     input.value = q;
-    if (q) searchText(q, currentK());
+    if (q) {
+      searchText(q, currentK());
+    } else {
+      generation += 1; // back to the empty page: an answer still on its way is not shown
+      if (inFlight) inFlight.abort();
+      setBusy(false, "");
+      clearError();
+      clearShown();
+      document.title = "slsearch";
+    }
   }
 
   form.addEventListener("submit", (event) => {
@@ -287,7 +315,7 @@
     if (window.location.search) history.pushState({}, "", "/");
     document.title = `${file.name} – slsearch`;
     setBusy(true, what === "translate" ? `Translating ${file.name}…` : `Searching with ${file.name}…`);
-    try {
+    await request(mine, async () => {
       if (what === "translate") {
         const data = await call("/api/translate", { method: "POST", body });
         renderTranslation(data, file.name);
@@ -298,14 +326,7 @@
         renderResults(data, what === "texts" ? `Sentences for ${file.name}` : `Clips like ${file.name}`);
         resultsHeading.focus();
       }
-    } catch (err) {
-      if (err.name === "AbortError") return;
-      statusLine.textContent = "";
-      showError(err.message);
-    } finally {
-      if (mine === generation) setBusy(false);
-      fileInput.value = ""; // the same file can be chosen again
-    }
+    }, () => { fileInput.value = ""; }); // the same file can be chosen again
   }
 
   fileInput.addEventListener("change", () => sendClip(fileInput.files && fileInput.files[0]));
@@ -347,13 +368,19 @@
       const response = await fetch("/api/stats");
       if (!response.ok) throw new Error(await errorSentence(response));
       const s = await response.json();
+      const num = (x) => (typeof x === "number" ? x.toLocaleString("en") : String(x));
       const parts = [];
-      const num = (x) => (typeof x === "number" ? x.toLocaleString("en") : x);
-      if (s.clips !== undefined) parts.push(`${num(s.clips)} clips`);
-      if (s.sentences !== undefined) parts.push(`${num(s.sentences)} sentences`);
-      if (s.version !== undefined && s.version !== null) parts.push(`index version ${s.version}`);
-      if (s.model) parts.push(`model ${s.model}`);
-      stats.textContent = parts.length ? `Index: ${parts.join(" · ")}.` : "Index statistics: none.";
+      if (typeof s.clips === "number") parts.push(`${num(s.clips)} clip${s.clips === 1 ? "" : "s"}`);
+      if (typeof s.sentences === "number") parts.push(`${num(s.sentences)} sentence${s.sentences === 1 ? "" : "s"}`);
+      if (s.media && typeof s.media === "object") {
+        const kinds = [["video", "with video"], ["skeleton", "pose only"], ["none", "without media"]]
+          .filter(([key]) => s.media[key]).map(([key, label]) => `${num(s.media[key])} ${label}`);
+        if (kinds.length) parts.push(kinds.join(", "));
+      }
+      if (typeof s.signers === "number" && s.signers) parts.push(`${num(s.signers)} signer${s.signers === 1 ? "" : "s"}`);
+      if (s.version) parts.push(`version ${s.version}`);
+      const name = s.index && s.index !== "index" ? `Index “${s.index}”` : "Index";
+      stats.textContent = parts.length ? `${name}: ${parts.join(" · ")}.` : `${name}: no statistics.`;
     } catch (err) {
       stats.textContent = `Index statistics are not available: ${err.message}`;
     }
