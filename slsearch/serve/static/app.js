@@ -4,18 +4,11 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const form = $("search-form");
-  const input = $("q");
-  const kSelect = $("k");
-  const button = $("search-button");
-  const fileInput = $("file");
-  const dropZone = $("drop-zone");
-  const errorBox = $("error");
-  const statusLine = $("status");
-  const resultsSection = $("results-section");
-  const resultsHeading = $("results-heading");
-  const resultsList = $("results");
-  const translation = $("translation");
+  // The page's elements, by id (index.html).
+  const [form, input, kSelect, button, fileInput, dropZone, errorBox, statusLine] =
+    ["search-form", "q", "k", "search-button", "file", "drop-zone", "error", "status"].map($);
+  const [resultsSection, resultsHeading, resultsList, translation] =
+    ["results-section", "results-heading", "results", "translation"].map($);
 
   const K_CHOICES = ["5", "10", "20", "50"];
   let inFlight = null; // the AbortController of the request now running
