@@ -204,7 +204,8 @@ def extract(
     """Extract MediaPipe Holistic poses (cached) from videos into .npz files and a manifest."""
     from slsearch.data.extract_corpus import extract_corpus
 
-    summary = extract_corpus(paths, out, workers=workers, fps=fps or None, progress=not as_json)
+    with progress_if(not as_json, transient=False) as progress:
+        summary = extract_corpus(paths, out, workers=workers, fps=fps or None, progress=progress)
     if as_json:
         print(json.dumps(summary.as_dict()))
     else:
@@ -335,8 +336,9 @@ def synth(
     from slsearch.data.synth import synthesize_corpus
 
     splits = [s.strip() for s in split.split(",") if s.strip()] if split else None
-    s = synthesize_corpus(corpus, out, splits=splits, limit=limit, seed=seed, difficulty=difficulty,
-                          workers=workers, progress=not as_json)
+    with progress_if(not as_json, transient=False) as progress:
+        s = synthesize_corpus(corpus, out, splits=splits, limit=limit, seed=seed, difficulty=difficulty,
+                              workers=workers, progress=progress)
     if as_json:
         print(json.dumps(s))
         return
@@ -404,6 +406,10 @@ def index(
     if as_json:
         print(json.dumps(s))
         return
+    for failed in s["failed"]:
+        err_console.print(labelled("skipped", "yellow", failed["reason"]), soft_wrap=True)
+    for note in s["notes"]:
+        err_console.print(labelled("note:", "yellow", note), soft_wrap=True)
     table = Table(title=plain(f"slsearch index {s['out']}"), show_header=False)
     for key in ("action", "clips_seen", "clips_added", "clips_unchanged", "clips_replaced", "failures",
                 "clips_total", "texts_total", "index_type", "factory", "search_params", "recall_at_10"):
@@ -521,6 +527,42 @@ def translate(
         raise typer.Exit(1)
 
 
+@app.command()
+def recognize(
+    paths: list[str] = typer.Argument(..., help="Video files, pose files, folders or manifests."),
+    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint folder with a gloss head (default: the "
+                                        "workspace's model, else its index's)."),
+    beam: int = typer.Option(5, "--beam", help="CTC prefix beam size, 1 = greedy."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
+) -> None:
+    """Read the glosses each clip signs (the gloss CTC head), with time spans and confidences."""
+    from rich.table import Table
+
+    from slsearch.rank import load_retrieval_model
+    from slsearch.recognition import recognize_paths
+    from slsearch.workspace import resolve_model
+
+    m = load_retrieval_model(resolve_model(model, via_index=True))
+    results, failures = recognize_paths(m.net, paths, beam=beam)
+    for line in failures:
+        err_console.print(labelled("skipped", "yellow", line), soft_wrap=True)
+    if as_json:
+        print(json.dumps({"recognitions": [r.to_dict() for r in results], "failures": failures, "beam": beam,
+                          "model": m.hash}, ensure_ascii=False))
+    else:
+        table = Table(title=f"slsearch recognize (beam {beam})")
+        with_ref = any(r.reference for r in results)
+        for col in ["id", "glosses", "spans (s) and confidence"] + (["reference"] if with_ref else []):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            spans = " ".join(f"{g}[{a:.2f}-{b:.2f} {c:.2f}]" for g, (a, b), c in
+                             zip(r.reading.glosses, r.reading.spans, r.reading.confidences))
+            table.add_row(plain(r.id), plain(r.glosses), plain(spans), *([plain(r.reference or "")] if with_ref else []))
+        console.print(table)
+    if not results:
+        raise typer.Exit(1)
+
+
 def _print_recall(report: dict) -> None:
     from rich.table import Table
 
@@ -557,6 +599,19 @@ def _print_bleu(report: dict) -> None:
     console.print(ex)
 
 
+def _print_wer(report: dict) -> None:
+    m = report["metrics"]
+    if m is None:
+        console.print(plain(f"no clip of {report['source']} could be read"))
+        return
+    console.print(plain(f"WER {m['wer']:.2f} % on {report['count']} clips of {report['source']} (beam "
+                        f"{report['beam']}): {m['substitutions']} substitutions, {m['deletions']} deletions "
+                        f"(DEL {m['del_rate']:.2f} %), {m['insertions']} insertions (INS {m['ins_rate']:.2f} %) "
+                        f"in {m['reference_glosses']} reference glosses"))
+    for line in report["failures"]:
+        err_console.print(labelled("skipped", "yellow", line), soft_wrap=True)
+
+
 @app.command("eval")
 def evaluate(
     index_dir: Optional[str] = typer.Option(None, "--index", help="Evaluate an index's clips that have text "
@@ -573,7 +628,10 @@ def evaluate(
                                         "lexicon), cico, lexical (the lexicon alone) or global (first-stage "
                                         "vectors). Default: the best the model has (full, fused, cico)."),
     bleu: bool = typer.Option(False, "--bleu", help="Translation quality instead: BLEU-1..4, chrF, ROUGE-L."),
-    beam: Optional[int] = typer.Option(None, "--beam", help="Beam size for --bleu (default: the model's, 4)."),
+    wer: bool = typer.Option(False, "--wer", help="Gloss recognition instead: WER with substitutions, deletions, "
+                             "insertions against the manifest's gloss column."),
+    beam: Optional[int] = typer.Option(None, "--beam", help="Beam size for --bleu (default: the model's, 4) or "
+                                       "the CTC beam for --wer (default 5, 1 = greedy)."),
     length_penalty: Optional[float] = typer.Option(None, "--length-penalty",
                                                    help="Length penalty for --bleu (default: the model's)."),
     no_repeat_ngram: Optional[int] = typer.Option(None, "--no-repeat-ngram",
@@ -593,7 +651,15 @@ def evaluate(
         raise SlsearchError(f"--recall values must be positive, got {recall!r}")
     from slsearch.workspace import resolve, resolve_model
 
-    if bleu:
+    if wer:
+        if not manifest:
+            raise SlsearchError("--wer needs --manifest FILE (clips with reference glosses)")
+        from slsearch.eval.recognition import evaluate_wer
+
+        report = evaluate_wer(resolve_model(model, via_index=True), manifest, beam=5 if beam is None else beam,
+                              split=None if split == "all" else split, limit=limit)
+        show = _print_wer
+    elif bleu:
         if not manifest:
             raise SlsearchError("--bleu needs --manifest FILE (clips with reference sentences)")
         from slsearch.eval.translation import evaluate_translation

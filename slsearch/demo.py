@@ -37,7 +37,8 @@ def _corpus(workdir: Path, limit: int | None, progress: bool) -> Path:
     if done.exists():
         console.print(plain(f"corpus already in {folder}: reused"))
         return folder
-    s = synthesize_corpus("demo", folder, limit=limit, progress=progress)
+    with progress_if(progress) as bars:
+        s = synthesize_corpus("demo", folder, limit=limit, progress=bars)
     console.print(plain(f"{s['clips']} clips ({', '.join(f'{k} {v}' for k, v in sorted(s['splits'].items()))}), "
                         f"{s['frames']} frames in {s['seconds']:.0f} s -> {folder}"))
     return folder

@@ -43,11 +43,12 @@ def translate_paths(model, paths: Sequence[str | Path], settings=None, max_len: 
     checkpoint's own are `RetrievalModel.decode`). Returns (translations, failure lines)."""
     from slsearch.models.translator import translate
 
-    clips = collect_clips(paths)
+    skipped: list[SlsearchError] = []  # what folder scans left out (special files, links leaving the folder)
+    clips = collect_clips(paths, skipped=skipped)
     if not clips:
         raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}")
     ok: list[tuple[Clip, np.ndarray]] = []
-    failures: list[str] = []
+    failures: list[str] = [str(e) for e in skipped]
     for clip in clips:
         try:
             seq = load_pose(clip)

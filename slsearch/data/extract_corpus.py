@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from slsearch.console import err_console, labelled, progress_bar
 from slsearch.data.extract import ExtractResult, RateTracker, extract_many
 from slsearch.data.manifest import POSE_EXTENSIONS, Clip, collect_clips, write_manifest
 from slsearch.data.pose_files import DEFAULT_FPS, MAX_FPS, MIN_FPS, read_npz, save_pose_npz
 from slsearch.data.poses import load_pose
 from slsearch.errors import InputError, SlsearchError
+from slsearch.progress import Progress, track
 
 _MAX_PART = 100  # characters of one path part of an output name (file systems allow 255 bytes)
 
@@ -80,12 +80,13 @@ def output_names(ids: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
 
 def extract_corpus(paths: Sequence[str | Path], out: str | Path, workers: int | None = None,
                    fps: float | None = DEFAULT_FPS, cache_dir: str | Path | None = None,
-                   progress: bool = True) -> BatchSummary:
+                   progress: Progress | None = None) -> BatchSummary:
     """Write `out/<id>.npz` for every clip found in `paths` and `out/manifest.jsonl` for those that worked.
 
     The file name is the clip id made safe for file systems, with a short hash when that changed it
     (see `output_names`); the manifest maps ids to files. A clip that cannot be read, and whatever a
-    folder scan skipped (special files, symlinks that leave the folder), is one line in the summary.
+    folder scan skipped (special files, symlinks that leave the folder), is one line in the summary's
+    `failures` (nothing is printed here: the caller shows them). `progress` hears each clip (None: silent).
     """
     out = Path(out)
     t0 = time.perf_counter()
@@ -93,54 +94,50 @@ def extract_corpus(paths: Sequence[str | Path], out: str | Path, workers: int | 
         raise SlsearchError(f"frame rate {fps:g} is not sensible (use {MIN_FPS:g} to {MAX_FPS:g} frames per second)")
     skipped: list[InputError] = []
     clips = collect_clips(paths, skipped=skipped)
-    for e in skipped:
-        err_console.print(labelled("skipped", "yellow", e), soft_wrap=True)
-    if not clips:
+    if not clips:  # no summary to carry what was skipped: the error names it
         raise InputError(", ".join(map(str, paths)), "no videos, frame folders or pose files found"
-                         + (f" ({len(skipped)} skipped)" if skipped else ""))
+                         + (f" ({len(skipped)} skipped: {'; '.join(map(str, skipped))})" if skipped else ""))
     names, refused = output_names([c.id for c in clips])
     summary = BatchSummary(total=len(clips) + len(skipped), failures=[str(e) for e in skipped])
     written: list[Clip] = []
     is_pose_file = [c.path is not None and Path(c.path).suffix.lower() in POSE_EXTENSIONS for c in clips]
     rate = RateTracker()
-    with progress_bar(transient=not progress) as bar:
-        task = bar.add_task("extracting poses", total=len(clips), rate="", visible=progress)
+    advance = track(progress, "extracting poses", len(clips))
 
-        def finish(clip: Clip, seq=None, error: str | None = None, cached: bool = False) -> None:
-            if error:
-                summary.failures.append(error)
-                err_console.print(labelled("skipped", "yellow", error), soft_wrap=True)
-            else:
-                target = out / f"{names[clip.id]}.npz"
-                save_pose_npz(target, seq.data, seq.fps)
-                written.append(Clip(id=clip.id, path=target, text=clip.text, gloss=clip.gloss, split=clip.split,
-                                    signer=clip.signer, num_frames=seq.frames, extra=dict(clip.extra)))
-                summary.ok += 1
-                summary.cached += int(cached)
-                summary.frames += seq.frames
-            bar.update(task, advance=1, rate=rate.add(seq.frames if seq is not None else 0))
+    def finish(clip: Clip, seq=None, error: str | None = None, cached: bool = False) -> None:
+        if error:
+            summary.failures.append(error)
+        else:
+            target = out / f"{names[clip.id]}.npz"
+            save_pose_npz(target, seq.data, seq.fps)
+            written.append(Clip(id=clip.id, path=target, text=clip.text, gloss=clip.gloss, split=clip.split,
+                                signer=clip.signer, num_frames=seq.frames, extra=dict(clip.extra)))
+            summary.ok += 1
+            summary.cached += int(cached)
+            summary.frames += seq.frames
+        advance(1, rate.add(seq.frames if seq is not None else 0))
 
-        for clip in clips:
-            if clip.id in refused:
-                finish(clip, error=f"{clip.path or clip.id}: {refused[clip.id]}")
-        for clip, pose_file in zip(clips, is_pose_file):
-            if pose_file and clip.id not in refused:
-                try:
-                    finish(clip, load_pose(clip, fps=fps))
-                except SlsearchError as e:
-                    finish(clip, error=str(e))
-                except OSError as e:  # permissions and the like: this file only, the batch goes on
-                    finish(clip, error=f"{clip.path}: cannot be read ({e.strerror or e})")
+    for clip in clips:
+        if clip.id in refused:
+            finish(clip, error=f"{clip.path or clip.id}: {refused[clip.id]}")
+    for clip, pose_file in zip(clips, is_pose_file):
+        if pose_file and clip.id not in refused:
+            try:
+                finish(clip, load_pose(clip, fps=fps))
+            except SlsearchError as e:
+                finish(clip, error=str(e))
+            except OSError as e:  # permissions and the like: this file only, the batch goes on
+                finish(clip, error=f"{clip.path}: cannot be read ({e.strerror or e})")
 
-        def on_video(r: ExtractResult) -> None:
-            if r.error:
-                finish(r.clip, error=r.error)
-            else:
-                finish(r.clip, read_npz(r.cache_file), cached=r.cached)
+    def on_video(r: ExtractResult) -> None:
+        if r.error:
+            finish(r.clip, error=r.error)
+        else:
+            finish(r.clip, read_npz(r.cache_file), cached=r.cached)
 
-        videos = [c for c, pf in zip(clips, is_pose_file) if not pf and c.id not in refused]
-        if videos:
-            extract_many(videos, workers=workers, fps=fps, cache_dir=cache_dir, on_result=on_video)
+    videos = [c for c, pf in zip(clips, is_pose_file) if not pf and c.id not in refused]
+    if videos:
+        extract_many(videos, workers=workers, fps=fps, cache_dir=cache_dir, on_result=on_video)
     order = {c.id: i for i, c in enumerate(clips)}
     if written:
         write_manifest(sorted(written, key=lambda c: order[c.id]), out / "manifest.jsonl")

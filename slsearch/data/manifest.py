@@ -363,7 +363,7 @@ def scan_folder(folder: str | Path, skipped: list[InputError] | None = None) -> 
     """Every video, pose file and frame folder below `folder`, as Clips without text.
 
     Unknown files are skipped silently: a folder of videos usually holds other things too. Skipped
-    with a line (an InputError "path: reason" appended to `skipped`, or printed when it is None): media
+    with a line (an InputError "path: reason" appended to `skipped`; dropped when it is None): media
     files that are not regular files (FIFOs, devices, sockets), names that are not valid Unicode,
     symlinks that lead out of `folder` (nothing outside the folder the user named is read; name the
     target itself to include it), broken symlinks, folders that cannot be listed, and symlinks to a
@@ -381,13 +381,8 @@ def scan_folder(folder: str | Path, skipped: list[InputError] | None = None) -> 
     links: list[Path] = []  # symlinks inside the folder, followed after the rest
 
     def skip(p: Path, reason: str) -> None:
-        error = InputError(p, reason)
-        if skipped is not None:
-            skipped.append(error)
-        else:
-            from slsearch.console import err_console, labelled
-
-            err_console.print(labelled("skipped", "yellow", error), soft_wrap=True)
+        if skipped is not None:  # the caller reports them (a library never prints)
+            skipped.append(InputError(p, reason))
 
     def named(p: Path, is_file: bool) -> str | None:
         """The clip id of `p`, or None (skipped with a line) when its name is not valid Unicode."""
@@ -470,7 +465,7 @@ def collect_clips(paths: Iterable[str | Path], text_field: str | None = None,
     """Manifests, folders and single files -> one list of Clips (ids must be unique across all).
 
     What folder scans skip (special files, symlinks leaving the folder, loops) is appended to
-    `skipped` as InputErrors ("path: reason"), or printed when it is None (see scan_folder).
+    `skipped` as InputErrors ("path: reason"), dropped when it is None (see scan_folder).
     """
     clips: list[Clip] = []
     for p in map(Path, paths):

@@ -21,7 +21,6 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from slsearch.console import err_console, labelled
 from slsearch.data.manifest import VIDEO_EXTENSIONS, Clip, collect_clips
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
@@ -141,10 +140,7 @@ def _new_index(vectors: np.ndarray, ids: np.ndarray, index_type: str | None, bud
     n, dim = vectors.shape
     spec: IndexSpec = spec_for_type(index_type, n, dim, budget) if index_type else choose_index(n, dim, budget)[0]
     index = faiss_index.build(spec, vectors, ids)
-    tuning = faiss_index.tune(index, spec, vectors, ids)
-    if not tuning["reached"]:
-        err_console.print(labelled("warning:", "yellow", f"{what}: {spec.factory} reaches recall@10 "
-                                   f"{tuning['recall_at_10']:.3f} at best (target {tuning['target']})"))
+    tuning = faiss_index.tune(index, spec, vectors, ids)  # the summary notes a missed target
     info = {"index_type": spec.kind, "factory": spec.factory, "reason": spec.reason,
             "build_params": spec.build_params, "search_params": tuning["params"], "tuning": tuning,
             "gpu": faiss_index.gpu_available()}
@@ -212,11 +208,6 @@ def _texts_collection(model, clip_rows: list[dict[str, Any]], prev: Collection |
     return Collection(index, pa.Table.from_pylist(rows, schema=TEXT_SCHEMA), writer.token_files("texts"), info)
 
 
-def _print_failures(failures: dict[str, Failure]) -> None:
-    for f in failures.values():
-        err_console.print(labelled("skipped", "yellow", f.line()), soft_wrap=True)  # names the user's file
-
-
 def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: str | Path, add: bool = False,
                 index_type: str | None = None, max_memory: int | str | None = None,
                 batch_size: int = EMBED_BATCH, progress: Progress | None = None, model: Any = None) -> dict[str, Any]:
@@ -238,10 +229,8 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
     skipped: list[InputError] = []  # what folder scans left out (special files, symlinks leaving the folder)
     clips = collect_clips(paths, skipped=skipped)
     if not clips:
-        if skipped:
-            _print_failures({str(i): Failure(e.path, e.reason) for i, e in enumerate(skipped)})
         raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}"
-                            + (f" ({len(skipped)} skipped)" if skipped else ""))
+                            + (f" ({len(skipped)} skipped: {'; '.join(str(e) for e in skipped[:3])})" if skipped else ""))
     out = Path(out)
     if not add:  # refuse an impossible memory budget or index type before embedding anything
         _ = (spec_for_type(index_type, len(clips), net.embed_dim, budget) if index_type
@@ -272,11 +261,11 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
             writer.keep_token_files("texts", prev.texts.token_files if prev.texts else [])
         segment, seg_writer = writer.new_token_segment("clips", net.token_dim)
         rows, vectors = _embed_clips(net, todo, seg_writer, segment, failures, progress, batch_size)
-        _print_failures(failures)
+        notes: list[str] = []  # for the summary: what the user should know (the CLI shows them)
         if not rows and prev is None:
             raise SlsearchError(f"none of the {len(clips)} clips could be indexed ({len(failures)} failed)")
         if not rows:  # nothing new: leave the index as it is
-            return _summary(out, "add", clips, 0, unchanged, 0, failures, prev, t0)
+            return _summary(out, "add", clips, 0, unchanged, 0, failures, prev, t0, notes)
 
         next_id = prev.clips.next_id if prev is not None else 0
         ids = np.arange(next_id, next_id + len(rows), dtype=np.int64)
@@ -292,8 +281,8 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
                 index = faiss_index.remove(index, replaced)
             faiss_index.add(index, vectors, ids)
             if info["index_type"] == "flat" and index.ntotal >= 10 * FLAT_MAX_VECTORS:
-                err_console.print(labelled("note:", "yellow", f"{out} has grown to {index.ntotal} clips; "
-                                           "a rebuild (without --add) would choose a faster index type"))
+                notes.append(f"{out} has grown to {index.ntotal} clips; a rebuild (without --add) would choose a "
+                             "faster index type")
         else:
             old_rows, replaced = [], np.zeros(0, np.int64)
             index, info = _new_index(vectors, ids, index_type, budget, "clips")
@@ -316,20 +305,27 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         }
         if meta_info["created"] is None:
             del meta_info["created"]
+        for what, coll in (("clips", clips_coll), ("texts", texts)):
+            tuning = (coll.info.get("tuning") or {}) if coll is not None else {}
+            if tuning and not tuning.get("reached", True):
+                notes.append(f"{what}: {coll.info.get('factory')} reaches recall@10 {tuning['recall_at_10']:.3f} at "
+                             f"best (target {tuning['target']})")
         writer.commit(meta_info, clips_coll, texts)
     from slsearch.index.store import load_index
 
-    return _summary(out, action, clips, len(rows), unchanged, len(replaced), failures, load_index(out), t0)
+    return _summary(out, action, clips, len(rows), unchanged, len(replaced), failures, load_index(out), t0, notes)
 
 
 def _summary(out: Path, action: str, clips: list[Clip], added: int, unchanged: int, replaced: int,
-             failures: dict[str, Failure], index: StoredIndex | None, t0: float) -> dict[str, Any]:
+             failures: dict[str, Failure], index: StoredIndex | None, t0: float,
+             notes: list[str]) -> dict[str, Any]:
     info = index.info if index is not None else {}
     clip_info = info.get("clips") or {}
     return {
         "out": str(out), "action": action, "clips_seen": len(clips), "clips_added": added,
         "clips_unchanged": unchanged, "clips_replaced": replaced, "failures": len(failures),
         "failed": [{"path": f.path, "reason": f.line()} for f in failures.values()],
+        "notes": notes,
         "clips_total": len(index.clips) if index is not None else 0,
         "texts_total": len(index.texts) if index is not None and index.texts is not None else 0,
         "index_type": clip_info.get("index_type"), "factory": clip_info.get("factory"),

@@ -27,6 +27,7 @@ from slsearch.data.synth.sentence import BASE_FPS, Variation, sign_sentence
 from slsearch.data.synth.signer import Signer
 from slsearch.data.synth.weather import weather_sentences
 from slsearch.errors import InputError, SlsearchError
+from slsearch.progress import Progress, track
 
 SPLITS = ("train", "dev", "test")
 DEMO_SENTENCES = 2200  # distinct sentences of the demo corpus
@@ -148,9 +149,10 @@ def _safe_name(clip_id: str) -> str:
 
 def synthesize_corpus(corpus: str | Path, out_dir: str | Path, splits: Iterable[str] | None = None,
                       limit: int | None = None, seed: int = 0, difficulty: float = 1.0, workers: int | None = None,
-                      lexicon_seed: int = 0, progress: bool = True) -> dict:
+                      lexicon_seed: int = 0, progress: Progress | None = None) -> dict:
     """Render a corpus to out_dir: poses/<split>/<id>.npz, manifest.jsonl (all clips) and
-    <split>.jsonl per split. `limit` keeps the first N clips of each split.
+    <split>.jsonl per split. `limit` keeps the first N clips of each split. `progress` hears each clip
+    rendered (None: silent).
 
     Returns a summary: clips, frames, seconds, clips_per_second, manifest, splits.
     """
@@ -186,27 +188,25 @@ def synthesize_corpus(corpus: str | Path, out_dir: str | Path, splits: Iterable[
             "manifest": str(manifest), "splits": by_split}
 
 
-def _run_jobs(jobs: list, workers: int, seed: int, lexicon_seed: int, difficulty: float, progress: bool) -> list[int]:
+def _run_jobs(jobs: list, workers: int, seed: int, lexicon_seed: int, difficulty: float,
+              progress: Progress | None) -> list[int]:
     """Render all jobs (in order of `jobs`), in a process pool when workers > 1."""
-    from slsearch.console import progress_bar
-
     frames = [0] * len(jobs)
-    with progress_bar(transient=not progress) as bar:
-        task = bar.add_task("synthesising", total=len(jobs), rate="", visible=progress)
-        t0 = time.perf_counter()
+    advance = track(progress, "synthesising", len(jobs))
+    t0 = time.perf_counter()
 
-        def tick(done: int) -> None:
-            bar.update(task, completed=done, rate=f"{done / max(time.perf_counter() - t0, 1e-9):.0f} clips/s")
+    def tick(done: int) -> None:
+        advance(1, f"{done / max(time.perf_counter() - t0, 1e-9):.0f} clips/s")
 
-        if workers == 1:
-            _init_worker(seed, lexicon_seed, difficulty)
-            for i, job in enumerate(jobs):
-                frames[i] = _render_one(job)
-                tick(i + 1)
-            return frames
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(seed, lexicon_seed, difficulty)) as pool:
-            for i, n in enumerate(pool.imap(_render_one, jobs, chunksize=8)):
-                frames[i] = n
-                tick(i + 1)
+    if workers == 1:
+        _init_worker(seed, lexicon_seed, difficulty)
+        for i, job in enumerate(jobs):
+            frames[i] = _render_one(job)
+            tick(i + 1)
+        return frames
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(seed, lexicon_seed, difficulty)) as pool:
+        for i, n in enumerate(pool.imap(_render_one, jobs, chunksize=8)):
+            frames[i] = n
+            tick(i + 1)
     return frames
