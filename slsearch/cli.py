@@ -428,19 +428,25 @@ def query(
     video: Optional[str] = typer.Option(None, "--video", help="Search with a clip: its sentences (or --clips)."),
     clips: bool = typer.Option(False, "--clips", help="With --video: return similar clips instead of sentences."),
     queries: Optional[str] = typer.Option(None, "--queries", help="File with one text query per line (batched)."),
+    gloss: Optional[str] = typer.Option(None, "--gloss", help="Search clips by gloss sequence, e.g. \"MORGEN "
+                                        "REGEN\": ranked by their gloss readings (models with a gloss head)."),
     candidates: int = typer.Option(100, "--candidates", help="FAISS candidates re-ranked with the CiCo score "
                                    "(fused with the gloss lexicon's, for models that have one)."),
     model: Optional[str] = typer.Option(None, "--model", help="Checkpoint (default: the one index.json names)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
-    """Search an index with text (T2V) or with a clip (V2T, or V2V with --clips)."""
+    """Search an index with text (T2V), with a clip (V2T, or V2V with --clips) or with glosses (G2V, --gloss)."""
     from rich.table import Table
 
     from slsearch.index.search import query_index
     from slsearch.workspace import resolve
 
     answers = query_index(resolve("index", index_dir), text=text, video=video, queries_file=queries, k=k,
-                          n_candidates=candidates, clips=clips, model=model)
+                          n_candidates=candidates, clips=clips, model=model, glosses=gloss)
+    for a in answers:
+        if a.get("unknown_glosses"):
+            err_console.print(labelled("note:", "yellow", "glosses the model does not know, left out: "
+                                       + " ".join(a["unknown_glosses"])), soft_wrap=True)
     if as_json:
         print(json.dumps(answers if len(answers) > 1 or queries else answers[0], ensure_ascii=False))
         return
@@ -756,6 +762,34 @@ def serve(
     err_console.print(plain(f"serving {application.state.live.index_dir} ({v.clips} clips, version {v.name}) at "
                             f"http://{shown_host}:{port}/  (API docs: /docs; Ctrl-C stops)"), soft_wrap=True)
     uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+@app.command()
+def manifest(
+    paths: list[str] = typer.Argument(..., help="Folders of videos (or pose files), or single files."),
+    subtitles: bool = typer.Option(True, "--subtitles", help="One row per subtitle cue (talk.mp4 + talk.srt, "
+                                   "talk.vtt, talk.ass or talk.de.srt beside it); the only mode so far."),
+    shift: float = typer.Option(0.0, "--shift", help="Seconds added to every cue (interpreters sign after the "
+                                "speech: a positive shift moves cues later)."),
+    min_duration: float = typer.Option(0.0, "--min-duration", help="Drop cues shorter than this (seconds)."),
+    out: str = typer.Option("manifest.jsonl", "--out", help="The JSONL manifest to write."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Write a manifest of subtitle segments (id, path, start, end, text) for `index` and `train`."""
+    from slsearch.data.subtitles import subtitle_manifest
+
+    s = subtitle_manifest(paths, out=out, shift=shift, min_duration=min_duration)
+    if as_json:
+        print(json.dumps(s, ensure_ascii=False))
+        return
+    for failed in s["failed"]:
+        err_console.print(labelled("skipped", "yellow", failed["reason"]), soft_wrap=True)
+    for line in s["skipped"] + s["notes"]:
+        err_console.print(labelled("note:", "yellow", line), soft_wrap=True)
+    for path in s["without_subtitles"]:
+        err_console.print(labelled("no subtitles:", "yellow", path), soft_wrap=True)
+    console.print(plain(f"wrote {s['out']}: {s['segments']} segments from {s['with_subtitles']} of "
+                        f"{s['media']} videos (shift {s['shift']:+g} s)"), soft_wrap=True)
 
 
 def run() -> None:

@@ -7,6 +7,7 @@ anything opens it. Folder scans (manifest.scan_folder) use `kind` to skip such f
 
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 import stat
@@ -44,3 +45,18 @@ def check_regular_file(path: str | Path) -> Path:
     if what is not None:
         raise InputError(path, f"not a regular file ({what})")
     return Path(path)
+
+
+def read_utf8(path: Path, what: str) -> str:
+    """A text file users write (a manifest, subtitles) as UTF-8, a leading byte-order mark dropped;
+    InputError naming the first line that is not UTF-8 (or what the path is, when not a regular file)."""
+    data = check_regular_file(path).read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(path, f"line {line} is not UTF-8 text (byte 0x{data[e.start]:02x}); "
+                               f"save the {what} as UTF-8") from None
+

@@ -11,7 +11,6 @@ of the wrong type or size) is refused with an InputError naming the file, the li
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
@@ -20,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from slsearch.data.files import check_regular_file, kind
+from slsearch.data.files import check_regular_file, kind, read_utf8
 from slsearch.errors import InputError
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".mkv", ".avi"}
@@ -189,16 +188,7 @@ def clip_from_row(row: dict[str, Any], base: Path, source: Path, index: int, tex
 
 
 def _decode(path: Path) -> str:
-    """The manifest's text (UTF-8, a leading byte-order mark dropped); InputError naming the first bad line."""
-    data = path.read_bytes()
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise InputError(path, f"line {line} is not UTF-8 text (byte 0x{data[e.start]:02x}); "
-                               "save the manifest as UTF-8") from None
+    return read_utf8(path, "manifest")
 
 
 Rows = list[tuple[str, dict[str, Any]]]  # (where in the file, e.g. "line 7"; the row's fields)

@@ -231,6 +231,30 @@ class Searcher:
                 order, scores = self.pipeline.rank("v2t", query, texts, self.score)
             return self._hits(searched, rows, order[:k], scores)
 
+    def search_glosses(self, glosses: str, k: int = 10) -> list[SearchHit]:
+        """A gloss sequence ("MORGEN REGEN") -> clips ranked by their stored gloss readings (G2V).
+
+        Glosses are upper-cased and split on whitespace; glosses the model's vocabulary lacks are dropped
+        (`split_gloss_query` names them; a query of only unknown glosses is an InputError). The score is
+        BM25 over the readings' gloss tokens times (1 + the share of the query's glosses that the reading
+        has in the query's order, their longest common subsequence): a reading that holds the query's
+        glosses in order ranks above one that holds them in another order. Ties go by index row.
+        """
+        _check_k(k, 1)
+        if self.readings is None:
+            raise InputError(self.index_dir, "the model of this index reads no glosses (no gloss head), so it "
+                                             "cannot be searched by gloss")
+        known, _ = split_gloss_query(glosses, self.model.net.config.glosses)
+        scores = self._gloss_scorer().scores(known)
+        order = np.lexsort((np.arange(len(scores)), -scores))[:k]  # score descending, then row
+        rows = np.arange(len(scores))
+        return self._hits(self.clips, rows, order, scores)
+
+    def _gloss_scorer(self) -> "GlossScorer":
+        if getattr(self, "_gloss_scorer_memo", None) is None:
+            self._gloss_scorer_memo = GlossScorer(self.readings.tolist())
+        return self._gloss_scorer_memo
+
     def _candidates(self, target: _Target, q_vectors: np.ndarray, k: int, n_candidates: int,
                     rerank: bool) -> list[tuple[np.ndarray, np.ndarray]]:
         """The first stage: per query, (meta rows of its FAISS candidates, their global scores)."""
@@ -264,6 +288,46 @@ class Searcher:
             priors = lexicon.lexicon.reading_priors(self.readings[np.array(todo)])
             self._reading_prior_memo.update(zip(todo, priors.tolist()))
         return np.array([self._reading_prior_memo[r] for r in rows.tolist()], np.float32)
+
+
+def split_gloss_query(glosses: str, vocabulary: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """A gloss query -> (its glosses the model knows, in order; the unknown ones, each once).
+
+    Upper-cased and split on whitespace. No known gloss at all is an InputError naming the unknown ones.
+    """
+    tokens = str(glosses).upper().split()
+    if not tokens:
+        raise InputError("--gloss", "empty gloss query")
+    vocab = set(vocabulary or ())
+    known = [g for g in tokens if not vocab or g in vocab]
+    unknown = list(dict.fromkeys(g for g in tokens if vocab and g not in vocab))
+    if not known:
+        raise InputError("--gloss", f"the model knows none of these glosses: {' '.join(unknown)}")
+    return known, unknown
+
+
+class GlossScorer:
+    """Scores gloss queries against every clip's gloss reading: BM25 (Okapi, the `rank_bm25` package,
+    k1=1.5, b=0.75) over gloss tokens, times (1 + LCS(query, reading) / len(query)) with the longest
+    common subsequence over tokens (rapidfuzz), so that order counts as much as BM25 itself."""
+
+    def __init__(self, readings: Sequence[str]):
+        from rank_bm25 import BM25Okapi
+
+        self.docs = [(r or "").split() for r in readings]
+        # BM25Okapi divides by the mean reading length: an index whose readings are all empty scores 0
+        self.bm25 = BM25Okapi(self.docs) if any(self.docs) else None
+
+    def scores(self, query: Sequence[str]) -> np.ndarray:
+        from rapidfuzz.distance import LCSseq
+
+        out = np.zeros(len(self.docs), np.float64)
+        if self.bm25 is None or not query:
+            return out.astype(np.float32)
+        bm25 = np.asarray(self.bm25.get_scores(list(query)), np.float64)
+        for i in np.flatnonzero(bm25 > 0):
+            out[i] = bm25[i] * (1.0 + LCSseq.similarity(list(query), self.docs[i]) / len(query))
+        return out.astype(np.float32)
 
 
 def _check_k(k: int, n_candidates: int) -> None:
@@ -300,14 +364,26 @@ def read_queries(path: str | Path) -> list[str]:
 
 def query_index(index_dir: str | Path, text: str | None = None, video: str | None = None,
                 queries_file: str | Path | None = None, k: int = 10, n_candidates: int = DEFAULT_CANDIDATES,
-                clips: bool = False, model: Any = None) -> list[dict[str, Any]]:
-    """What `slsearch query` does: one text, a file of texts (batched) or one video against an index.
+                clips: bool = False, model: Any = None, glosses: str | None = None) -> list[dict[str, Any]]:
+    """What `slsearch query` does: one text, a file of texts (batched), one video or one gloss sequence
+    against an index.
 
-    Returns one record per query: {"query", "mode" (t2v | v2t | v2v), "results": [hit dicts]}.
+    Returns one record per query: {"query", "mode" (t2v | v2t | v2v | g2v), "results": [hit dicts]};
+    a g2v record also has "unknown_glosses" (the query's glosses the model does not know, left out).
     """
-    given = [x is not None for x in (text, video, queries_file)]
+    given = [x is not None for x in (text, video, queries_file, glosses)]
     if sum(given) != 1:
-        raise SlsearchError("give exactly one of: a query text, --video CLIP or --queries FILE")
+        raise SlsearchError("give exactly one of: a query text, --video CLIP, --gloss GLOSSES or --queries FILE")
+    if glosses is not None:
+        _check_k(k, n_candidates)
+        searcher = Searcher(index_dir, model=model)
+        if searcher.readings is None:
+            raise InputError(index_dir, "the model of this index reads no glosses (no gloss head), so it cannot "
+                                        "be searched by gloss")
+        known, unknown = split_gloss_query(glosses, searcher.model.net.config.glosses)
+        hits = searcher.search_glosses(" ".join(known), k=k)
+        return [{"query": " ".join(str(glosses).upper().split()), "mode": "g2v", "unknown_glosses": unknown,
+                 "results": [h.to_dict() for h in hits]}]
     if text is not None:
         from slsearch.text import normalise_query
 

@@ -1,0 +1,90 @@
+"""Search by gloss (issue 17): `Searcher.search_glosses` and `slsearch query --gloss` rank clips by their
+stored gloss readings with BM25 over gloss tokens and an in-order bonus."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from slsearch.cli import app
+from slsearch.errors import InputError
+from slsearch.index.build import build_index
+from slsearch.index.search import GlossScorer, Searcher, query_index, split_gloss_query
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def gloss_index(tiny_corpus, tmp_path_factory):
+    """An index of the tiny gloss corpus built with a run that has the gloss head (as in test_lexicon)."""
+    from slsearch.training.loop import train
+
+    d = tmp_path_factory.mktemp("gloss-search")
+    train("tiny", *tiny_corpus, d / "run", overrides=["loss.lm_weight=0", "loss.gloss_weight=2.0", "train.epochs=12"],
+          progress=False)
+    build_index([tiny_corpus[0]], d / "run", d / "idx", progress=False)
+    return d / "idx"
+
+
+def test_scorer_ranks_in_order_above_reversed_and_exact_first():
+    scorer = GlossScorer(["G1 G2", "G2 G1", "G1 G2 G3", "G4 G5", ""])
+    s = scorer.scores(["G1", "G2"])
+    assert s[0] > s[2] > s[1] > 0 and s[3] == s[4] == 0  # exact, in order with more, reversed, none
+    assert GlossScorer(["", ""]).scores(["G1"]).tolist() == [0, 0]
+    assert split_gloss_query(" g1  G9 g1 G9", ["G1", "G2"]) == (["G1", "G1"], ["G9"])
+    with pytest.raises(InputError, match="G8 G9"):
+        split_gloss_query("g8 g9", ["G1"])
+
+
+def test_exact_reading_ranks_its_clip_first_and_order_matters(gloss_index):
+    s = Searcher(gloss_index)
+    readings = s.readings.tolist()
+    multi = [i for i, r in enumerate(readings) if len(r.split()) >= 2]
+    assert len(multi) >= 10
+    for i in multi:
+        hits = s.search_glosses(readings[i].lower(), k=5)  # lower case works: glosses are upper-cased
+        assert hits[0].glosses == readings[i] and hits[0].rank == 1
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # a reading and its reversal: the clip that has the query's order ranks above the reversed one
+    s.readings = np.array(readings + [" ".join(readings[multi[0]].split()[::-1])], dtype=object)
+    s.clips.labels = s.clips.labels + [("rev", None, None, s.readings[-1])]
+    s._gloss_scorer_memo = None
+    hits = s.search_glosses(readings[multi[0]], k=len(readings) + 1)
+    ids = [h.id for h in hits]
+    assert ids.index(s.clips.labels[multi[0]][0]) < ids.index("rev")
+    rev = s.search_glosses(s.readings[-1], k=len(readings) + 1)
+    assert [h.id for h in rev].index("rev") < [h.id for h in rev].index(s.clips.labels[multi[0]][0])
+    # deterministic: the same query gives the same ranking, ties by row
+    assert [h.to_dict() for h in s.search_glosses("G0", k=20)] == [h.to_dict() for h in s.search_glosses("G0", k=20)]
+
+
+def test_unknown_glosses_are_noted_and_all_unknown_is_an_error(gloss_index):
+    [a] = query_index(gloss_index, glosses="G1 NIXDA G2", k=3)
+    assert a["mode"] == "g2v" and a["unknown_glosses"] == ["NIXDA"] and len(a["results"]) == 3
+    assert a["results"] == query_index(gloss_index, glosses="g1 g2", k=3)[0]["results"]
+    r = runner.invoke(app, ["query", "--index", str(gloss_index), "--gloss", "G1 NIXDA G2", "-k", "3"])
+    assert r.exit_code == 0, r.output
+    assert "NIXDA" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "g2v: G1 NIXDA G2" in r.stdout and "glosses" in r.stdout
+    r = runner.invoke(app, ["query", "--index", str(gloss_index), "--gloss", "NIXDA GARNIX"])
+    assert r.exit_code == 2 and "NIXDA GARNIX" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_json_and_exactly_one_query(gloss_index):
+    r = runner.invoke(app, ["query", "--index", str(gloss_index), "--gloss", "G3 G4", "-k", "4", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["mode"] == "g2v" and out["query"] == "G3 G4" and out["unknown_glosses"] == []
+    assert [h["rank"] for h in out["results"]] == [1, 2, 3, 4] and all("glosses" in h for h in out["results"])
+    r = runner.invoke(app, ["query", "regen", "--index", str(gloss_index), "--gloss", "G3"])
+    assert r.exit_code == 2 and "exactly one" in r.stderr
+
+
+def test_index_without_readings_says_the_model_reads_no_glosses(tiny_corpus, tiny_checkpoint, tmp_path):
+    build_index([tiny_corpus[1]], tiny_checkpoint, tmp_path / "idx", progress=False)
+    assert Searcher(tmp_path / "idx").readings is None
+    with pytest.raises(InputError, match="reads no glosses"):
+        Searcher(tmp_path / "idx").search_glosses("G1")
+    r = runner.invoke(app, ["query", "--index", str(tmp_path / "idx"), "--gloss", "G1"])
+    assert r.exit_code == 2 and "reads no glosses" in r.stderr and len(r.stderr.strip().splitlines()) == 1
