@@ -453,10 +453,15 @@ def query(
     for a in answers:
         table = Table(title=plain(f"{a['mode']}: {a['query']}"))  # the user's words: never markup
         with_glosses = any(h.get("glosses") for h in a["results"])
-        for col in ("rank", "score", "id", "path", "text") + (("glosses",) if with_glosses else ()):
+        with_span = any(h.get("span") for h in a["results"])
+        for col in (("rank", "score", "id", "path") + (("span",) if with_span else ()) + ("text",)
+                    + (("glosses",) if with_glosses else ())):
             table.add_column(col, overflow="fold")
         for h in a["results"]:
-            row = [str(h["rank"]), f"{h['score']:.4f}", h["id"], h["path"] or "", h["text"] or ""]
+            row = [str(h["rank"]), f"{h['score']:.4f}", h["id"], h["path"] or ""]
+            if with_span:
+                row.append(f"{h['span'][0]:.1f}-{h['span'][1]:.1f} s" if h.get("span") else "")
+            row.append(h["text"] or "")
             table.add_row(*map(plain, row), *([plain(h.get("glosses") or "")] if with_glosses else []))
         console.print(table)
 

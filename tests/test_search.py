@@ -116,7 +116,9 @@ def test_cli_query_outputs(index_dir, clips, tmp_path):
     assert r.exit_code == 0, r.output
     answer = json.loads(r.stdout)
     assert answer["mode"] == "t2v" and len(answer["results"]) == 3
-    assert set(answer["results"][0]) == {"rank", "score", "id", "path", "text", "glosses"}
+    hit = answer["results"][0]
+    assert set(hit) == {"rank", "score", "id", "path", "text", "glosses", "span"}
+    assert hit["span"] is not None and 0 <= hit["span"][0] < hit["span"][1]  # where in the clip it matched
     table = runner.invoke(app, ["query", clips[2].text, "--index", str(index_dir), "-k", "2"])
     assert table.exit_code == 0 and "rank" in table.stdout and "score" in table.stdout
     qfile = tmp_path / "queries.txt"

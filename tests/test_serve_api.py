@@ -129,7 +129,9 @@ def test_text_search_returns_ranked_playable_clips(client, corpus):
     assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
     assert all(x["score"] >= y["score"] for x, y in zip(hits, hits[1:]))
     top = hits[0]
-    assert set(top) == {"rank", "score", "id", "text", "glosses", "start", "end", "media_url", "media_kind"}
+    assert set(top) == {"rank", "score", "id", "text", "glosses", "start", "end", "media_url", "media_kind", "span"}
+    # a skeleton preview is the clip alone: its span lies inside the clip's own seconds
+    assert isinstance(top["span"], list) and 0 <= top["span"][0] < top["span"][1]
     assert top["id"] == target.id and top["text"] == target.text
     assert top["media_kind"] == "skeleton" and top["media_url"] == f"/api/clips/{target.id}/media"
     assert top["start"] is None and top["end"] is None

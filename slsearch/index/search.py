@@ -21,8 +21,10 @@ import torch
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
 from slsearch.index.store import Collection, StoredIndex, TokenStore, load_index
+from slsearch.models.video_tower import TEMPORAL_STRIDE
 from slsearch.rank import ClipSide, RankingPipeline, RetrievalModel, TextSide, load_retrieval_model
 from slsearch.rank.cico import Ragged
+from slsearch.rank.span import match_span
 
 DEFAULT_CANDIDATES = 100  # FAISS top-N that the cascade re-ranks
 # One query is a few milliseconds of small matrix products: intra-op threads cannot speed that up,
@@ -56,6 +58,9 @@ class SearchHit:
     path: str | None
     text: str | None
     glosses: str | None = None  # a clip result's gloss reading (models with a gloss head), why it matched
+    # T2V hits: (start, end) seconds in the media file where the query matched best (slsearch.rank.span);
+    # None for V2T / V2V / gloss hits
+    span: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,8 +198,24 @@ class Searcher:
                                                        self.score)
                 else:
                     order, scores = np.argsort(-first, kind="stable"), first
-                results.append(self._hits(self.clips, rows, order[:k], scores))
+                hits = self._hits(self.clips, rows, order[:k], scores)
+                self._add_spans(hits, rows[order[:k]], enc.tokens[qi])
+                results.append(hits)
         return results[0] if single else results
+
+    def _add_spans(self, hits: list[SearchHit], rows: np.ndarray, query_tokens: np.ndarray) -> None:
+        """Give each T2V hit the seconds of its clip where the query matched (match_span on the top k only)."""
+        if not len(rows):
+            return
+        tokens = self.clips.tokens(rows)
+        coll = self.clips.coll
+        fps, duration = coll.column("fps")[rows], coll.column("duration")[rows]
+        starts = coll.column("start")[rows]
+        for hit, tok, f, d, s0 in zip(hits, tokens, fps, duration, starts):
+            if len(tok) == 0 or not f or not np.isfinite(float(f)):
+                continue
+            first, last = match_span(query_tokens, tok, self.pipeline.temperature)
+            hit.span = span_seconds(first, last, float(f), float(d), None if s0 is None else float(s0))
 
     def search_video(self, video: Any, k: int = 10, target: str = "texts", n_candidates: int = DEFAULT_CANDIDATES,
                      rerank: bool = True) -> list[SearchHit]:
@@ -288,6 +309,19 @@ class Searcher:
             priors = lexicon.lexicon.reading_priors(self.readings[np.array(todo)])
             self._reading_prior_memo.update(zip(todo, priors.tolist()))
         return np.array([self._reading_prior_memo[r] for r in rows.tolist()], np.float32)
+
+
+def span_seconds(first: int, last: int, fps: float, duration: float,
+                 start: float | None = None) -> tuple[float, float]:
+    """Clip tokens first..last (inclusive) -> (start, end) seconds in the media file: token i covers
+    frames [4i, 4i + 4) (the video tower's temporal stride) at `fps`, clamped to the clip's `duration`,
+    offset by `start` when the clip is a cut of a longer file (None or NaN for a whole file)."""
+    a = TEMPORAL_STRIDE * first / fps
+    b = TEMPORAL_STRIDE * (last + 1) / fps
+    if duration is not None and np.isfinite(duration) and duration > 0:
+        a, b = min(a, duration), min(b, duration)
+    offset = start if start is not None and np.isfinite(start) else 0.0
+    return round(offset + a, 3), round(offset + b, 3)
 
 
 def split_gloss_query(glosses: str, vocabulary: Sequence[str] | None) -> tuple[list[str], list[str]]:

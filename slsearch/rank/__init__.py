@@ -5,6 +5,7 @@
     cico.py              the CiCo stage (one query ragged, or a dense matrix)
     lexicon_stage.py     the gloss-lexicon stage (fusion with CiCo, fitted on dev)
     likelihood_stage.py  the decoder-likelihood stage (first `depth` candidates, fitted on dev)
+    span.py              match_span: where in a clip a text query matched (T2V hits' `span`)
 """
 
 from slsearch.rank.model import RetrievalModel, load_retrieval_model

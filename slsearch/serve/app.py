@@ -85,8 +85,18 @@ def create_app(index_dir: str | Path, model: RetrievalModel | str | Path | None 
             start, end = media_files.media_span(row, kind) if row else (None, None)
             out.append({"rank": h.rank, "score": h.score, "id": h.id, "text": h.text, "glosses": h.glosses,
                         "start": start, "end": end, "media_url": _media_url(h.id) if kind else None,
-                        "media_kind": kind})
+                        "media_kind": kind, "span": _hit_span(h, row, kind)})
         return out
+
+    def _hit_span(h, row, kind) -> list[float] | None:
+        """A T2V hit's matched seconds in its media: the file's seconds for a recorded video, the clip's
+        own seconds for a skeleton preview (drawn from the clip's frames alone); null otherwise."""
+        span = getattr(h, "span", None)
+        if span is None:
+            return None
+        offset = (row or {}).get("start") if kind == "skeleton" else None
+        offset = offset if isinstance(offset, (int, float)) and offset == offset else 0.0
+        return [max(0.0, span[0] - offset), max(0.0, span[1] - offset)]
 
     def answer(v: IndexVersion, query: str, mode: str, found, t0: float) -> dict[str, Any]:
         return {"query": query, "mode": mode, "results": hits(v, found), "version": v.name,

@@ -27,6 +27,9 @@ class Hit(BaseModel):
     media_url: Optional[str] = Field(description="Where the clip plays (GET, range requests), null without media.")
     media_kind: MediaKind = Field(description="video: the clip's own recording; skeleton: a drawing of a pose-only "
                                               "clip; null: no media.")
+    span: Optional[list[float]] = Field(None, description="Text searches: [start, end] seconds in the media where "
+                                                          "the query matched best (playback starts there); null "
+                                                          "otherwise.")
 
 
 class SearchAnswer(BaseModel):

@@ -108,14 +108,18 @@
     video.className = "player";
     const start = typeof hit.start === "number" && isFinite(hit.start) ? hit.start : null;
     const end = typeof hit.end === "number" && isFinite(hit.end) ? hit.end : null;
+    // A text search's hit says where in the clip the query matched (`span`): playback starts there.
+    const at = Array.isArray(hit.span) && typeof hit.span[0] === "number" && isFinite(hit.span[0])
+      ? hit.span[0] : null;
     let src = hit.media_url;
     if (hit.media_kind === "video" && (start !== null || end !== null)) {
-      src += `#t=${start !== null ? start : 0}${end !== null ? "," + end : ""}`;
+      const from = start !== null ? start : 0;
+      const first = at !== null && at >= from && (end === null || at < end) ? at : from;
+      src += `#t=${first}${end !== null ? "," + end : ""}`;
       video.dataset.start = start !== null ? String(start) : "0";
       if (end !== null) video.dataset.end = String(end);
-      const from = start !== null ? start : 0;
       video.addEventListener("loadedmetadata", () => {
-        if (video.currentTime < from) video.currentTime = from;
+        if (video.currentTime < first) video.currentTime = first;
       });
       video.addEventListener("play", () => {
         // Played to the end of the segment (or before it): start the segment again.
@@ -131,6 +135,11 @@
           }
         });
       }
+    } else if (at !== null) {
+      src += `#t=${at}`;
+      video.addEventListener("loadedmetadata", () => {
+        if (video.currentTime < at) video.currentTime = at;
+      }, { once: true });
     }
     video.src = src;
     video.addEventListener("error", () => {
