@@ -389,19 +389,36 @@ def index(
                                                   "(default: chosen by corpus size and --max-memory)."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="RAM budget of the index, e.g. 512M, 4G."),
     batch_size: int = typer.Option(32, "--batch-size", help="Clips per encoder batch."),
+    segment: str = typer.Option("auto", "--segment", help="How long media are cut into searchable segments: "
+                                "auto (by the subtitle file beside them, else by signing activity), subtitles, "
+                                "activity, windows, or off (index every file whole)."),
+    segment_over: float = typer.Option(60.0, "--segment-over", help="Seconds: media longer than this are "
+                                       "segmented (media with a subtitle file always)."),
+    subtitle_shift: str = typer.Option("0", "--subtitle-shift", help="Seconds added to every subtitle cue "
+                                       "(positive: the signing comes later, as an interpreter lags the speech), "
+                                       "or auto: estimated from the signing."),
+    window: float = typer.Option(8.0, "--window", help="Seconds per window (--segment windows, and phrases "
+                                 "too long to cut at a pause)."),
+    stride: float = typer.Option(4.0, "--stride", help="Seconds between window starts."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
-    """Embed clips into a searchable index folder (atomic; --add for incremental updates)."""
+    """Embed clips into a searchable index folder (atomic; --add for incremental updates).
+
+    Long videos (and pose files) are cut into segments, each a clip of the index with its start and end."""
     from rich.table import Table
 
+    from slsearch.data.long_media import SegmentOptions
+    from slsearch.data.segments import SegmentParams
     from slsearch.index.build import build_index
     from slsearch.workspace import index_model, index_out
 
+    segmenting = SegmentOptions(segment, subtitle_shift,
+                                SegmentParams(longer_than=segment_over, window=window, stride=stride))
     out = index_out(paths, out, add)
     model = index_model(model, out, add)
     with progress_if(not as_json, transient=False) as progress:
         s = build_index(paths, model, out, add=add, index_type=index_type, max_memory=max_memory,
-                        batch_size=batch_size, progress=progress)
+                        batch_size=batch_size, progress=progress, segmenting=segmenting)
     _remember(index=out)
     if as_json:
         print(json.dumps(s))

@@ -118,8 +118,10 @@ def extract_pose(path: str | Path, fps: float | None = None, start: float | None
     return PoseSequence(data, float(rate))
 
 
-def cache_key(path: Path, fps: float | None, start: float | None, end: float | None) -> str:
-    spec = f"{content_hash(path)}|{start}|{end}|{fps}|{EXTRACTOR_VERSION}"
+def cache_key(path: Path, fps: float | None, start: float | None, end: float | None,
+              file_hash: str | None = None) -> str:
+    """The cache entry's name; `file_hash` (content_hash of `path`) saves hashing a long file per chunk."""
+    spec = f"{file_hash or content_hash(path)}|{start}|{end}|{fps}|{EXTRACTOR_VERSION}"
     return hashlib.sha256(spec.encode()).hexdigest()
 
 

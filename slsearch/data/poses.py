@@ -33,7 +33,7 @@ def load_pose(item: Clip | str | Path | np.ndarray, fps: float | None = DEFAULT_
     if fps is not None and not (MIN_FPS <= fps <= MAX_FPS):
         raise SlsearchError(f"frame rate {fps:g} is not sensible (use {MIN_FPS:g} to {MAX_FPS:g} frames per second)")
     if isinstance(item, np.ndarray):
-        return _finish(PoseSequence(check_pose_array(item, "<array>"), DEFAULT_FPS), fps, "<array>")
+        return finish_pose(PoseSequence(check_pose_array(item, "<array>"), DEFAULT_FPS), fps, "<array>")
     clip = item if isinstance(item, Clip) else None
     if clip is not None and clip.path is None:
         raise InputError(clip.id, "manifest row has no file path")
@@ -45,21 +45,25 @@ def load_pose(item: Clip | str | Path | np.ndarray, fps: float | None = DEFAULT_
     if path.is_dir() or ext in VIDEO_EXTENSIONS:
         if path.is_dir() and not is_frame_folder(path):
             raise InputError(path, "folder is not a frame folder (it must hold only PNG/JPG images)")
-        return _finish(extract_pose_cached(path, fps=fps, start=start, end=end, cache_dir=cache_dir), None, path)
+        return finish_pose(extract_pose_cached(path, fps=fps, start=start, end=end, cache_dir=cache_dir), None, path)
+    return finish_pose(cut(read_pose_file(path), start, end, path), fps, path)
+
+
+def read_pose_file(path: Path) -> PoseSequence:
+    """A whole `.npz` / `.npy` / `.pose` file at its own rate (no length limit: callers cut or check)."""
     check_regular_file(path)
+    ext = path.suffix.lower()
     if ext == ".npz":
-        seq = read_npz(path)
-    elif ext == ".npy":
-        seq = _read_npy(path)
-    elif ext == ".pose":
-        seq = _read_pose_format(path)
-    else:
-        raise InputError(path, f"unsupported file type {ext!r} (videos: {', '.join(sorted(VIDEO_EXTENSIONS))}; "
-                               f"poses: {', '.join(sorted(POSE_EXTENSIONS))}; or a frame folder)")
-    return _finish(cut(seq, start, end, path), fps, path)
+        return read_npz(path)
+    if ext == ".npy":
+        return _read_npy(path)
+    if ext == ".pose":
+        return _read_pose_format(path)
+    raise InputError(path, f"unsupported file type {ext!r} (videos: {', '.join(sorted(VIDEO_EXTENSIONS))}; "
+                           f"poses: {', '.join(sorted(POSE_EXTENSIONS))}; or a frame folder)")
 
 
-def _finish(seq: PoseSequence, fps: float | None, source: str | Path) -> PoseSequence:
+def finish_pose(seq: PoseSequence, fps: float | None, source: str | Path) -> PoseSequence:
     """Resample to `fps` (None: keep), refusing clips too long (checked before resampling allocates) or empty."""
     check_length(seq.frames if fps is None else round(seq.frames * fps / seq.fps), fps or seq.fps, source)
     if fps is not None:

@@ -122,7 +122,13 @@ def _select(times: Iterator[tuple[float, np.ndarray]], fps: float | None, start:
             k += 1
 
 
-def _video_frames(path: Path) -> Iterator[tuple[float, np.ndarray]]:
+SEEK_AFTER = 2.0  # seconds: a cut starting later than this seeks instead of decoding from the first frame
+
+
+def _video_frames(path: Path, start: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """(timestamp, RGB frame) from `start` on (all frames when None). A late start seeks to the keyframe
+    before it (long programmes are extracted in chunks, and chunk k must not decode chunks 0..k-1);
+    frames before `start` are decoded but never converted to RGB."""
     import av
 
     container = _open(path)
@@ -131,11 +137,18 @@ def _video_frames(path: Path) -> Iterator[tuple[float, np.ndarray]]:
         stream.thread_type = "AUTO"
         tb = stream.time_base or Fraction(1, 25)
         rate = float(stream.average_rate or 25)
+        if start is not None and start > SEEK_AFTER and stream.time_base:
+            try:  # backward to a keyframe; a container that cannot seek is decoded from its start
+                container.seek(int((start - 1.0) / stream.time_base), stream=stream, backward=True)
+            except av.error.FFmpegError:
+                container.seek(0, stream=stream)
         n = 0
         try:
             for frame in container.decode(stream):
                 t = float(frame.pts * tb) if frame.pts is not None else n / rate
                 n += 1
+                if start is not None and t < start - 1e-6:
+                    continue
                 yield t, frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as e:
             if n == 0:
@@ -163,7 +176,7 @@ def iter_frames(path: str | Path, fps: float | None = None, start: float | None 
     path = Path(path)
     if start is not None and end is not None and end <= start:
         raise InputError(path, f"end ({end}) is not after start ({start})")
-    source = _folder_frames(path) if path.is_dir() else _video_frames(path)
+    source = _folder_frames(path) if path.is_dir() else _video_frames(path, start)
     return _select(source, fps, start, end)
 
 

@@ -12,7 +12,6 @@ the new one is complete.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from slsearch.data.long_media import (LongMedia, SegmentOptions, find_long_media, load_long_pose, segment_clips,
+                                      segment_hash, segment_pose)
 from slsearch.data.manifest import VIDEO_EXTENSIONS, Clip, collect_clips
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
@@ -52,7 +53,7 @@ def source_hash(clip: Clip) -> str:
         raise InputError(path, "file not found")
     h = content_hash(path)
     if clip.start is not None or clip.end is not None:
-        h = hashlib.sha256(f"{h}|{clip.start}|{clip.end}".encode()).hexdigest()
+        h = segment_hash(h, clip.start, clip.end)
     return h
 
 
@@ -81,11 +82,75 @@ def _extract_videos(clips: list[Clip], failures: dict[str, Failure], progress: P
             failures[r.clip.id] = Failure(str(r.clip.path), r.error)
 
 
+def _segment_long_media(long_media: list[LongMedia], options: SegmentOptions, known: set[str],
+                        failures: dict[str, Failure], notes: list[str],
+                        progress: Progress | None) -> tuple[list[Clip], dict[str, str], set[str]]:
+    """Cut each long media into segment clips (its pose from the extraction cache or its pose file).
+    Returns the segments to embed (all of a media that is new or cut differently than before, none of one
+    the index holds as it is), every segment's source hash, and the ids of the media whose segments
+    changed (their old segments are replaced as a whole)."""
+    new: list[Clip] = []
+    hashes: dict[str, str] = {}
+    changed: set[str] = set()
+    advance = track(progress, "segmenting long media", len(long_media))
+    for media in long_media:
+        name = media.clip.path
+        if any(c.id in failures for c in media.chunks):  # one failed chunk: the file is reported once
+            reason = next(failures.pop(c.id).reason for c in media.chunks if c.id in failures)
+            for c in media.chunks:
+                failures.pop(c.id, None)
+            failures[media.clip.id] = Failure(str(name), reason)
+            advance(1)
+            continue
+        try:
+            seq = load_long_pose(media)
+            segments, plan = segment_clips(media, seq, options)
+        except (InputError, SlsearchError) as e:
+            failures[media.clip.id] = Failure(str(name), str(e))
+            advance(1)
+            continue
+        del seq
+        how = plan.method + (f", shift {plan.shift:+.1f} s" if plan.shift else "")
+        notes.append(f"{name}: {media.duration:.0f} s cut into {len(segments)} segments by {how}"
+                     + (f" ({media.subtitles.name})" if plan.method == "subtitles" and media.subtitles else ""))
+        notes.extend(f"{name}: {n}" for n in plan.notes)
+        for c in segments:
+            hashes[c.id] = segment_hash(media.file_hash, c.start, c.end)
+        if not segments or any(hashes[c.id] not in known for c in segments):
+            changed.add(media.clip.id)  # new or re-cut: all its segments replace the old ones
+            new.extend(segments)
+        advance(1)
+    return new, hashes, changed
+
+
+class _PoseSource:
+    """Each clip's pose: segments are cut from their media's pose, held for one media at a time
+    (segments arrive in media order), other clips through load_pose."""
+
+    def __init__(self, long_media: list[LongMedia]):
+        self.media = {m.clip.id: m for m in long_media}
+        self.held: tuple[str, Any] | None = None
+
+    def __call__(self, clip: Clip):
+        from slsearch.data.poses import load_pose
+
+        media_id = clip.extra.get("media") if clip.extra else None
+        if media_id not in self.media:
+            return load_pose(clip)
+        if self.held is None or self.held[0] != media_id:
+            self.held = None  # free the last media's pose before loading the next
+            self.held = (media_id, load_long_pose(self.media[media_id]))
+        return segment_pose(self.held[1], clip)
+
+
 def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[str, Failure],
-                 progress: Progress | None, batch_size: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+                 progress: Progress | None, batch_size: int,
+                 load_pose: Any = None) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Poses -> encode_videos in batches; token states stream into the segment. Returns rows, vectors."""
-    from slsearch.data.poses import load_pose
     from slsearch.encode import encode_videos
+
+    if load_pose is None:
+        from slsearch.data.poses import load_pose
 
     rows: list[dict[str, Any]] = []
     vectors: list[np.ndarray] = []
@@ -210,8 +275,13 @@ def _texts_collection(model, clip_rows: list[dict[str, Any]], prev: Collection |
 
 def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: str | Path, add: bool = False,
                 index_type: str | None = None, max_memory: int | str | None = None,
-                batch_size: int = EMBED_BATCH, progress: Progress | None = None, model: Any = None) -> dict[str, Any]:
+                batch_size: int = EMBED_BATCH, progress: Progress | None = None, model: Any = None,
+                segmenting: SegmentOptions | None = None) -> dict[str, Any]:
     """Embed the clips under `paths` into the index folder `out`; returns a summary dict.
+
+    Long media (longer than `segmenting.params.longer_than`, or with a subtitle file beside them) are
+    cut into segments (slsearch.data.long_media): each segment is a clip of the index with its file,
+    start and end; `segmenting.method="off"` indexes every file whole.
 
     add=True keeps the existing index and embeds only clips whose content hash it does not hold yet
     (a clip id seen again with new content replaces the old entry). `index_type` overrides the
@@ -231,10 +301,16 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
     if not clips:
         raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}"
                             + (f" ({len(skipped)} skipped: {'; '.join(str(e) for e in skipped[:3])})" if skipped else ""))
+    notes: list[str] = []  # for the summary: what the user should know (the CLI shows them)
+    probe_failures: list[InputError] = []
+    segmenting = segmenting or SegmentOptions()
+    clips, long_media = find_long_media(clips, segmenting, probe_failures, notes)
+    skipped += probe_failures
     out = Path(out)
     if not add:  # refuse an impossible memory budget or index type before embedding anything
-        _ = (spec_for_type(index_type, len(clips), net.embed_dim, budget) if index_type
-             else choose_index(len(clips), net.embed_dim, budget))
+        n = max(1, len(clips) + len(long_media))  # long media give at least one segment each, if any
+        _ = (spec_for_type(index_type, n, net.embed_dim, budget) if index_type
+             else choose_index(n, net.embed_dim, budget))
     with IndexWriter(out, read_previous=add) as writer:
         prev: StoredIndex | None = writer.previous if add else None
         if prev is not None and prev.info["checkpoint"]["hash"] != model.hash:
@@ -254,16 +330,23 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         known = set(prev.clips.column("source_hash").tolist()) if prev is not None else set()
         todo = [c for c in clips if c.id in hashes and hashes[c.id] not in known]
         unchanged = sum(1 for c in clips if c.id in hashes and hashes[c.id] in known)
-        _extract_videos(todo, failures, progress)
+        _extract_videos(todo + [c for m in long_media for c in m.chunks], failures, progress)
+        segments, segment_hashes, resegmented = _segment_long_media(long_media, segmenting, known, failures,
+                                                                    notes, progress)
+        hashes.update(segment_hashes)
+        unchanged += len(segment_hashes) - len(segments)
+        todo += segments
+        clips = clips + segments  # what the summary counts as seen
 
         if prev is not None:  # keep every old segment (tokens of removed clips stay, unreferenced)
             writer.keep_token_files("clips", prev.clips.token_files)
             writer.keep_token_files("texts", prev.texts.token_files if prev.texts else [])
         segment, seg_writer = writer.new_token_segment("clips", net.token_dim)
-        rows, vectors = _embed_clips(net, todo, seg_writer, segment, failures, progress, batch_size)
-        notes: list[str] = []  # for the summary: what the user should know (the CLI shows them)
+        rows, vectors = _embed_clips(net, todo, seg_writer, segment, failures, progress, batch_size,
+                                     _PoseSource(long_media))
         if not rows and prev is None:
-            raise SlsearchError(f"none of the {len(clips)} clips could be indexed ({len(failures)} failed)")
+            why = "; ".join(notes[-2:]) if not clips else f"{len(failures)} failed"
+            raise SlsearchError(f"none of the {len(clips)} clips could be indexed ({why})")
         if not rows:  # nothing new: leave the index as it is
             return _summary(out, "add", clips, 0, unchanged, 0, failures, prev, t0, notes)
 
@@ -273,8 +356,12 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
             r["faiss_id"], r["source_hash"] = int(i), hashes[r["id"]]
         if prev is not None:
             new_ids = {r["id"] for r in rows}
-            old_rows = [r for r in prev.clips.meta.to_pylist() if r["id"] not in new_ids]
-            replaced = np.array([r["faiss_id"] for r in prev.clips.meta.to_pylist() if r["id"] in new_ids],
+
+            def superseded(clip_id: str) -> bool:  # re-indexed, or a segment of a re-segmented media
+                return clip_id in new_ids or (clip_id.rpartition("#")[0] in resegmented and "#" in clip_id)
+
+            old_rows = [r for r in prev.clips.meta.to_pylist() if not superseded(r["id"])]
+            replaced = np.array([r["faiss_id"] for r in prev.clips.meta.to_pylist() if superseded(r["id"])],
                                 dtype=np.int64)
             index, info = prev.clips.index, dict(prev.clips.info)
             if len(replaced):

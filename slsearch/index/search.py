@@ -198,24 +198,43 @@ class Searcher:
                                                        self.score)
                 else:
                     order, scores = np.argsort(-first, kind="stable"), first
-                hits = self._hits(self.clips, rows, order[:k], scores)
-                self._add_spans(hits, rows[order[:k]], enc.tokens[qi])
+                top, spans = self._distinct_in_time(rows, order, k, enc.tokens[qi])
+                hits = self._hits(self.clips, rows, top, scores)
+                for hit, span in zip(hits, spans):
+                    hit.span = span
                 results.append(hits)
         return results[0] if single else results
 
-    def _add_spans(self, hits: list[SearchHit], rows: np.ndarray, query_tokens: np.ndarray) -> None:
-        """Give each T2V hit the seconds of its clip where the query matched (match_span on the top k only)."""
-        if not len(rows):
-            return
-        tokens = self.clips.tokens(rows)
+    def _distinct_in_time(self, rows: np.ndarray, order: np.ndarray, k: int,
+                          query_tokens: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float] | None]]:
+        """The first k of `order` with the seconds where the query matched each (match_span), skipping a
+        hit whose span overlaps a better hit's span in the same file: overlapping windows of one
+        programme match the same signing, which is one result, not two."""
         coll = self.clips.coll
-        fps, duration = coll.column("fps")[rows], coll.column("duration")[rows]
-        starts = coll.column("start")[rows]
-        for hit, tok, f, d, s0 in zip(hits, tokens, fps, duration, starts):
-            if len(tok) == 0 or not f or not np.isfinite(float(f)):
-                continue
-            first, last = match_span(query_tokens, tok, self.pipeline.temperature)
-            hit.span = span_seconds(first, last, float(f), float(d), None if s0 is None else float(s0))
+        paths, fps = coll.column("path"), coll.column("fps")
+        duration, starts = coll.column("duration"), coll.column("start")
+        chosen: list[int] = []
+        spans: list[tuple[float, float] | None] = []
+        taken: dict[str, list[tuple[float, float]]] = {}
+        for lo in range(0, len(order), 2 * k):  # token reads in blocks: most queries need one
+            block = order[lo:lo + 2 * k]
+            for j, tok in zip(block, self.clips.tokens(rows[block])):
+                r = rows[j]
+                f = fps[r]
+                span = None
+                if len(tok) and f and np.isfinite(float(f)):
+                    first, last = match_span(query_tokens, tok, self.pipeline.temperature)
+                    span = span_seconds(first, last, float(f), float(duration[r]),
+                                        None if starts[r] is None else float(starts[r]))
+                    same_file = taken.setdefault(str(paths[r]), [])
+                    if any(span[0] < b and a < span[1] for a, b in same_file):
+                        continue
+                    same_file.append(span)
+                chosen.append(int(j))
+                spans.append(span)
+                if len(chosen) == k:
+                    return np.array(chosen, dtype=np.int64), spans
+        return np.array(chosen, dtype=np.int64), spans
 
     def search_video(self, video: Any, k: int = 10, target: str = "texts", n_candidates: int = DEFAULT_CANDIDATES,
                      rerank: bool = True) -> list[SearchHit]:
