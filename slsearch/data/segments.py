@@ -43,7 +43,7 @@ class SegmentParams:
     longer_than: float = 60.0  # seconds: media longer than this are segmented (media with subtitles always)
     raised: float = 0.25  # a wrist this many torso lengths above the hip is raised into the signing space
     smooth: float = 0.2  # seconds of majority vote over the raised / lowered state
-    min_pause: float = 0.35  # seconds: lowered hands shorter than this do not end a phrase
+    min_pause: float = 0.5  # seconds: lowered hands shorter than this do not end a phrase
     min_segment: float = 0.6  # seconds: shorter raised stretches are not signing (a scratch, a wave)
     max_segment: float = 15.0  # seconds: longer phrases are cut at a pause or covered by windows
     pad: float = 0.2  # seconds added at both ends of an activity segment
@@ -287,8 +287,8 @@ def plan_segments(seq: PoseSequence, cues: list[Cue] | None, params: SegmentPara
         notes = []
         if shift == "auto":
             estimate = estimate_shift(cues, seq, params)
-            notes.append(f"subtitle shift estimated from the signing: {estimate if estimate is not None else 0:+.1f} s"
-                         + ("" if estimate is not None else " (no torso in the pose to tell signing from rest)"))
+            if estimate is None:
+                notes.append("subtitle shift not estimated (no torso in the pose to tell signing from rest): 0 s")
             shift = estimate or 0.0
         plan = segments_from_cues(cues, seq.duration, float(shift))
         plan.notes = notes + plan.notes

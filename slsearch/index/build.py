@@ -110,7 +110,8 @@ def _segment_long_media(long_media: list[LongMedia], options: SegmentOptions, kn
             advance(1)
             continue
         del seq
-        how = plan.method + (f", shift {plan.shift:+.1f} s" if plan.shift else "")
+        how = plan.method + (f", shift {plan.shift:+.1f} s" if plan.shift else "") \
+            + (" (estimated)" if plan.method == "subtitles" and options.shift == "auto" else "")
         notes.append(f"{name}: {media.duration:.0f} s cut into {len(segments)} segments by {how}"
                      + (f" ({media.subtitles.name})" if plan.method == "subtitles" and media.subtitles else ""))
         notes.extend(f"{name}: {n}" for n in plan.notes)
