@@ -55,8 +55,8 @@ def too_long(frames: int, fps: float, source: str | Path, more: bool = False) ->
     n = f"more than {frames}" if more else str(frames)
     return InputError(source, f"clip too long: {n} frames ({frames / fps / 60:.1f} min at {fps:g} fps), "
                               f"the limit is {MAX_FRAMES} frames ({MAX_FRAMES / DEFAULT_FPS / 60:.1f} min at "
-                              f"{DEFAULT_FPS:g} fps); cut long videos into sentence-length clips first "
-                              "(a manifest with start/end per clip)")
+                              f"{DEFAULT_FPS:g} fps); `slsearch index` cuts long media into segments "
+                              "itself, other commands take sentence-length clips (a manifest with start/end)")
 
 
 def check_length(frames: int, fps: float, source: str | Path) -> None:
