@@ -493,7 +493,7 @@ def test_a_40000_frame_clip_is_refused_as_too_long():
     pose = np.broadcast_to(a_pose(1), (40_000, L.N_LANDMARKS, 3))  # no 260 MB copy
     with pytest.raises(InputError, match="clip too long: 40000 frames") as e:
         load_pose(pose)
-    assert f"the limit is {MAX_FRAMES} frames" in str(e.value) and "cut long videos" in str(e.value)
+    assert f"the limit is {MAX_FRAMES} frames" in str(e.value) and "cuts long media into segments" in str(e.value)
 
 
 @pytest.mark.parametrize("frames,fps", [(MAX_FRAMES + 1, 25), (500, 1)])
