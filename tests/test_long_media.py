@@ -312,3 +312,20 @@ def test_a_real_video_with_subtitles_is_indexed_as_its_sentences(how2sign_progra
     for h in hits:  # spans in the video's seconds, inside the hit's sentence
         a, b, _ = cues[int(h["id"].split("#")[1]) - 1]
         assert a - 0.2 <= h["span"][0] < h["span"][1] <= b + 0.2
+
+
+def test_gloss_hits_from_overlapping_windows_are_one_hit():
+    """G2V ranks every clip by its reading; of windows sharing more than a quarter of their extent in one
+    file only the better is listed (the ranking of whole clips is untouched)."""
+    from types import SimpleNamespace
+
+    from slsearch.index.search import Searcher
+
+    columns = {"path": np.array(["a.mp4"] * 4 + ["b.mp4", "c.npz"], dtype=object),
+               "start": np.array([0.0, 4.0, 8.0, 12.0, 4.0, None], dtype=object),
+               "end": np.array([8.0, 12.0, 16.0, 20.0, 12.0, None], dtype=object),
+               "duration": np.array([8.0, 8.0, 8.0, 8.0, 8.0, 3.0])}
+    fake = SimpleNamespace(clips=SimpleNamespace(coll=SimpleNamespace(column=columns.__getitem__)))
+    order = np.array([1, 0, 2, 4, 5, 3])  # window 1 best; 0 and 2 overlap it by half; 3 does not
+    assert Searcher._distinct_segments(fake, order, 10).tolist() == [1, 4, 5, 3]
+    assert Searcher._distinct_segments(fake, order, 2).tolist() == [1, 4]

@@ -286,9 +286,29 @@ class Searcher:
                                              "cannot be searched by gloss")
         known, _ = split_gloss_query(glosses, self.model.net.config.glosses)
         scores = self._gloss_scorer().scores(known)
-        order = np.lexsort((np.arange(len(scores)), -scores))[:k]  # score descending, then row
+        order = np.lexsort((np.arange(len(scores)), -scores))  # score descending, then row
         rows = np.arange(len(scores))
-        return self._hits(self.clips, rows, order, scores)
+        return self._hits(self.clips, rows, self._distinct_segments(order, k), scores)
+
+    def _distinct_segments(self, order: np.ndarray, k: int) -> np.ndarray:
+        """The first k rows of `order`, skipping a clip that shares more than a quarter of its extent with
+        a better one of the same file (overlapping windows of a programme read the same signing)."""
+        coll = self.clips.coll
+        paths, starts, ends, durations = (coll.column(c) for c in ("path", "start", "end", "duration"))
+        chosen: list[int] = []
+        taken: dict[str, list[tuple[float, float]]] = {}
+        for r in order:
+            start = starts[r] if r < len(starts) and starts[r] is not None and np.isfinite(starts[r]) else None
+            if start is not None:  # a cut of a longer file
+                end = ends[r] if ends[r] is not None and np.isfinite(ends[r]) else start + float(durations[r])
+                same_file = taken.setdefault(str(paths[r]), [])
+                if any(min(b, end) - max(a, start) > 0.25 * min(b - a, end - start) for a, b in same_file):
+                    continue
+                same_file.append((float(start), float(end)))
+            chosen.append(int(r))
+            if len(chosen) == k:
+                break
+        return np.array(chosen, dtype=np.int64)
 
     def _gloss_scorer(self) -> "GlossScorer":
         if getattr(self, "_gloss_scorer_memo", None) is None:
