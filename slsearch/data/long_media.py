@@ -12,6 +12,7 @@ named `<file id>#<n>` (n = 1, 2, ... in time order) and carry `start`/`end` in t
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,22 +67,47 @@ def _is_media(clip: Clip) -> bool:
     return p.is_dir() or p.suffix.lower() in VIDEO_EXTENSIONS | POSE_EXTENSIONS
 
 
-def _duration(path: Path) -> float:
-    if path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS:
-        from slsearch.data.video import probe
+def _duration(path: Path) -> float | None:
+    """Seconds of a video (as its container says) or pose file (from the array's header where it has one:
+    deciding which files are long must not read every sentence clip twice); None when it cannot be told,
+    and the file is then indexed whole, where any damage is reported as for every clip."""
+    try:
+        if path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS:
+            from slsearch.data.video import probe
 
-        return probe(path).duration
-    from slsearch.data.poses import read_pose_file
+            return probe(path).duration
+        if path.suffix.lower() == ".npz":
+            return _npz_duration(path)
+        if path.suffix.lower() == ".npy":
+            return len(np.load(path, mmap_mode="r", allow_pickle=False)) / DEFAULT_FPS  # a bare .npy: 25 fps
+        from slsearch.data.poses import read_pose_file
 
-    return read_pose_file(path).duration
+        return read_pose_file(path).duration
+    except (InputError, OSError, ValueError, zipfile.BadZipFile, KeyError):
+        return None
+
+
+def _npz_duration(path: Path) -> float:
+    """Frames / fps of a pose .npz from the pose array's header, without decompressing it."""
+    with zipfile.ZipFile(path) as z:
+        with z.open("pose.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read_header(f)[0]
+        fps = float(np.load(z.open("fps.npy"), allow_pickle=False)) if "fps.npy" in z.namelist() else DEFAULT_FPS
+    return shape[0] / fps if fps > 0 else 0.0
 
 
 def find_long_media(clips: list[Clip], options: SegmentOptions, failures: list[InputError],
                     notes: list[str]) -> tuple[list[Clip], list[LongMedia]]:
-    """Split `clips` into those indexed whole and the long media to segment. A file that cannot be probed
-    goes to `failures`; a subtitle file that cannot be read is a note, and its media is segmented by
-    activity when it is long (indexed whole when it is not)."""
+    """Split `clips` into those indexed whole and the long media to segment. A file whose length cannot be
+    told is indexed whole (its damage is reported there); one too long to segment, or unreadable, goes to
+    `failures`; a subtitle file that cannot be read is a note, and its media is segmented by activity
+    when it is long (indexed whole when it is not)."""
+    from slsearch.data.subtitles import SUBTITLE_EXTENSIONS
     from slsearch.data.video import content_hash
+
+    has_subtitles: dict[Path, bool] = {}  # per folder: a folder of 10,000 clips is listed once, not per clip
 
     if options.method == "off":
         return clips, []
@@ -93,18 +119,23 @@ def find_long_media(clips: list[Clip], options: SegmentOptions, failures: list[I
             continue
         path = Path(clip.path)
         cues, used = None, None
-        if options.method in ("auto", "subtitles"):
+        if path.parent not in has_subtitles:
+            try:
+                has_subtitles[path.parent] = any(p.suffix.lower() in SUBTITLE_EXTENSIONS for p in path.parent.iterdir())
+            except OSError:
+                has_subtitles[path.parent] = False
+        if options.method in ("auto", "subtitles") and has_subtitles[path.parent]:
             found = find_subtitles(path)
             if found:
                 try:
                     cues, used = read_subtitles(found[0]), found[0]
                 except InputError as e:
                     notes.append(f"{e} (segmenting {path.name} by signing activity instead)")
+        duration = _duration(path)
+        if duration is None or (not cues and duration <= options.params.longer_than):
+            whole.append(clip)
+            continue
         try:
-            duration = _duration(path)
-            if not cues and duration <= options.params.longer_than:
-                whole.append(clip)
-                continue
             if duration > MAX_PROGRAMME_HOURS * 3600:
                 raise InputError(path, f"{duration / 3600:.1f} hours long; slsearch segments media of up to "
                                        f"{MAX_PROGRAMME_HOURS:g} hours (cut it into parts first)")
