@@ -208,7 +208,7 @@ class Searcher:
     def _distinct_in_time(self, rows: np.ndarray, order: np.ndarray, k: int,
                           query_tokens: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float] | None]]:
         """The first k of `order` with the seconds where the query matched each (match_span), skipping a
-        hit whose span overlaps a better hit's span in the same file: overlapping windows of one
+        cut of a file whose span overlaps a better cut's span in the same file: overlapping windows of one
         programme match the same signing, which is one result, not two."""
         coll = self.clips.coll
         paths, fps = coll.column("path"), coll.column("fps")
@@ -224,12 +224,13 @@ class Searcher:
                 span = None
                 if len(tok) and f and np.isfinite(float(f)):
                     first, last = match_span(query_tokens, tok, self.pipeline.temperature)
-                    span = span_seconds(first, last, float(f), float(duration[r]),
-                                        None if starts[r] is None else float(starts[r]))
-                    same_file = taken.setdefault(str(paths[r]), [])
-                    if any(span[0] < b and a < span[1] for a, b in same_file):
-                        continue
-                    same_file.append(span)
+                    cut = starts[r] is not None and np.isfinite(float(starts[r]))
+                    span = span_seconds(first, last, float(f), float(duration[r]), float(starts[r]) if cut else None)
+                    if cut:  # segments (and manifest cuts) of one file; a whole-file clip is its own result
+                        same_file = taken.setdefault(str(paths[r]), [])
+                        if any(span[0] < b and a < span[1] for a, b in same_file):
+                            continue
+                        same_file.append(span)
                 chosen.append(int(j))
                 spans.append(span)
                 if len(chosen) == k:
