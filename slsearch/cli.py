@@ -239,11 +239,28 @@ def train(
         recipe = "translate"  # the packaged recipe
     sets += [f'train.stage="{stage}"'] if stage else []
     sets += [f'train.init="{init}"'] if init else []
+    from slsearch.training.recipe import load_recipe
+
+    recognizer = load_recipe(recipe, sets).train.kind == "recognizer"  # CVT-SLR (issue 17)
+    if recognizer and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SlsearchError("the recognizer recipe trains in one process; run it without torchrun")
     with stdout_to_stderr() if as_json else contextlib.nullcontext():  # the epoch tables must not mix with the JSON
         with progress_if(not as_json, transient=False) as progress:
-            result = train_model(recipe, manifest, dev, out, overrides=sets, resume=resume, progress=progress,
-                                 notify=show_training_event)
-    _remember(model=result.out)
+            if recognizer:
+                from slsearch.training.recognizer import train_recognizer
+
+                result = train_recognizer(load_recipe(recipe, sets), manifest, dev, out, progress=progress,
+                                          notify=show_training_event)
+            else:
+                result = train_model(recipe, manifest, dev, out, overrides=sets, resume=resume, progress=progress,
+                                     notify=show_training_event)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports and records for all
+        return
+    if recognizer:  # not the workspace's model: index and search need a retrieval model
+        err_console.print(plain(f"read glosses with: slsearch recognize CLIP --model {result.out}"), style="dim",
+                          soft_wrap=True)
+    else:
+        _remember(model=result.out)
     if as_json:
         print(json.dumps({"out": str(result.out), "best_epoch": result.best_epoch, "best_dev": result.best_dev,
                           "epochs_run": result.epochs_run, "train_minutes": result.train_minutes,
@@ -355,10 +372,26 @@ def render(
     fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate (default: the pose's own)."),
     size: Optional[str] = typer.Option(None, "--size", help="WIDTHxHEIGHT in pixels (default 420x520, or the "
                                                             ".pose file's aspect)."),
+    glosses: bool = typer.Option(False, "--glosses", help="Caption each frame with the glosses `recognize` "
+                                 "reads (the one signed at that moment highlighted)."),
+    model: Optional[str] = typer.Option(None, "--model", help="With --glosses: a recogniser run or a checkpoint "
+                                        "with a gloss head (default: the workspace's model)."),
+    beam: int = typer.Option(5, "--beam", help="With --glosses: CTC beam width."),
 ) -> None:
-    """Draw a pose sequence as a skeleton video, to look at synthetic or real poses."""
+    """Draw a pose sequence as a skeleton video, to look at synthetic or real poses (and what was read in them)."""
     from slsearch.render import render_file
 
+    reading = None
+    if glosses:
+        from slsearch.recognition import load_gloss_reader, recognize_paths
+        from slsearch.workspace import resolve_model
+
+        found, failures = recognize_paths(load_gloss_reader(resolve_model(model, via_index=True)), [pose_file],
+                                          beam=beam)
+        if not found:
+            fail(failures[0] if failures else f"{pose_file}: no clip to read")
+        reading = [(i["gloss"], i["start"], i["end"]) for i in found[0].reading.to_dict()["items"]]
+        console.print(plain(f"glosses: {found[0].glosses or '(none read)'}"))
     dims = None
     if size:
         try:
@@ -366,7 +399,7 @@ def render(
             dims = (w, h)
         except ValueError:
             fail(f"--size must look like 420x520, got {size!r}")
-    path = render_file(pose_file, out, fps=fps, size=dims)
+    path = render_file(pose_file, out, fps=fps, size=dims, glosses=reading)
     console.print(plain(f"wrote {path}"))
 
 
@@ -389,6 +422,9 @@ def index(
                                                   "(default: chosen by corpus size and --max-memory)."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="RAM budget of the index, e.g. 512M, 4G."),
     batch_size: int = typer.Option(32, "--batch-size", help="Clips per encoder batch."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Token store for the re-rank: fp16 (exact, the "
+                                         "default), pq (centroid + residual PQ codes, ~8x smaller), pq-small "
+                                         "(~15x), opq, or a FAISS codec factory string. --add keeps the index's own."),
     segment: str = typer.Option("auto", "--segment", help="How long media are cut into searchable segments: "
                                 "auto (by the subtitle file beside them, else by signing activity), subtitles, "
                                 "activity, windows, or off (index every file whole)."),
@@ -418,7 +454,7 @@ def index(
     model = index_model(model, out, add)
     with progress_if(not as_json, transient=False) as progress:
         s = build_index(paths, model, out, add=add, index_type=index_type, max_memory=max_memory,
-                        batch_size=batch_size, progress=progress, segmenting=segmenting)
+                        batch_size=batch_size, progress=progress, segmenting=segmenting, tokens=tokens)
     _remember(index=out)
     if as_json:
         print(json.dumps(s))
@@ -432,6 +468,7 @@ def index(
                 "clips_total", "texts_total", "index_type", "factory", "search_params", "recall_at_10"):
         table.add_row(key, plain(s[key]))
     table.add_row("size", _size(s["size_bytes"]))
+    table.add_row("token store", plain(f"{_size(s['token_store_bytes'])} ({s['tokens']})"))
     table.add_row("time", f"{s['seconds']:.1f} s")
     console.print(table)
 
@@ -558,27 +595,39 @@ def translate(
 @app.command()
 def recognize(
     paths: list[str] = typer.Argument(..., help="Video files, pose files, folders or manifests."),
-    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint folder with a gloss head (default: the "
-                                        "workspace's model, else its index's)."),
+    model: Optional[str] = typer.Option(None, "--model", help="A CVT-SLR recogniser run (train --recipe recognizer) "
+                                        "or a checkpoint with a gloss head (default: the workspace's model, else its "
+                                        "index's)."),
     beam: int = typer.Option(5, "--beam", help="CTC prefix beam size, 1 = greedy."),
+    lm_weight: float = typer.Option(0.0, "--lm-weight", help="Fuse a gloss bigram LM into the beam search with "
+                                    "this weight (0 = off)."),
+    lm: Optional[str] = typer.Option(None, "--lm", help="The gloss LM: a training manifest (its gloss column) or "
+                                     "an lm.json (default: a recogniser run's own)."),
+    lm_bonus: float = typer.Option(0.0, "--lm-bonus", help="With --lm-weight: a score bonus per gloss (offsets the "
+                                   "LM's cost of each gloss, which else favours deletions)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
-    """Read the glosses each clip signs (the gloss CTC head), with time spans and confidences."""
+    """Read the glosses each clip signs (a CVT-SLR recogniser run or a retrieval model's gloss CTC head), with
+    time spans and confidences."""
     from rich.table import Table
 
-    from slsearch.rank import load_retrieval_model
-    from slsearch.recognition import recognize_paths
+    from slsearch.recognition import load_gloss_lm, load_gloss_reader, recognize_paths
     from slsearch.workspace import resolve_model
 
-    m = load_retrieval_model(resolve_model(model, via_index=True))
-    results, failures = recognize_paths(m.net, paths, beam=beam)
+    folder = resolve_model(model, via_index=True)
+    net = load_gloss_reader(folder)
+    gloss_lm = load_gloss_lm(folder, net, lm, lm_weight)
+    results, failures = recognize_paths(net, paths, beam=beam, lm=gloss_lm, lm_weight=lm_weight,
+                                        lm_bonus=lm_bonus)
     for line in failures:
         err_console.print(labelled("skipped", "yellow", line), soft_wrap=True)
     if as_json:
         print(json.dumps({"recognitions": [r.to_dict() for r in results], "failures": failures, "beam": beam,
-                          "model": m.hash}, ensure_ascii=False))
+                          "lm_weight": lm_weight, "model": net.checkpoint_hash,
+                          "model_kind": "recognizer" if getattr(net, "is_recognizer", False) else "retrieval"},
+                         ensure_ascii=False))
     else:
-        table = Table(title=f"slsearch recognize (beam {beam})")
+        table = Table(title=f"slsearch recognize (beam {beam}{f', LM x{lm_weight:g}' if lm_weight else ''})")
         with_ref = any(r.reference for r in results)
         for col in ["id", "glosses", "spans (s) and confidence"] + (["reference"] if with_ref else []):
             table.add_column(col, overflow="fold")
@@ -633,7 +682,7 @@ def _print_wer(report: dict) -> None:
         console.print(plain(f"no clip of {report['source']} could be read"))
         return
     console.print(plain(f"WER {m['wer']:.2f} % on {report['count']} clips of {report['source']} (beam "
-                        f"{report['beam']}): {m['substitutions']} substitutions, {m['deletions']} deletions "
+                        f"{report['beam']}{', LM x%g bonus %g' % (report['lm_weight'], report['lm_bonus']) if report.get('lm_weight') else ''}): {m['substitutions']} substitutions, {m['deletions']} deletions "
                         f"(DEL {m['del_rate']:.2f} %), {m['insertions']} insertions (INS {m['ins_rate']:.2f} %) "
                         f"in {m['reference_glosses']} reference glosses"))
     for line in report["failures"]:
@@ -665,6 +714,11 @@ def evaluate(
     no_repeat_ngram: Optional[int] = typer.Option(None, "--no-repeat-ngram",
                                                   help="N-gram blocking for --bleu, 0 = off (default: the model's)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips (with --bleu)."),
+    lm_weight: float = typer.Option(0.0, "--lm-weight", help="--wer: fuse a gloss bigram LM into the CTC beam "
+                                    "search with this weight (0 = off)."),
+    lm: Optional[str] = typer.Option(None, "--lm", help="--wer: the gloss LM, a training manifest (its gloss "
+                                     "column) or an lm.json (default: a recogniser run's own)."),
+    lm_bonus: float = typer.Option(0.0, "--lm-bonus", help="--wer with --lm-weight: a score bonus per gloss."),
     as_json: bool = typer.Option(False, "--json", help="Print every number and the settings as JSON on stdout "
                                                        "(no table)."),
     json_out: Optional[str] = typer.Option(None, "--json-out", help="Also write every number and the settings "
@@ -685,7 +739,8 @@ def evaluate(
         from slsearch.eval.recognition import evaluate_wer
 
         report = evaluate_wer(resolve_model(model, via_index=True), manifest, beam=5 if beam is None else beam,
-                              split=None if split == "all" else split, limit=limit)
+                              split=None if split == "all" else split, limit=limit, lm=lm, lm_weight=lm_weight,
+                              lm_bonus=lm_bonus)
         show = _print_wer
     elif bleu:
         if not manifest:
@@ -794,10 +849,27 @@ def manifest(
     shift: float = typer.Option(0.0, "--shift", help="Seconds added to every cue (interpreters sign after the "
                                 "speech: a positive shift moves cues later)."),
     min_duration: float = typer.Option(0.0, "--min-duration", help="Drop cues shorter than this (seconds)."),
+    pseudo_glosses: bool = typer.Option(False, "--pseudo-glosses", help="Instead: copy one manifest with its "
+                                        "gloss column replaced by the content words of each sentence, for "
+                                        "training a gloss head on a corpus without glosses."),
     out: str = typer.Option("manifest.jsonl", "--out", help="The JSONL manifest to write."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
-    """Write a manifest of subtitle segments (id, path, start, end, text) for `index` and `train`."""
+    """Write a manifest of subtitle segments (id, path, start, end, text) for `index` and `train`, or
+    (--pseudo-glosses) a manifest's copy with pseudo-glosses."""
+    if pseudo_glosses:
+        from slsearch.data.pseudo_glosses import pseudo_gloss_manifest
+
+        if len(paths) != 1:
+            raise SlsearchError("--pseudo-glosses takes one manifest")
+        s = pseudo_gloss_manifest(paths[0], out)
+        if as_json:
+            print(json.dumps(s, ensure_ascii=False))
+            return
+        console.print(plain(f"wrote {s['out']}: {s['with_pseudo_glosses']} of {s['rows']} rows with pseudo-glosses "
+                            f"({s['vocabulary']} distinct; left out as function words: "
+                            f"{', '.join(s['function_words']) or 'none'})"), soft_wrap=True)
+        return
     from slsearch.data.subtitles import subtitle_manifest
 
     s = subtitle_manifest(paths, out=out, shift=shift, min_duration=min_duration)

@@ -1,4 +1,5 @@
-"""`slsearch recognize`: clips -> gloss sequences, read from the retrieval model's gloss CTC head.
+"""`slsearch recognize`: clips -> gloss sequences, read from a CVT-SLR recogniser run
+(slsearch.models.cvt_slr) or the retrieval model's gloss CTC head.
 
 Each clip is read with `load_pose` (a clip that cannot be read is reported on one line and skipped), its
 video tokens go through the encoder, and the gloss logits are decoded with CTC prefix beam search
@@ -39,14 +40,67 @@ class ClipRecognition:
         return d
 
 
+def load_gloss_reader(path: str | Path, device: str = "cpu"):
+    """The network that reads glosses from a folder: a CVT-SLR recogniser run (slsearch.models.cvt_slr) or
+    a retrieval checkpoint with a gloss head. Both have `encode_video` -> gloss_logits + mask."""
+    from slsearch.models.cvt_slr import is_recognizer_folder, load_recognizer
+
+    if is_recognizer_folder(path):
+        return load_recognizer(path, device)
+    from slsearch.models.checkpoint import load_model
+
+    model = load_model(path, device)
+    check_gloss_head(model)
+    return model
+
+
+def load_gloss_lm(model_dir: str | Path, model, lm: str | Path | None, lm_weight: float, k: float | None = None):
+    """The gloss LM for the beam search, or None when lm_weight is 0. `lm`: a manifest whose gloss column
+    trains a bigram LM, or a saved lm.json; default: the recogniser run's own lm.json."""
+    import json
+
+    from slsearch.errors import InputError
+    from slsearch.models.ctc import BigramLM
+    from slsearch.models.cvt_slr import LM_FILE
+
+    if not lm_weight:
+        return None
+    if lm is None:
+        own = Path(model_dir) / LM_FILE
+        if not own.is_file():
+            raise SlsearchError(f"--lm-weight needs a gloss LM: {model_dir} has no {LM_FILE}; give --lm "
+                                "TRAIN_MANIFEST (its gloss column trains a bigram LM)")
+        lm = own
+    lm = Path(lm)
+    glosses = list(model.config.glosses)
+    if lm.suffix == ".json":
+        try:
+            out = BigramLM.from_dict(json.loads(lm.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(lm, f"not a gloss LM file ({e})") from e
+        if out.classes != len(glosses):
+            raise InputError(lm, f"a gloss LM over {out.classes} glosses, the model reads {len(glosses)}")
+        return out
+    from slsearch.data.manifest import read_manifest
+
+    ids = {g: i + 1 for i, g in enumerate(glosses)}
+    seqs = [[ids[g] for g in c.gloss.split()] for c in read_manifest(lm) if c.gloss and c.gloss.strip()
+            and all(g in ids for g in c.gloss.split())]
+    if not seqs:
+        raise InputError(lm, "no clip has glosses the model knows (a gloss LM needs a gloss column)")
+    return BigramLM.from_sequences(seqs, len(glosses), 0.1 if k is None else k)
+
+
 def check_gloss_head(model) -> None:
+    if getattr(model, "is_recognizer", False):
+        return
     if not getattr(model.config, "glosses", None) or getattr(model.video, "gloss_head", None) is None:
         raise SlsearchError("this model has no gloss head (train it on a manifest with glosses and "
                             "loss.gloss_weight > 0 to recognise glosses)")
 
 
-def recognize_paths(model, paths: Sequence[str | Path], beam: int = 5,
-                    batch_size: int = 16) -> tuple[list[ClipRecognition], list[str]]:
+def recognize_paths(model, paths: Sequence[str | Path], beam: int = 5, batch_size: int = 16, lm=None,
+                    lm_weight: float = 0.0, lm_bonus: float = 0.0) -> tuple[list[ClipRecognition], list[str]]:
     """Read the glosses of every clip found in `paths` with the network `model`. Returns (recognitions,
     failure lines)."""
     if beam < 1:
@@ -56,12 +110,16 @@ def recognize_paths(model, paths: Sequence[str | Path], beam: int = 5,
     clips = collect_clips(paths, skipped=skipped)
     if not clips:
         raise SlsearchError(f"no clips found in {', '.join(map(str, paths))}")
-    recognitions, failures = recognize_clips(model, clips, beam, batch_size)
+    recognitions, failures = recognize_clips(model, clips, beam, batch_size, lm, lm_weight, lm_bonus)
     return recognitions, [str(e) for e in skipped] + failures
 
 
-def recognize_clips(model, clips: Sequence[Clip], beam: int = 5,
-                    batch_size: int = 16) -> tuple[list[ClipRecognition], list[str]]:
+def _front_end(model):
+    return model.front_end if getattr(model, "is_recognizer", False) else model.video.front_end
+
+
+def recognize_clips(model, clips: Sequence[Clip], beam: int = 5, batch_size: int = 16, lm=None,
+                    lm_weight: float = 0.0, lm_bonus: float = 0.0) -> tuple[list[ClipRecognition], list[str]]:
     from slsearch.models.padding import pad
 
     check_gloss_head(model)
@@ -70,7 +128,7 @@ def recognize_clips(model, clips: Sequence[Clip], beam: int = 5,
     for clip in clips:
         try:
             seq = load_pose(clip)
-            feats = model.video.front_end.prepare(seq.data)
+            feats = _front_end(model).prepare(seq.data)
             if feats.shape[0] < model.temporal_stride:
                 raise SlsearchError(f"{clip.path}: clip has {seq.frames} frames, fewer than the model's "
                                     f"temporal stride {model.temporal_stride}")
@@ -89,7 +147,7 @@ def recognize_clips(model, clips: Sequence[Clip], beam: int = 5,
                 logits, mask = v["gloss_logits"].float().cpu().numpy(), v["mask"].cpu().numpy()
                 for row, (clip, _, frames, fps) in enumerate(part):
                     reading = read_glosses(logits[row, mask[row]], model.config.glosses, beam,
-                                           model.temporal_stride, fps, frames)
+                                           model.temporal_stride, fps, frames, lm, lm_weight, lm_bonus)
                     out.append(ClipRecognition(clip.id, str(clip.path) if clip.path else None, reading,
                                                clip.gloss, frames / fps))
     finally:

@@ -67,8 +67,29 @@ def draw_frame(points: np.ndarray, size: tuple[int, int] = DEFAULT_SIZE) -> np.n
     return img
 
 
-def render_pose(pose: np.ndarray, out: str | Path, fps: float = 25.0, size: tuple[int, int] = DEFAULT_SIZE) -> Path:
-    """(T, 543, 3) pose -> skeleton video at `out` (H.264 .mp4, or whatever the suffix says)."""
+def caption(img: np.ndarray, t: float, glosses: list[tuple[str, float, float]]) -> np.ndarray:
+    """Write a gloss reading under the skeleton: every gloss along the bottom, the one whose span holds
+    second `t` in white on a dark box, the others grey (what `slsearch recognize` read, and when)."""
+    h, w = img.shape[:2]
+    scale = max(0.35, min(0.6, w / 900))
+    x, y = 8, h - 12
+    for gloss, start, end in glosses:
+        (tw, th), _ = cv2.getTextSize(gloss, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        if x + tw > w - 8:  # wrap to the line above
+            x, y = 8, y - th - 10
+        if start <= t < end:
+            cv2.rectangle(img, (x - 3, y - th - 4), (x + tw + 3, y + 5), (30, 30, 30), -1)
+            cv2.putText(img, gloss, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        else:
+            cv2.putText(img, gloss, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (150, 150, 150), 1, cv2.LINE_AA)
+        x += tw + 10
+    return img
+
+
+def render_pose(pose: np.ndarray, out: str | Path, fps: float = 25.0, size: tuple[int, int] = DEFAULT_SIZE,
+                glosses: list[tuple[str, float, float]] | None = None) -> Path:
+    """(T, 543, 3) pose -> skeleton video at `out` (H.264 .mp4, or whatever the suffix says); with `glosses`
+    ((gloss, start s, end s), a recognised reading) each frame is captioned by `caption`."""
     import av
 
     pose = np.asarray(pose, np.float32)
@@ -84,8 +105,11 @@ def render_pose(pose: np.ndarray, out: str | Path, fps: float = 25.0, size: tupl
         stream = container.add_stream("libx264" if out.suffix.lower() in (".mp4", ".mkv", ".mov") else "mpeg4",
                                       rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for frame in pose:
-            image = av.VideoFrame.from_ndarray(draw_frame(frame, (width, height)), format="rgb24")
+        for i, frame in enumerate(pose):
+            img = draw_frame(frame, (width, height))
+            if glosses:
+                img = caption(img, i / fps, glosses)
+            image = av.VideoFrame.from_ndarray(img, format="rgb24")
             container.mux(stream.encode(image))
         container.mux(stream.encode())
     return out
@@ -107,12 +131,14 @@ def _frame_size_of(path: Path) -> tuple[int, int] | None:
 
 
 def render_file(pose_file: str | Path, out: str | Path, fps: float | None = None,
-                size: tuple[int, int] | None = None) -> Path:
-    """Any pose file slsearch reads (.npz, .npy, .pose, video) -> skeleton video at `out`."""
+                size: tuple[int, int] | None = None, glosses: list[tuple[str, float, float]] | None = None) -> Path:
+    """Any pose file slsearch reads (.npz, .npy, .pose, video) -> skeleton video at `out`, captioned with a
+    gloss reading when `glosses` is given (seconds of the file)."""
     from slsearch.data.poses import load_pose
 
     pose_file = Path(pose_file)
     if not pose_file.exists():
         raise InputError(pose_file, "file not found")
     seq = load_pose(pose_file, fps=fps)
-    return render_pose(seq.data, out, fps=seq.fps, size=size or _frame_size_of(pose_file) or DEFAULT_SIZE)
+    return render_pose(seq.data, out, fps=seq.fps, size=size or _frame_size_of(pose_file) or DEFAULT_SIZE,
+                       glosses=glosses)

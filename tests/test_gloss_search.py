@@ -88,3 +88,36 @@ def test_index_without_readings_says_the_model_reads_no_glosses(tiny_corpus, tin
         Searcher(tmp_path / "idx").search_glosses("G1")
     r = runner.invoke(app, ["query", "--index", str(tmp_path / "idx"), "--gloss", "G1"])
     assert r.exit_code == 2 and "reads no glosses" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_gloss_search_over_http(gloss_index, tmp_path):
+    """GET /api/search/gloss: the same ranking as the library, unknown glosses listed, bad queries a 422."""
+    from fastapi.testclient import TestClient
+
+    from slsearch.serve.app import create_app
+    from slsearch.serve.limits import ServeSettings
+
+    s = Searcher(gloss_index)
+    reading = next(r for r in s.readings.tolist() if len(r.split()) >= 2)
+    with TestClient(create_app(gloss_index, settings=ServeSettings(preview_dir=tmp_path / "p"))) as client:
+        r = client.get("/api/search/gloss", params={"q": reading.lower() + " NOSUCHSIGN", "k": 5})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["mode"] == "g2v" and body["unknown_glosses"] == ["NOSUCHSIGN"]
+        assert [h["id"] for h in body["results"]] == [h.id for h in s.search_glosses(reading, k=5)]
+        assert body["results"][0]["glosses"] == reading
+        bad = client.get("/api/search/gloss", params={"q": "NOSUCHSIGN"})
+        assert bad.status_code == 422 and "knows none of these glosses: NOSUCHSIGN" in bad.json()["detail"]
+        assert "Traceback" not in bad.text
+
+
+def test_gloss_search_over_http_without_a_gloss_head_is_a_422(tiny_checkpoint, tiny_corpus, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from slsearch.serve.app import create_app
+    from slsearch.serve.limits import ServeSettings
+
+    build_index([tiny_corpus[1]], tiny_checkpoint, tmp_path / "idx", progress=False)
+    with TestClient(create_app(tmp_path / "idx", settings=ServeSettings(preview_dir=tmp_path / "p"))) as client:
+        r = client.get("/api/search/gloss", params={"q": "REGEN"})
+        assert r.status_code == 422 and "reads no glosses" in r.json()["detail"]

@@ -146,3 +146,29 @@ def test_a_model_without_a_gloss_head_is_refused(tiny_checkpoint, tiny_corpus):
     r = runner.invoke(app, ["recognize", str(tiny_corpus[1]), "--model", str(tiny_checkpoint)])
     assert r.exit_code != 0 and "no gloss head" in r.stderr and "Traceback" not in r.output
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_render_glosses_captions_the_skeleton_with_the_reading(gloss_run, tiny_corpus, tmp_path):
+    """`render --glosses`: the reading is printed and drawn; the frames inside a gloss's span differ from the
+    same skeleton drawn without captions only in the caption band at the bottom."""
+    import av
+
+    clip = read_manifest(tiny_corpus[1])[0]
+    r = runner.invoke(app, ["render", str(clip.path), str(tmp_path / "g.mp4"), "--glosses", "--model", str(gloss_run),
+                            "--size", "320x240"])
+    assert r.exit_code == 0, r.output
+    assert "glosses: " in r.output
+    r2 = runner.invoke(app, ["render", str(clip.path), str(tmp_path / "plain.mp4"), "--size", "320x240"])
+    assert r2.exit_code == 0, r2.output
+
+    def frames(p):
+        with av.open(str(p)) as c:
+            return np.stack([f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)])
+
+    captioned, plain = frames(tmp_path / "g.mp4"), frames(tmp_path / "plain.mp4")
+    assert captioned.shape == plain.shape
+    diff = np.abs(captioned - plain).mean(axis=(0, 3))  # (H, W)
+    assert diff[-40:].mean() > 5 * max(diff[:-60].mean(), 0.05)  # the text is in the bottom band
+    bad = runner.invoke(app, ["render", str(clip.path), str(tmp_path / "x.mp4"), "--glosses", "--model",
+                              str(tmp_path / "nowhere")])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output

@@ -28,12 +28,13 @@ def word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> dict[st
 
 
 def evaluate_wer(model_dir: str | Path, manifest: str | Path, beam: int = 5, split: str | None = None,
-                 limit: int | None = None, examples: int = 5, batch_size: int = 16) -> dict[str, Any]:
-    """WER of the checkpoint's gloss readings (CTC prefix beam search, `beam` 1 = greedy) on the manifest's
-    clips with glosses."""
+                 limit: int | None = None, examples: int = 5, batch_size: int = 16, lm: str | Path | None = None,
+                 lm_weight: float = 0.0, lm_bonus: float = 0.0) -> dict[str, Any]:
+    """WER of the gloss readings (CTC prefix beam search, `beam` 1 = greedy; with `lm_weight` > 0 fused with
+    a gloss bigram LM: `lm`, or a recogniser run's own) of a retrieval checkpoint with a gloss head or a
+    CVT-SLR recogniser run, on the manifest's clips with glosses."""
     from slsearch.data.manifest import read_manifest
-    from slsearch.rank import load_retrieval_model
-    from slsearch.recognition import check_gloss_head, recognize_clips
+    from slsearch.recognition import load_gloss_lm, load_gloss_reader, recognize_clips
 
     if beam < 1:
         raise SlsearchError(f"--beam must be at least 1, got {beam}")
@@ -45,14 +46,17 @@ def evaluate_wer(model_dir: str | Path, manifest: str | Path, beam: int = 5, spl
     if not clips:
         raise SlsearchError(f"{manifest}: no clips with glosses{f' in split {split!r}' if split else ''} "
                             "(--wer needs a gloss column)")
-    model = load_retrieval_model(model_dir)
-    check_gloss_head(model.net)
-    results, failures = recognize_clips(model.net, clips, beam, batch_size)
+    net = load_gloss_reader(model_dir)
+    gloss_lm = load_gloss_lm(model_dir, net, lm, lm_weight)
+    results, failures = recognize_clips(net, clips, beam, batch_size, gloss_lm, lm_weight, lm_bonus)
     refs = [r.reference or "" for r in results]
     hyps = [r.glosses for r in results]
     return {
         "metrics": word_errors(refs, hyps) if results else None,
         "examples": [{"id": r.id, "reference": r.reference, "hypothesis": r.glosses} for r in results[:examples]],
-        "failures": failures, "source": str(manifest), "checkpoint": model.hash, "split": split, "beam": beam,
+        "failures": failures, "source": str(manifest), "checkpoint": net.checkpoint_hash, "split": split, "beam": beam,
+        "model_kind": "recognizer" if getattr(net, "is_recognizer", False) else "retrieval",
+        "lm_weight": lm_weight if gloss_lm is not None else 0.0,
+        "lm_bonus": lm_bonus if gloss_lm is not None else 0.0,
         "count": len(results), "seconds": round(time.perf_counter() - t0, 2),
     }

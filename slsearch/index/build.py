@@ -277,7 +277,7 @@ def _texts_collection(model, clip_rows: list[dict[str, Any]], prev: Collection |
 def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: str | Path, add: bool = False,
                 index_type: str | None = None, max_memory: int | str | None = None,
                 batch_size: int = EMBED_BATCH, progress: Progress | None = None, model: Any = None,
-                segmenting: SegmentOptions | None = None) -> dict[str, Any]:
+                segmenting: SegmentOptions | None = None, tokens: str | None = None) -> dict[str, Any]:
     """Embed the clips under `paths` into the index folder `out`; returns a summary dict.
 
     Long media (longer than `segmenting.params.longer_than`, or with a subtitle file beside them) are
@@ -288,6 +288,8 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
     (a clip id seen again with new content replaces the old entry). `index_type` overrides the
     automatic choice (flat, ivf, hnsw, ivfpq, opq or a FAISS factory string); `max_memory` (bytes
     or '4G') bounds the index's RAM. `model` reuses an already loaded `slsearch.rank.RetrievalModel`.
+    `tokens` is the token store of a new index: fp16 (default), pq, pq-small, opq or a FAISS codec factory string
+    (slsearch.index.token_codec); add=True keeps the index's own (None, or the same value).
     """
     t0 = time.perf_counter()
     budget = parse_memory(max_memory) if isinstance(max_memory, str) else max_memory
@@ -297,6 +299,10 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         check_index_type(index_type)
     model, checkpoint = _load_model(model_dir, model)
     net = model.net
+    if tokens is not None:  # a codec that cannot be built for this model: refused before any embedding
+        from slsearch.index.token_codec import factory_for
+
+        factory_for(tokens, net.token_dim)
     skipped: list[InputError] = []  # what folder scans left out (special files, symlinks leaving the folder)
     clips = collect_clips(paths, skipped=skipped)
     if not clips:
@@ -312,7 +318,7 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         n = max(1, len(clips) + len(long_media))  # long media give at least one segment each, if any
         _ = (spec_for_type(index_type, n, net.embed_dim, budget) if index_type
              else choose_index(n, net.embed_dim, budget))
-    with IndexWriter(out, read_previous=add) as writer:
+    with IndexWriter(out, read_previous=add, tokens=tokens) as writer:
         prev: StoredIndex | None = writer.previous if add else None
         if prev is not None and prev.info["checkpoint"]["hash"] != model.hash:
             raise SlsearchError(f"{out}: built with checkpoint {prev.info['checkpoint']['hash']}, the model given "
@@ -420,6 +426,8 @@ def _summary(out: Path, action: str, clips: list[Clip], added: int, unchanged: i
         "search_params": clip_info.get("search_params"),
         "recall_at_10": (clip_info.get("tuning") or {}).get("recall_at_10"),
         "size_bytes": index.size_bytes() if index is not None else 0,
+        "tokens": index.token_codec("clips") if index is not None else None,
+        "token_store_bytes": index.token_store_bytes() if index is not None else 0,
         "checkpoint_hash": (info.get("checkpoint") or {}).get("hash"),
         "seconds": round(time.perf_counter() - t0, 2),
     }

@@ -6,6 +6,9 @@ indexes/news -> .news.v3/     # a symlink, swapped atomically (os.replace) when 
   vectors.faiss                # global video vectors, FAISS ids = `faiss_id` in meta.parquet
   meta.parquet                 # one row per clip, aligned with vectors.faiss by faiss_id
   tokens.f16.npy               # video token states (rows, d) float16, memory-mapped; offsets in meta
+                               # or, with a compressed store (`index --tokens pq`, format 3):
+  tokens.pq.npy                # their codes (rows, code_size) uint8, decoded per query by
+  tokens.codec.faiss           # the collection's codec, trained once (slsearch/index/token_codec.py)
   texts.faiss, texts.parquet, text_tokens.f16.npy   # the corpus sentences, when texts are known
 ```
 
@@ -43,6 +46,11 @@ from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
 
 FORMAT_VERSION = 2  # 2: every clip row has gloss_reading and reading_prior, every sentence sentence_prior
+# 3: format 2 with a compressed token store (index.json's collections record a token_codec). An index
+# with float16 tokens is still written as format 2, so older readers keep reading it; one with codes
+# is refused by them with the rebuild command instead of being misread.
+CODEC_FORMAT_VERSION = 3
+READ_FORMATS = (FORMAT_VERSION, CODEC_FORMAT_VERSION)
 INFO_FILE = "index.json"
 KEEP_VERSIONS = 2  # the current version and the one before it (readers may still be loading it)
 
@@ -84,32 +92,37 @@ def _with_optional_columns(meta: pa.Table, schema: pa.Schema) -> pa.Table:
     return meta
 
 
-def token_file_name(collection: str, segment: int) -> str:
-    base = FILES[collection]["tokens"]
-    return f"{base}.f16.npy" if segment == 0 else f"{base}.{segment}.f16.npy"
+def token_file_name(collection: str, segment: int, compressed: bool = False) -> str:
+    base, kind = FILES[collection]["tokens"], "pq" if compressed else "f16"
+    return f"{base}.{kind}.npy" if segment == 0 else f"{base}.{segment}.{kind}.npy"
 
 
 class TokenSegmentWriter:
-    """Appends (L, d) token states to a float16 .npy whose row count is only known at the end."""
+    """Appends (L, d) token states to a .npy whose row count is only known at the end: float16 rows,
+    or with a `codec` (slsearch.index.token_codec.TokenCodec) their (L, code_size) uint8 codes."""
 
     HEADER_BYTES = 128  # fixed .npy header, rewritten with the final shape on close
 
-    def __init__(self, path: Path, dim: int):
-        self.path, self.dim, self.rows = Path(path), dim, 0
+    def __init__(self, path: Path, dim: int, codec: Any = None):
+        self.path, self.dim, self.rows, self.codec = Path(path), dim, 0, codec
+        if codec is not None and codec.dim != dim:
+            raise SlsearchError(f"internal: a codec of {codec.dim} dimensions for token states of {dim}")
         self._f = open(self.path, "wb")
         self._f.write(b"\0" * self.HEADER_BYTES)
 
     def append(self, tokens: np.ndarray) -> tuple[int, int]:
         """Write one item's tokens (L, d); returns (offset, count) in rows."""
-        t = np.ascontiguousarray(tokens, dtype=np.float16)
+        t = np.asarray(tokens)
         if t.ndim != 2 or t.shape[1] != self.dim:
             raise SlsearchError(f"token states of shape {t.shape} do not match token dim {self.dim}")
+        t = np.ascontiguousarray(t, dtype=np.float16) if self.codec is None else self.codec.encode(t)
         self._f.write(t.tobytes())
         offset, self.rows = self.rows, self.rows + len(t)
         return offset, len(t)
 
     def close(self) -> None:
-        header = repr({"descr": "<f2", "fortran_order": False, "shape": (self.rows, self.dim)})
+        width, descr = (self.dim, "<f2") if self.codec is None else (self.codec.code_size, "|u1")
+        header = repr({"descr": descr, "fortran_order": False, "shape": (self.rows, width)})
         body_len = self.HEADER_BYTES - 10
         header_bytes = header.encode("ascii").ljust(body_len - 1) + b"\n"
         self._f.seek(0)
@@ -126,18 +139,19 @@ class TokenStore:
     as many bytes as the header promises): a truncated or foreign file is refused now, not in the
     middle of a query. The open file (its descriptor serves the read hints) and the map pin the
     file's contents, so the store keeps answering after a writer prunes the version it came from.
-    `where` names the index for the error messages.
+    `where` names the index for the error messages. With a `codec` (token_codec.TokenCodec) the
+    segments hold (rows, code_size) uint8 codes, decoded only for the items gathered.
     """
 
-    def __init__(self, files: list[Path], dim: int, where: str | Path | None = None):
-        self.dim = dim
+    def __init__(self, files: list[Path], dim: int, where: str | Path | None = None, codec: Any = None):
+        self.dim, self.codec = dim, codec
         self._files: list[Any] = []  # open segment files: their descriptors serve the read hints
         self.segments = [self._open(Path(f), dim, where) for f in files]
         self.rows = np.array([len(s) for s in self.segments], dtype=np.int64)  # rows per segment
         # Read hints: a re-rank touches ~100 scattered items; telling the kernel about all of them
         # first lets their disk reads run concurrently instead of one page fault after another.
         self._fds = [f.fileno() for f in self._files] if hasattr(os, "posix_fadvise") else []
-        self._row_bytes = dim * 2  # float16
+        self._row_bytes = dim * 2 if codec is None else codec.code_size  # float16, or one token's codes
 
     def __del__(self) -> None:
         self.close()
@@ -189,17 +203,20 @@ class TokenStore:
                 raise
             except Exception as e:  # numpy's parser on untrusted bytes: ValueError, SyntaxError, EOFError...
                 raise bad(f"is not a .npy array ({_one_line(e)})") from None
-            if dtype != np.dtype("<f2") or fortran or len(shape) != 2:
-                raise bad(f"holds {dtype} {'fortran ' if fortran else ''}{shape}, not (rows, {dim}) float16")
-            if shape[1] != dim:
-                raise bad(f"has rows of {shape[1]} values, index.json says the token dim is {dim}")
+            want, width, what = ((np.dtype("<f2"), dim, "float16") if self.codec is None
+                                 else (np.dtype("u1"), self.codec.code_size, "uint8 codes"))
+            if dtype != want or fortran or len(shape) != 2:
+                raise bad(f"holds {dtype} {'fortran ' if fortran else ''}{shape}, not (rows, {width}) {what}")
+            if shape[1] != width:
+                raise bad(f"has rows of {shape[1]} values, index.json says the token dim is {dim}" if self.codec is None
+                          else f"has rows of {shape[1]} bytes, index.json says the token codes are {width}")
             start = f.tell()
-            if st.st_size - start < shape[0] * dim * 2:
-                raise bad(f"is truncated ({st.st_size} bytes for {shape[0]} rows of {dim})")
+            if st.st_size - start < shape[0] * width * want.itemsize:
+                raise bad(f"is truncated ({st.st_size} bytes for {shape[0]} rows of {width})")
             if shape[0] == 0:
-                seg = np.zeros((0, dim), np.float16)  # mmap of 0 bytes is refused
+                seg = np.zeros((0, width), want)  # mmap of 0 bytes is refused
             else:
-                seg = np.memmap(f, dtype=np.float16, mode="r", offset=start, shape=(shape[0], dim))
+                seg = np.memmap(f, dtype=want, mode="r", offset=start, shape=(shape[0], width))
         except BaseException:
             f.close()
             raise
@@ -215,6 +232,14 @@ class TokenStore:
         within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
         rows = np.repeat(np.asarray(offset, dtype=np.int64), count) + within
         seg = np.repeat(np.asarray(segment), count)
+        if self.codec is not None:  # gather the codes, decode them in one call
+            if len(self.segments) == 1:
+                return self.codec.decode(self.segments[0][rows])
+            codes = np.empty((len(rows), self.codec.code_size), np.uint8)
+            for s in np.unique(seg):
+                pick = seg == s
+                codes[pick] = self.segments[s][rows[pick]]
+            return self.codec.decode(codes)
         if len(self.segments) == 1:
             return np.asarray(self.segments[0][rows], dtype=np.float32)
         out = np.empty((len(rows), self.dim), np.float32)
@@ -222,6 +247,10 @@ class TokenStore:
             pick = seg == s
             out[pick] = self.segments[s][rows[pick]]
         return out
+
+    def stored_bytes(self) -> int:
+        """Bytes of token rows in the segments (codes or float16), headers and codec not counted."""
+        return int(self.rows.sum()) * self._row_bytes
 
 
 class StoredTokens(Sequence):
@@ -325,8 +354,26 @@ class StoredIndex:
         """The collection's token segments, opened and checked when the index was loaded."""
         if collection in self.stores:
             return self.stores[collection]
-        coll = self.clips if collection == "clips" else self.texts
-        return TokenStore([self.path / f for f in coll.token_files], self.info["dims"]["token"], self.path)
+        raise SlsearchError(f"{self.path}: no {collection} token store was opened with this index")
+
+    def token_codec(self, collection: str) -> str:
+        """'fp16', or the FAISS factory string of the collection's token codec."""
+        codec = (self.info.get(collection) or {}).get("token_codec")
+        return codec["factory"] if codec else "fp16"
+
+    def token_store_bytes(self) -> int:
+        """Bytes on disk of the token stores (segments and codec files) of both collections."""
+        total = 0
+        for name in ("clips", "texts"):
+            cinfo = self.info.get(name) or {}
+            files = list(cinfo.get("token_files") or []) + ([cinfo["token_codec"]["file"]]
+                                                             if cinfo.get("token_codec") else [])
+            for f in files:
+                try:
+                    total += (self.path / f).stat().st_size
+                except OSError:  # pruned by a writer since: the open maps still serve it
+                    total += 0
+        return total
 
     def size_bytes(self) -> int:
         if self.file_bytes is not None:
@@ -358,9 +405,13 @@ MAX_INFO_BYTES = 256 << 20  # index.json holds settings and history: far below t
 
 
 def _required_files(info: dict[str, Any]) -> list[str]:
-    files = [FILES["clips"]["faiss"], FILES["clips"]["meta"], *info["clips"]["token_files"]]
-    if info.get("texts"):
-        files += [FILES["texts"]["faiss"], FILES["texts"]["meta"], *info["texts"]["token_files"]]
+    files = []
+    for name in ("clips", "texts"):
+        cinfo = info.get(name)
+        if cinfo:
+            files += [FILES[name]["faiss"], FILES[name]["meta"], *cinfo["token_files"]]
+            if cinfo.get("token_codec"):
+                files.append(cinfo["token_codec"]["file"])
     return files
 
 
@@ -485,7 +536,11 @@ def _check_info(given: Path, info: Any) -> None:
     if not isinstance(info, dict):
         raise bad("the file", "an object", info)
     version = info.get("format_version")
-    if version != FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > max(READ_FORMATS):
+        raise SlsearchError(f"{given}: index format {version} is newer than this slsearch reads "
+                            f"({', '.join(map(str, READ_FORMATS))}); upgrade slsearch, or rebuild it "
+                            f"with `slsearch index PATH... --model CHECKPOINT --out {given}`")
+    if version not in READ_FORMATS or isinstance(version, bool):
         raise SlsearchError(f"{given}: index format {_shown(version) if not isinstance(version, int) else version}, "
                             f"this slsearch reads format {FORMAT_VERSION}; rebuild it "
                             f"with `slsearch index PATH... --model CHECKPOINT --out {given}`")
@@ -503,6 +558,7 @@ def _check_info(given: Path, info: Any) -> None:
     if not isinstance(ckpt.get("path"), (str, type(None))) or "\0" in (ckpt.get("path") or ""):
         raise bad("checkpoint.path", "a folder name", ckpt.get("path"))
     for key, types, want in (("lexicon", (str, type(None)), "a string"), ("history", list, "a list"),
+                             ("tokens", str, "a string"),
                              ("created", str, "a string"), ("updated", str, "a string")):
         if key in info and not isinstance(info[key], types):
             raise bad(key, want, info[key])
@@ -525,6 +581,20 @@ def _check_info(given: Path, info: Any) -> None:
         if params is not None and not (isinstance(params, dict) and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values())):
             raise bad(f"{name}.search_params", "an object of numbers", params)
+        codec = coll.get("token_codec")
+        if codec is not None:
+            if version != CODEC_FORMAT_VERSION:
+                raise bad(f"{name}.token_codec", f"absent in format {version}", codec)
+            if not isinstance(codec, dict):
+                raise bad(f"{name}.token_codec", "an object", codec)
+            for key, ok, want in (
+                    ("factory", lambda v: isinstance(v, str), "a string"),
+                    ("file", lambda v: isinstance(v, str) and v not in ("", ".") and "\0" not in v, "a file name"),
+                    ("code_size", lambda v: count(v, 1), "a positive integer"),
+                    ("sha256", lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v), "a SHA-256"),
+                    ("trained_on", lambda v: v is None or count(v, 0), "a non-negative integer")):
+                if not ok(codec.get(key)):
+                    raise bad(f"{name}.token_codec.{key}", want, codec.get(key))
 
 
 def _load_collection(given: Path, name: str, info: dict[str, Any], paths: dict[str, Path],
@@ -583,7 +653,12 @@ def _load_collection(given: Path, name: str, info: dict[str, Any], paths: dict[s
             faiss_index.set_search_params(index, cinfo["search_params"])
         except (RuntimeError, TypeError, ValueError, OverflowError) as e:
             raise bad(f"{INFO_FILE}: {name}.search_params do not fit {fname} ({_one_line(e)})") from None
-    store = TokenStore([paths[f] for f in cinfo["token_files"]], dims["token"], given)
+    codec = None
+    if cinfo.get("token_codec"):
+        from slsearch.index.token_codec import TokenCodec
+
+        codec = TokenCodec.load(paths[cinfo["token_codec"]["file"]], cinfo["token_codec"], dims["token"], given)
+    store = TokenStore([paths[f] for f in cinfo["token_files"]], dims["token"], given, codec)
     seg, off, cnt = (meta[c].to_numpy().astype(np.int64) for c in ("token_segment", "token_offset", "token_count"))
     if len(seg):
         if seg.min() < 0 or seg.max() >= len(store.segments):
@@ -624,12 +699,23 @@ class IndexWriter:
         seg = w.new_token_segment("clips", dim)
         ...
         w.commit(info, clips, texts)     # files written and fsynced, then one atomic symlink swap
+
+    Token codecs: `tokens` ('fp16', 'pq', 'pq-small', 'opq' or a FAISS factory string,
+    slsearch.index.token_codec)
+    chooses the store of a new index; a writer over a previous version keeps that version's codecs
+    (None: whatever it has; another value is refused). A new compressed collection is written as
+    float16 first (a pending segment in the temporary folder), then at commit its codec is trained on
+    a sample of those rows and the rows are encoded into the final segment, before anything is swapped in.
     """
 
-    def __init__(self, out: str | Path, read_previous: bool = True):
+    def __init__(self, out: str | Path, read_previous: bool = True, tokens: str | None = None):
         self.out = Path(out).absolute()
         # False for a rebuild: the current version is replaced, not read, so a damaged one is no obstacle
         self.read_previous = read_previous
+        self.tokens_requested = tokens  # None: the previous version's codec, fp16 for a new index
+        self.tokens = "fp16"  # the store this version is written with (set in __enter__)
+        self._codecs: dict[str, Any] = {}  # collection -> TokenCodec, trained or from the previous version
+        self._pending: dict[str, list[tuple[str, TokenSegmentWriter]]] = {"clips": [], "texts": []}
         self.parent = self.out.parent
         self.name = self.out.name
         self.lock_path = self.parent / f".{self.name}.lock"
@@ -660,6 +746,7 @@ class IndexWriter:
             self._remove_stale_temporaries()
             if self.out.exists() and self.read_previous:
                 self.previous = load_index(self.out)
+            self._choose_tokens()
             self.tmp = self.parent / f".{self.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self.tmp.mkdir()
         except BaseException:
@@ -687,6 +774,29 @@ class IndexWriter:
             shutil.rmtree(p, ignore_errors=True)
 
     # token segments -----------------------------------------------------------------------------
+    def _choose_tokens(self) -> None:
+        """The token store of this version: the previous version's codecs, or the one requested."""
+        from slsearch.index.token_codec import factory_for
+
+        prev = self.previous
+        if prev is None:
+            self.tokens = self.tokens_requested or "fp16"  # checked against the dim with the first segment
+            return
+        self.tokens = prev.info.get("tokens") or ("fp16" if not (prev.info["clips"].get("token_codec")) else
+                                                  prev.info["clips"]["token_codec"]["factory"])
+        have = (prev.info["clips"].get("token_codec") or {}).get("factory")
+        if self.tokens_requested is not None and factory_for(self.tokens_requested, prev.info["dims"]["token"]) != have:
+            raise SlsearchError(f"{self.out}: stores token states as {self.tokens}; adding to an index keeps its "
+                                f"token codec (rebuild without --add for --tokens {self.tokens_requested})")
+        for name, store in prev.stores.items():
+            if store.codec is not None:
+                self._codecs[name] = store.codec
+
+    def _factory(self, dim: int) -> str | None:
+        from slsearch.index.token_codec import factory_for
+
+        return factory_for(self.tokens, dim)
+
     def keep_token_files(self, collection: str, files: list[str]) -> None:
         """Carry segments of the previous version over (hard links: no copy, segments never change)."""
         assert self.previous is not None and self.tmp is not None
@@ -699,17 +809,49 @@ class IndexWriter:
             self._segments[collection].append(name)
 
     def new_token_segment(self, collection: str, dim: int) -> tuple[int, TokenSegmentWriter]:
-        """A new segment for this version; returns its position in the token file list and its writer."""
+        """A new segment for this version; returns its position in the token file list and its writer
+        (it takes float16-able (L, d) token states whatever the store; a codec encodes them)."""
         assert self.tmp is not None
+        codec = self._codecs.get(collection)
+        compressed = codec is not None or self._factory(dim) is not None
         taken = set(self._segments[collection])  # names are per version folder: only ours can clash
         seg = 0
-        while token_file_name(collection, seg) in taken:
+        while token_file_name(collection, seg, compressed) in taken:
             seg += 1
-        name = token_file_name(collection, seg)
+        name = token_file_name(collection, seg, compressed)
         self._segments[collection].append(name)
-        writer = TokenSegmentWriter(self.tmp / name, dim)
+        if compressed and codec is None:  # float16 until commit trains the codec on these rows
+            writer = TokenSegmentWriter(self.tmp / f".{name}.pending-f16", dim)
+            self._pending[collection].append((name, writer))
+        else:
+            writer = TokenSegmentWriter(self.tmp / name, dim, codec)
         self._writers.append(writer)
         return len(self._segments[collection]) - 1, writer  # meta's token_segment: position in token_files
+
+    def _encode_pending(self, collection: str) -> None:
+        """Train the collection's codec on its pending float16 rows, encode them into their segments."""
+        from slsearch.index.token_codec import ENCODE_BLOCK, TokenCodec, sample_rows
+
+        pending = self._pending[collection]
+        if not pending:
+            return
+        dim = pending[0][1].dim
+        arrays = [np.load(w.path, mmap_mode="r") if w.rows else np.zeros((0, dim), np.float16) for _, w in pending]
+        sample = sample_rows(arrays)
+        if not len(sample):
+            raise SlsearchError(f"{self.out}: no {collection} token states to train the {self.tokens} codec on")
+        codec = TokenCodec.train(self._factory(dim), sample)
+        for (name, w), rows in zip(pending, arrays):
+            out = TokenSegmentWriter(self.tmp / name, dim, codec)
+            self._writers.append(out)
+            for start in range(0, len(rows), ENCODE_BLOCK):
+                out.append(rows[start:start + ENCODE_BLOCK])
+            out.close()
+            del rows
+            w.path.unlink()
+        self._codecs[collection] = codec
+        self._pending[collection] = []
+
 
     def token_files(self, collection: str) -> list[str]:
         return list(self._segments[collection])
@@ -721,13 +863,24 @@ class IndexWriter:
         for w in self._writers:
             if not w._f.closed:
                 w.close()
-        info = dict(info, format_version=FORMAT_VERSION, updated=_now())
+        for name in ("clips", "texts"):
+            self._encode_pending(name)
+        info = dict(info, format_version=FORMAT_VERSION, updated=_now(), tokens=self.tokens)
         info.setdefault("created", info["updated"])
         for name, coll in (("clips", clips), ("texts", texts)):
             if coll is None:
                 info[name] = None
                 continue
             info[name] = dict(coll.info, count=len(coll), token_files=list(coll.token_files))
+            info[name].pop("token_codec", None)
+            codec = self._codecs.get(name)
+            if codec is not None:
+                from slsearch.index.token_codec import codec_file_name
+
+                file = codec_file_name(FILES[name]["tokens"])
+                codec.write(self.tmp / file)
+                info[name]["token_codec"] = codec.describe(file)
+                info["format_version"] = CODEC_FORMAT_VERSION
             faiss_index.write(coll.index, self.tmp / FILES[name]["faiss"])
             pq.write_table(coll.meta, self.tmp / FILES[name]["meta"])
         missing = [f for f in _required_files(info) if not (self.tmp / f).exists()]

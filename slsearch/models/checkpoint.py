@@ -67,6 +67,11 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise SlsearchError(f"{folder}: checkpoint folder not found")
     cfg_path = folder / CONFIG_FILE
+    from slsearch.models.cvt_slr import is_recognizer_folder
+
+    if is_recognizer_folder(folder):  # a CVT-SLR run reads glosses; it does not embed clips or sentences
+        raise SlsearchError(f"{folder}: a gloss recogniser (CVT-SLR), not a retrieval model; use it with "
+                            "`slsearch recognize` and `slsearch eval --wer`, and a retrieval model here")
     if not cfg_path.exists() or not (folder / WEIGHTS_FILE).exists():
         raise SlsearchError(f"{folder}: not an slsearch checkpoint ({CONFIG_FILE} or {WEIGHTS_FILE} missing)")
     try:

@@ -28,11 +28,16 @@ def greedy(logp: np.ndarray) -> list[int]:
     return [t for k, t in enumerate(best) if t and (k == 0 or t != best[k - 1])]
 
 
-def prefix_beam_search(logp: np.ndarray, beam: int = 5, prune: int | None = None) -> tuple[list[int], float]:
-    """(labels, log P(labels | x)) of the best prefix; `logp` (T, C+1) log-probabilities with blank 0.
+def prefix_beam_search(logp: np.ndarray, beam: int = 5, prune: int | None = None, lm: "BigramLM | None" = None,
+                       lm_weight: float = 0.0, lm_bonus: float = 0.0) -> tuple[list[int], float]:
+    """(labels, score) of the best prefix; `logp` (T, C+1) log-probabilities with blank 0. The score is
+    log P(labels | x), plus lm_weight * log P_LM(labels, end) + lm_bonus * len(labels) with a gloss language
+    model (shallow fusion: each new label is scored by the LM when it extends a prefix, the end of the
+    sentence at the end; the bonus per label offsets the LM's cost of every gloss, which else favours deletions).
     Per frame only the `prune` most probable labels (default max(2 * beam, 8)) extend a prefix."""
     if beam < 1:
         raise ValueError(f"beam must be at least 1, got {beam}")
+    fuse = lm is not None and lm_weight != 0.0
     logp = np.asarray(logp, np.float64)
     prune = min(logp.shape[1] - 1, prune or max(2 * beam, 8))
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG)}  # prefix -> (ends in blank, not)
@@ -51,11 +56,63 @@ def prefix_beam_search(logp: np.ndarray, beam: int = 5, prune: int | None = None
             if last is not None:
                 add(prefix, 1, pnb + row[last])  # the last label repeated, no blank between: same prefix
             for c in cands:
-                add(prefix + (int(c),), 1, (pb if c == last else total) + row[c])
+                bonus = lm_weight * lm.log_prob(last or 0, int(c)) + lm_bonus if fuse else 0.0
+                add(prefix + (int(c),), 1, (pb if c == last else total) + row[c] + bonus)
         ranked = sorted(new.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:beam]
         beams = {k: (v[0], v[1]) for k, v in ranked}
-    best, (pb, pnb) = max(beams.items(), key=lambda kv: np.logaddexp(*kv[1]))
-    return list(best), float(np.logaddexp(pb, pnb))
+
+    def final(kv):
+        prefix, (pb, pnb) = kv
+        end = lm_weight * lm.log_prob(prefix[-1] if prefix else 0, 0) if fuse else 0.0
+        return float(np.logaddexp(pb, pnb)) + end
+
+    best = max(beams.items(), key=final)
+    return list(best[0]), final(best)
+
+
+@dataclass
+class BigramLM:
+    """A gloss bigram language model with add-k smoothing, from training gloss sequences.
+
+    Ids as in CTC: glosses 1..C; 0 is the sentence start as a context and the sentence end as a next
+    symbol. P(next | prev) = (count(prev, next) + k) / (count(prev) + k * (C + 1)), next over the C
+    glosses and the end."""
+
+    classes: int  # C
+    k: float
+    counts: dict[tuple[int, int], int]
+
+    def __post_init__(self):
+        C = self.classes
+        table = np.full((C + 1, C + 1), float(self.k))
+        for (a, b), n in self.counts.items():
+            table[a, b] += n
+        self._logp = np.log(table / table.sum(1, keepdims=True))
+
+    @classmethod
+    def from_sequences(cls, sequences, classes: int, k: float = 0.1) -> "BigramLM":
+        counts: dict[tuple[int, int], int] = {}
+        for seq in sequences:
+            seq = [int(g) for g in seq]
+            if not seq:
+                continue
+            for a, b in zip([0] + seq, seq + [0]):
+                counts[(a, b)] = counts.get((a, b), 0) + 1
+        return cls(classes, k, counts)
+
+    def log_prob(self, prev: int, nxt: int) -> float:
+        return float(self._logp[prev, nxt])
+
+    def sequence_log_prob(self, seq: list[int]) -> float:
+        return sum(self.log_prob(a, b) for a, b in zip([0] + list(seq), list(seq) + [0]))
+
+    def to_dict(self) -> dict:
+        return {"kind": "gloss-bigram", "classes": self.classes, "k": self.k,
+                "counts": [[a, b, n] for (a, b), n in sorted(self.counts.items())]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BigramLM":
+        return cls(int(d["classes"]), float(d["k"]), {(int(a), int(b)): int(n) for a, b, n in d["counts"]})
 
 
 def align(logp: np.ndarray, labels: list[int]) -> list[list[int]]:
@@ -107,12 +164,14 @@ class GlossReading:
 
 
 def read_glosses(logits: np.ndarray, vocabulary: list[str], beam: int = 5, stride: int = 4, fps: float = 25.0,
-                 frames: int | None = None) -> GlossReading:
+                 frames: int | None = None, lm: BigramLM | None = None, lm_weight: float = 0.0,
+                 lm_bonus: float = 0.0) -> GlossReading:
     """Gloss logits (T, C+1) of one clip (valid tokens only) -> the reading with spans and confidences. A
     video token t covers frames [t*stride, (t+1)*stride) of the clip; `frames` (the clip's length) clips
-    the last span."""
+    the last span. With `lm` and `lm_weight` the beam search fuses the gloss LM (beam 1 stays greedy)."""
     logp = log_softmax(logits)
-    labels = greedy(logp) if beam == 1 else prefix_beam_search(logp, beam)[0]
+    labels = greedy(logp) if beam == 1 else prefix_beam_search(logp, beam, lm=lm, lm_weight=lm_weight,
+                                                                         lm_bonus=lm_bonus)[0]
     lp = sequence_log_prob(logp, labels)  # exact: the beam's own score misses alignments it pruned
     where = align(logp, labels) if labels else []
     end_s = (frames if frames is not None else len(logp) * stride) / fps

@@ -4,7 +4,10 @@
 - `global`: symmetric InfoNCE on the pooled global vectors (the FAISS first stage);
 - `lm`: cross-entropy of the decoder's sentence given the video tokens, label smoothing 0.2;
 - `gloss`: CTC of the video tower's gloss head against the manifest's glosses, when it has them
-  (clips without glosses are left out of it).
+  (clips without glosses are left out of it);
+- with several visual streams (DVE-SLT): `stream`, the CiCo and global InfoNCE of each stream's own
+  tokens against the text, and `inter`, a symmetric InfoNCE between the global vectors of every pair of
+  streams of the same clips (the inter-modal loss that makes the streams agree).
 Logit scales are clamped at ln(100), as CLIP/CiCo do. Returns a dict of weighted named losses.
 """
 
@@ -30,44 +33,93 @@ def symmetric_infonce(scores: torch.Tensor, logit_scale: torch.Tensor) -> torch.
 
 class C2RLLoss(nn.Module):
     def __init__(self, cico_weight: float = 1.0, global_weight: float = 1.0, lm_weight: float = 1.0,
-                 label_smoothing: float = 0.2, temperature: float = CICO_TEMPERATURE, gloss_weight: float = 0.0):
+                 label_smoothing: float = 0.2, temperature: float = CICO_TEMPERATURE, gloss_weight: float = 0.0,
+                 stream_weight: float = 1.0, inter_weight: float = 1.0):
         super().__init__()
+        self.stream_weight, self.inter_weight = stream_weight, inter_weight
         self.cico_weight, self.global_weight, self.lm_weight = cico_weight, global_weight, lm_weight
         self.gloss_weight = gloss_weight
         self.label_smoothing = label_smoothing
         self.temperature = temperature
+        # distributed training (slsearch.training.distributed.BatchGroup): the contrastive terms over the
+        # global batch gathered from every rank, the mean terms over the global token / clip counts
+        self.batch_group = None
 
     def forward(self, video_tokens, video_mask, video_global, text_tokens=None, text_mask=None, text_global=None,
                 logit_scale_fine=None, logit_scale_global=None, lm_logits=None, lm_labels=None, gloss_logits=None,
-                gloss_targets=None, gloss_target_lengths=None) -> dict[str, torch.Tensor]:
+                gloss_targets=None, gloss_target_lengths=None, stream_tokens=None,
+                stream_globals=None) -> dict[str, torch.Tensor]:
         losses: dict[str, torch.Tensor] = {}
         if (self.cico_weight or self.global_weight) and text_tokens is None:
             raise ValueError("the contrastive losses need the text tower's outputs (with_text=True)")
+        group = self.batch_group
+        vt, vm, vg, tt, tm, tg = video_tokens, video_mask, video_global, text_tokens, text_mask, text_global
+        if group is not None and (self.cico_weight or self.global_weight):
+            vt, vm, vg, tt, tm, tg = group.gather(vt, vm, vg, tt, tm, tg)  # every rank's clips, in rank order
         if self.cico_weight:
-            fine = cico_similarity(video_tokens, video_mask, text_tokens, text_mask, self.temperature)  # (B, B)
+            fine = cico_similarity(vt, vm, tt, tm, self.temperature)  # (B, B)
             losses["cico_loss"] = self.cico_weight * symmetric_infonce(fine, logit_scale_fine)
         if self.global_weight:
-            coarse = video_global.float() @ text_global.float().T  # (B, B), vectors are unit length
+            coarse = vg.float() @ tg.float().T  # (B, B), vectors are unit length
             losses["global_loss"] = self.global_weight * symmetric_infonce(coarse, logit_scale_global)
+        if stream_tokens is not None and (self.stream_weight or self.inter_weight):
+            losses.update(self._streams(stream_tokens, stream_globals, video_mask, text_tokens, text_mask,
+                                        text_global, logit_scale_fine, logit_scale_global))
         if self.lm_weight and lm_logits is not None:
-            losses["lm_loss"] = self.lm_weight * F.cross_entropy(
-                lm_logits.float().flatten(0, 1), lm_labels.flatten(), ignore_index=-100,
-                label_smoothing=self.label_smoothing)
+            if group is None:
+                losses["lm_loss"] = self.lm_weight * F.cross_entropy(
+                    lm_logits.float().flatten(0, 1), lm_labels.flatten(), ignore_index=-100,
+                    label_smoothing=self.label_smoothing)
+            else:  # the mean over the global batch's tokens
+                total = F.cross_entropy(lm_logits.float().flatten(0, 1), lm_labels.flatten(), ignore_index=-100,
+                                        label_smoothing=self.label_smoothing, reduction="sum")
+                losses["lm_loss"] = self.lm_weight * group.global_mean(total, (lm_labels != -100).sum())
         if self.gloss_weight and gloss_logits is not None and gloss_targets is not None:
             losses["gloss_loss"] = self.gloss_weight * gloss_ctc(gloss_logits, video_mask, gloss_targets,
-                                                                 gloss_target_lengths)
+                                                                 gloss_target_lengths, group)
         return losses
 
 
-def gloss_ctc(logits: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    def _streams(self, stream_tokens, stream_globals, video_mask, text_tokens, text_mask, text_global,
+                 logit_scale_fine, logit_scale_global) -> dict[str, torch.Tensor]:
+        """DVE-SLT's per-stream cross-modal losses (mean over streams) and the inter-stream InfoNCE (mean over
+        pairs), over the global batch when distributed."""
+        group = self.batch_group
+        cross, inter, gathered = [], [], []
+        for st, sg in zip(stream_tokens, stream_globals):
+            vt, vm, vg, tt, tm, tg = st, video_mask, sg, text_tokens, text_mask, text_global
+            if group is not None:
+                vt, vm, vg, tt, tm, tg = group.gather(vt, vm, vg, tt, tm, tg)
+            gathered.append(vg.float())
+            if self.stream_weight:
+                fine = cico_similarity(vt, vm, tt, tm, self.temperature)
+                cross.append(symmetric_infonce(fine, logit_scale_fine)
+                             + symmetric_infonce(vg.float() @ tg.float().T, logit_scale_global))
+        if self.inter_weight:
+            for i in range(len(gathered)):
+                for j in range(i + 1, len(gathered)):
+                    inter.append(symmetric_infonce(gathered[i] @ gathered[j].T, logit_scale_global))
+        out = {}
+        if cross:
+            out["stream_loss"] = self.stream_weight * torch.stack(cross).mean()
+        if inter:
+            out["inter_loss"] = self.inter_weight * torch.stack(inter).mean()
+        return out
+
+
+def gloss_ctc(logits: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
+              group=None) -> torch.Tensor:
     """logits (B, T, C+1) with blank 0, targets (B, S) padded, target_lengths (B,) with 0 = no glosses known
-    -> mean over clips with glosses of the CTC loss per gloss (0 when no clip has glosses)."""
+    -> mean over clips with glosses of the CTC loss per gloss (0 when no clip has glosses). With a
+    distributed `group` (C2RLLoss.batch_group), the mean is over the clips with glosses of all ranks."""
     known = target_lengths > 0
-    if not bool(known.any()):
+    if group is None and not bool(known.any()):
         return logits.sum() * 0.0
     # clips without glosses get a harmless stand-in target, then are left out of the mean
     targets = torch.where(known[:, None], targets, torch.ones_like(targets))
     logp = torch.log_softmax(logits.float(), -1).transpose(0, 1)  # (T, B, C+1)
     per_clip = F.ctc_loss(logp, targets, mask.sum(1), target_lengths.clamp(min=1), blank=0,
                           reduction="none", zero_infinity=True)  # impossible alignments count 0, not inf
+    if group is not None:  # every rank takes part in the count, with or without glosses
+        return group.global_mean((per_clip / target_lengths.clamp(min=1))[known].sum(), known.sum())
     return (per_clip / target_lengths.clamp(min=1))[known].mean()

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,12 +17,18 @@ from slsearch.data.features import FEATURE_DIM
 from slsearch.models.decoder import TextDecoder, decoder_config, shift_for_lm
 from slsearch.models.text_tower import TextTower, scratch_text_config
 from slsearch.models.tokenizer import TextTokenizer
-from slsearch.models.video_tower import TEMPORAL_STRIDE, PoseFrontEnd, VideoTower
+from slsearch.models.video_tower import TEMPORAL_STRIDE, VideoTower, make_front_end
 
 
 @dataclass
 class ModelConfig:
     front_end: str = "pose"  # what turns frames into vectors: the pose front end (the only one yet)
+    # DVE-SLT's visual streams (slsearch.models.video_tower.STREAMS): "pose" per frame, "pose_windows"
+    # spatio-temporal over 16-frame windows; more than one: each aligned with the text and with the others
+    streams: list[str] = field(default_factory=lambda: ["pose"])
+    fusion: str = "concat"  # of several streams: concat (projected), sum or cross (attention)
+    stream_window: int = 16  # frames per window of the pose_windows stream
+    stream_stride: int = 6  # frames between its windows
     input_dim: int = FEATURE_DIM  # per-frame feature width the front end reads
     video_dim: int = 256  # width of the video tower's conv and transformer
     video_layers: int = 2  # transformer layers over the T/4 tokens
@@ -71,10 +77,12 @@ class SignTextModel(nn.Module):
             raise ValueError(f"config vocab_size {config.vocab_size} != tokenizer's {tokenizer.vocab_size}")
         self.config = config
         self.tokenizer = tokenizer
-        front = PoseFrontEnd(config.video_dim, config.input_dim, config.dropout)
+        front, *more = [make_front_end(s, config.video_dim, config.input_dim, config.dropout, config.stream_window,
+                                       config.stream_stride) for s in config.streams]
         self.video = VideoTower(front, config.video_dim, config.conv_kernel, config.video_layers,
                                 config.video_heads, config.video_ffn, config.dropout, config.token_dim,
-                                config.embed_dim, gloss_classes=len(config.glosses or []))
+                                config.embed_dim, gloss_classes=len(config.glosses or []), more_streams=more,
+                                fusion=config.fusion)
         self.text = TextTower(config.text_config(), config.token_dim, config.embed_dim)
         self.decoder = TextDecoder(decoder_config(config.vocab_size, config.token_dim, config.decoder_layers,
                                                   config.decoder_heads, config.decoder_ffn, config.dropout,
@@ -114,6 +122,9 @@ class SignTextModel(nn.Module):
             t = self.text(input_ids, attention_mask)
             out.update({"text_tokens": t["tokens"], "text_mask": t["mask"], "text_global": t["global"],
                         "logit_scale_fine": self.logit_scale_fine, "logit_scale_global": self.logit_scale_global})
+            if "streams" in v:  # DVE-SLT: each stream's own alignment with the text and with the others
+                out["stream_tokens"] = [st["tokens"] for st in v["streams"]]
+                out["stream_globals"] = [st["global"] for st in v["streams"]]
         if "gloss_logits" in v:
             out["gloss_logits"] = v["gloss_logits"]
         if with_lm:

@@ -9,6 +9,12 @@ The visual encoder of GFSLT-VLP / DVE-SLT, on pose features here. The front end 
 that knows what a frame is; an RGB or pre-extracted-feature front end implements `FrontEnd` and
 nothing else changes. Padded frames are zeroed after every block, so a clip gets the same tokens
 whatever it is batched with (ReLU output is >= 0, so zeros never win a max-pool over real values).
+
+Several visual streams (DVE-SLT): each stream is a front end with its own, identical temporal blocks;
+one transformer encoder, shared, reads every stream; the streams are fused (channel concatenation and a
+projection, their sum, or cross-attention of the first to the others) into the tokens the index, the
+decoder and the gloss head use, and each stream's own tokens and global vector are returned for its
+contrastive loss and the inter-stream one (slsearch.models.losses). STREAMS names the front ends.
 """
 
 from __future__ import annotations
@@ -58,6 +64,76 @@ class PoseFrontEnd(FrontEnd):
         return self.embed(x)
 
 
+class WindowedPoseFrontEnd(PoseFrontEnd):
+    """DVE-SLT's spatio-temporal stream (the role of I3D over 16-frame windows, stride 6) on the pose:
+    each frame's pose features embedded, a temporal convolution over `window`-frame windows every
+    `stride` frames, and each frame given the features of the window centred nearest to it (the paper
+    repeats the I3D features to the frame rate). Frames past the clip's length are zeroed before the
+    convolution, so a window at the end reads the same zeros whatever the batch's padding."""
+
+    uses_lengths = True
+
+    def __init__(self, d: int, input_dim: int = FEATURE_DIM, dropout: float = 0.1, window: int = 16, stride: int = 6):
+        super().__init__(d, input_dim, dropout)
+        self.window, self.stride = window, stride
+        self.embed = nn.Sequential(nn.Linear(input_dim, d), nn.LayerNorm(d), nn.GELU())
+        self.window_conv = nn.Conv1d(d, d, window, stride=stride)
+        self.out = nn.Sequential(nn.LayerNorm(d), nn.ReLU(), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:  # (B, T, F) -> (B, T, d)
+        T = x.shape[1]
+        h = self.embed(x)
+        if lengths is not None:
+            h = h * _mask(lengths, T)[..., None]
+        span = max(T, self.window)
+        pad = span - T + (-(span - self.window)) % self.stride  # windows reach the last frame
+        w = self.window_conv(F.pad(h.transpose(1, 2), (0, pad))).transpose(1, 2)  # (B, n_windows, d)
+        centre = ((torch.arange(T, device=x.device) - (self.window - 1) / 2) / self.stride).round()  # (T,)
+        # the last window of each clip is its own (not one that only a longer clip of the batch has)
+        n = lengths if lengths is not None else torch.full((x.shape[0],), T, device=x.device)
+        last = (n - self.window).clamp(min=0).add(self.stride - 1).div(self.stride, rounding_mode="floor")
+        nearest = torch.minimum(centre.clamp(min=0)[None, :], last[:, None].to(centre.dtype)).long()  # (B, T)
+        return self.out(torch.gather(w, 1, nearest[..., None].expand(-1, -1, w.shape[2])))
+
+
+STREAMS = {"pose": PoseFrontEnd, "pose_windows": WindowedPoseFrontEnd}  # model.streams names these
+FUSIONS = ("concat", "sum", "cross")
+
+
+def make_front_end(stream: str, d: int, input_dim: int, dropout: float, window: int = 16,
+                   stride: int = 6) -> FrontEnd:
+    if stream not in STREAMS:
+        raise ValueError(f"unknown visual stream {stream!r} (available: {', '.join(STREAMS)})")
+    if stream == "pose_windows":
+        return WindowedPoseFrontEnd(d, input_dim, dropout, window, stride)
+    return STREAMS[stream](d, input_dim, dropout)
+
+
+class Fusion(nn.Module):
+    """Per-stream token sequences (B, T', d) on one clock -> one (B, T', d)."""
+
+    def __init__(self, kind: str, n_streams: int, d: int, heads: int, dropout: float):
+        super().__init__()
+        if kind not in FUSIONS:
+            raise ValueError(f"unknown stream fusion {kind!r} (use {', '.join(FUSIONS)})")
+        self.kind = kind
+        if kind == "concat":
+            self.project = nn.Linear(n_streams * d, d)
+        elif kind == "cross":
+            self.attend = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+            self.norm = nn.LayerNorm(d)
+
+    def forward(self, xs: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        if self.kind == "concat":
+            return self.project(torch.cat(xs, dim=-1))
+        if self.kind == "sum":
+            return torch.stack(xs).sum(0)
+        others = torch.cat(xs[1:], dim=1)  # the first stream queries the others' tokens
+        keep = ~torch.cat([mask] * (len(xs) - 1), dim=1)
+        attended, _ = self.attend(xs[0], others, others, key_padding_mask=keep)
+        return self.norm(xs[0] + attended)
+
+
 def sinusoidal_positions(length: int, d: int, device=None) -> torch.Tensor:
     """(length, d) fixed sinusoidal position codes (no maximum clip length)."""
     pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
@@ -91,10 +167,14 @@ def _mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
 class VideoTower(nn.Module):
     def __init__(self, front_end: FrontEnd, d: int = 256, kernel: int = 5, layers: int = 2, heads: int = 4,
                  ffn: int = 1024, dropout: float = 0.1, token_dim: int = 256, embed_dim: int = 256,
-                 gloss_classes: int = 0):
+                 gloss_classes: int = 0, more_streams: list[FrontEnd] | None = None, fusion: str = "concat"):
         super().__init__()
-        self.front_end = front_end
+        self.front_end = front_end  # the first stream keeps the single-stream names: old checkpoints load
         self.blocks = nn.ModuleList([TemporalBlock(d, kernel), TemporalBlock(d, kernel)])
+        self.more_streams = nn.ModuleList([
+            nn.ModuleDict({"front_end": fe, "blocks": nn.ModuleList([TemporalBlock(d, kernel), TemporalBlock(d, kernel)])})
+            for fe in more_streams or []])
+        self.fusion = Fusion(fusion, 1 + len(self.more_streams), d, heads, dropout) if more_streams else None
         layer = nn.TransformerEncoderLayer(d, heads, ffn, dropout, batch_first=True, norm_first=True)
         # nested tensors change numerics with the batch's padding; keep outputs batch-independent
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -105,21 +185,37 @@ class VideoTower(nn.Module):
         # (CiCo's domain-aware backbone learns the same from sign spotting). Index 0 is the blank.
         self.gloss_head = nn.Linear(d, gloss_classes + 1) if gloss_classes else None
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        """features (B, T, F) zero-padded, lengths (B,) -> tokens (B, T', token_dim), mask (B, T'), global (B, D)."""
-        assert features.ndim == 3, features.shape
-        x = self.front_end(features) * _mask(lengths, features.shape[1])[..., None]  # (B, T, d)
-        x = x.transpose(1, 2)  # (B, d, T)
-        for block in self.blocks:
+    @staticmethod
+    def _stream(front_end: FrontEnd, blocks: nn.ModuleList, features: torch.Tensor,
+                lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One stream: front end and temporal blocks -> (B, T', d), token lengths (B,)."""
+        x = front_end(features, lengths) if getattr(front_end, "uses_lengths", False) else front_end(features)
+        x = (x * _mask(lengths, features.shape[1])[..., None]).transpose(1, 2)  # (B, d, T)
+        for block in blocks:
             x, lengths = block(x, lengths)
-        x = x.transpose(1, 2)  # (B, T', d)
-        mask = _mask(lengths, x.shape[1]).bool()  # (B, T')
-        x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device)
-        x = self.norm(self.encoder(x, src_key_padding_mask=~mask))
+        return x.transpose(1, 2), lengths
+
+    def _heads(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.to_tokens(x)  # (B, T', token_dim)
         m = mask[..., None].to(tokens.dtype)
-        pooled = (tokens * m).sum(1) / m.sum(1)
-        out = {"tokens": tokens, "mask": mask, "global": F.normalize(self.to_global(pooled), dim=-1)}
+        return tokens, F.normalize(self.to_global((tokens * m).sum(1) / m.sum(1)), dim=-1)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """features (B, T, F) zero-padded, lengths (B,) -> tokens (B, T', token_dim), mask (B, T'), global (B, D);
+        with several streams also "streams": each stream's own {"tokens", "global"}."""
+        assert features.ndim == 3, features.shape
+        x, token_lengths = self._stream(self.front_end, self.blocks, features, lengths)
+        xs = [x] + [self._stream(s["front_end"], s["blocks"], features, lengths)[0] for s in self.more_streams]
+        mask = _mask(token_lengths, x.shape[1]).bool()  # (B, T')
+        B = x.shape[0]
+        h = torch.cat(xs) + sinusoidal_positions(x.shape[1], x.shape[2], x.device)  # the shared encoder, batched
+        h = self.norm(self.encoder(h, src_key_padding_mask=~torch.cat([mask] * len(xs))))
+        xs = list(h.split(B))
+        x = self.fusion(xs, mask) if self.fusion is not None else xs[0]
+        tokens, pooled = self._heads(x, mask)
+        out = {"tokens": tokens, "mask": mask, "global": pooled}
+        if self.fusion is not None:
+            out["streams"] = [dict(zip(("tokens", "global"), self._heads(xi, mask))) for xi in xs]
         if self.gloss_head is not None:
             out["gloss_logits"] = self.gloss_head(x)
         return out

@@ -138,6 +138,32 @@ def create_app(index_dir: str | Path, model: RetrievalModel | str | Path | None 
         found = await search_pool.run(lambda: v.searcher.search_text(query, k=k), "The search")
         return answer(v, query, "t2v", found, t0)
 
+    @app.get("/api/search/gloss", response_model=SearchAnswer, responses=ERRORS, tags=["search"])
+    async def search_gloss(q: str = Query(..., description="Glosses, e.g. MORGEN REGEN (upper-cased, split on "
+                                                           "spaces)."),
+                           k: int = Query(10, ge=1, le=settings.max_k, description="Number of results.")) -> dict:
+        """Glosses -> the clips whose gloss reading holds them, in their order first (g2v; models with a gloss
+        head). Glosses the model does not know are left out and listed in `unknown_glosses`."""
+        from slsearch.index.search import split_gloss_query
+
+        t0 = time.perf_counter()
+        v = live.current()
+        try:
+            query = normalise_query(q)
+            _, unknown = split_gloss_query(query, v.searcher.model.net.config.glosses)
+        except SlsearchError as e:
+            raise HTTPException(422, str(e).removeprefix("--gloss: ")) from None
+
+        def work():
+            try:
+                return v.searcher.search_glosses(query, k=k)
+            except SlsearchError as e:
+                raise HTTPException(422, "This index's model reads no glosses (no gloss head), so it cannot "
+                                         "be searched by gloss." if "reads no glosses" in str(e) else str(e)) from None
+
+        found = await search_pool.run(work, "The search")
+        return {**answer(v, query.upper(), "g2v", found, t0), "unknown_glosses": unknown}
+
     @app.post("/api/search/clip", response_model=SearchAnswer, responses=ERRORS, tags=["search"])
     async def search_clip(file: UploadFile = File(..., description="A video or pose file (.pose, .npz, .npy)."),
                           target: Literal["texts", "clips"] = Query("texts", description="texts: the sentences "

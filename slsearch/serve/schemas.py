@@ -34,10 +34,12 @@ class Hit(BaseModel):
 
 class SearchAnswer(BaseModel):
     query: str = Field(description="The query as searched (normalised), or the uploaded file's name.")
-    mode: Literal["t2v", "v2t", "v2v"]
+    mode: Literal["t2v", "v2t", "v2v", "g2v"]
     results: list[Hit]
     version: str = Field(description="The index version that answered.")
     took_ms: float
+    unknown_glosses: Optional[list[str]] = Field(None, description="Gloss searches: the query's glosses the model "
+                                                                   "does not know (left out of the search).")
 
 
 class TranslationAnswer(BaseModel):

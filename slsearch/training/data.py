@@ -102,10 +102,14 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
     return [batches[i] for i in order]
 
 
+def _stretched_length(T: int, factor: float, max_frames: int, min_frames: int) -> int:
+    return int(np.clip(round(T * factor), min_frames, max_frames))
+
+
 def _stretch(f: np.ndarray, factor: float, max_frames: int, min_frames: int) -> np.ndarray:
     """Resample frames (nearest) to len * factor, at most max_frames, at least min_frames."""
     T = f.shape[0]
-    new_T = int(np.clip(round(T * factor), min_frames, max_frames))
+    new_T = _stretched_length(T, factor, max_frames, min_frames)
     if new_T == T:
         return f
     idx = np.minimum((np.arange(new_T) * T / new_T).astype(int), T - 1)
@@ -113,11 +117,20 @@ def _stretch(f: np.ndarray, factor: float, max_frames: int, min_frames: int) -> 
 
 
 def collate(data: FeatureSet, idx: np.ndarray, tokenizer, rng: np.random.Generator | None,
-            max_frames: int, time_stretch: float, min_frames: int = 4) -> dict[str, torch.Tensor]:
+            max_frames: int, time_stretch: float, min_frames: int = 4,
+            part: slice | None = None) -> dict[str, torch.Tensor]:
     """Batch `idx` -> model inputs; with `rng` (training) each clip's speed is varied by up to
-    `time_stretch`."""
+    `time_stretch`. With `part` (distributed training) only the clips idx[part] are built, as the
+    whole batch would build them: every clip still draws its stretch, and the frames are padded to
+    the longest clip of the whole batch (batch norm sees the padding)."""
     feats, texts, glosses = [], [], []
-    for i in idx:
+    kept = range(len(idx))[part] if part is not None else None
+    longest = 0
+    for k, i in enumerate(idx):
+        if kept is not None and k not in kept:
+            factor = 1.0 + rng.uniform(-time_stretch, time_stretch) if (rng is not None and time_stretch) else 1.0
+            longest = max(longest, _stretched_length(data.features[i].shape[0], factor, max_frames, min_frames))
+            continue
         f = data.features[i].astype(np.float32)
         text = data.texts[i]
         gloss = data.glosses[i] if data.glosses is not None else []
@@ -127,6 +140,8 @@ def collate(data: FeatureSet, idx: np.ndarray, tokenizer, rng: np.random.Generat
         texts.append(text)
         glosses.append(gloss)
     x, lengths = pad(feats)
+    if x.shape[1] < longest:
+        x = torch.nn.functional.pad(x, (0, 0, 0, longest - x.shape[1]))
     ids, mask = tokenizer(texts)
     batch = {"features": x, "lengths": lengths, "input_ids": ids, "attention_mask": mask}
     if data.glosses is not None:

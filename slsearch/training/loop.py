@@ -26,6 +26,7 @@ from slsearch.models.losses import C2RLLoss
 from slsearch.models.model import SignTextModel, build_model
 from slsearch.models.tokenizer import TextTokenizer
 from slsearch.progress import Progress, track
+from slsearch.training import distributed
 from slsearch.training.data import (FeatureSet, collate, epoch_batches, gloss_vocabulary, load_features,
                                     read_training_manifest)
 from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
@@ -142,14 +143,15 @@ def _run_eta(t0: float, first: int, epoch: int, epochs: int) -> str:
     return f", eta {int(left // 60)}m{int(left % 60):02d}s" if left >= 60 else f", eta {left:.0f}s"
 
 
-def _save_state(model, opt, sched, out: Path, recipe: Recipe, state: dict[str, Any]) -> None:
+def _save_state(model, opt, sched, out: Path, recipe: Recipe, state: dict[str, Any],
+                extra: dict[str, Any] | None = None) -> None:
     last = out / LAST
     tmp = out / (LAST + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     save_model(model, tmp, recipe=recipe.to_dict())
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
-                **state}, tmp / STATE_FILE)
+                **state, **(extra or {})}, tmp / STATE_FILE)
     if last.exists():
         shutil.rmtree(last)
     tmp.rename(last)
@@ -176,6 +178,8 @@ class _Run:
     state: dict[str, Any]
     best: tuple | None = None  # (hash, weights, encoded dev) of this process's best epoch, for the stages
     encoded: tuple | None = None  # the dev set as the latest evaluation encoded it (joint runs)
+    world: distributed.World | None = None  # under torchrun: this process's rank (training.distributed)
+    ddp: torch.nn.Module | None = None  # the model behind DistributedDataParallel, for the training steps
 
 
 def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path, out: str | Path,
@@ -184,8 +188,22 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
     """Train towers + decoder on `manifest`, select on `dev`, write the best checkpoint to `out`; for a
     joint run, then learn the gloss lexicon and fit the ranking stages on the best epoch. `notify`
     hears what happens (slsearch.console.show_training_event draws it); `progress` the steps."""
-    notify = notify or (lambda kind, payload: None)
+    notify = notify or _silent
+    if distributed.in_torchrun() and os.environ.get("RANK", "0") != "0":
+        notify, progress = _silent, None  # rank 0 reports for all
     run = _start(recipe_path, manifest, dev, Path(out), overrides, resume, progress, notify)
+    try:
+        return _train(run, progress, notify)
+    finally:
+        if run.world is not None and run.world.owned:
+            run.world.shutdown()
+
+
+def _silent(kind: str, payload: Any) -> None:
+    pass
+
+
+def _train(run: _Run, progress: Progress | None, notify: Notify) -> TrainResult:
     tc = run.recipe.train
     stopped = "epochs"
     run_t0, first_epoch = time.perf_counter(), run.state["epoch"] + 1  # for the whole run's ETA
@@ -203,7 +221,7 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
             stopped = "early_stopping"
             break
     state = run.state
-    if tc.stage == "joint" and state["best_epoch"]:
+    if tc.stage == "joint" and state["best_epoch"] and (run.world is None or run.world.main):
         _fit_stages(run, notify)
     best = state["best_dev"]
     what = (f"BLEU-4 {best.get('BLEU-4', 0):.2f}" if tc.stage == "translate" else
@@ -227,22 +245,36 @@ def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progr
         notify("note", f"{manifest}: no clip has glosses (a 'gloss' column): training without the gloss head "
                        "(loss.gloss_weight=0)")
         recipe.loss.gloss_weight = 0.0
+    device = pick_device(tc.device)
+    world = distributed.setup(device)  # under torchrun: this process's rank; None for a single process
+    if world is not None:
+        device = world.device
+        if tc.batch_size < world.size:
+            raise SlsearchError(f"train.batch_size {tc.batch_size} is smaller than the {world.size} processes: "
+                                f"each needs clips of every batch; use fewer processes or a larger batch")
     last = out / LAST
     resuming = resume and (last / STATE_FILE).exists()
+    wipe = False
     if resuming:
         saved = recipe_from_dict(read_config(last)["recipe"]).to_dict()
         if _comparable(saved) != _comparable(recipe.to_dict()):
             raise SlsearchError(f"{out}: holds a run with a different recipe; use another --out or --no-resume")
     elif out.exists() and any(out.iterdir()):
         if not resume:
-            shutil.rmtree(out)
+            wipe = True
         elif (out / LOG_FILE).exists():
             raise SlsearchError(f"{out}: holds a finished or foreign run without resumable state; "
                                 f"use another --out or --no-resume to overwrite")
-    out.mkdir(parents=True, exist_ok=True)
+    if world is not None:
+        world.barrier()  # every rank has looked at OUT before rank 0 changes it
+    if world is None or world.main:
+        if wipe:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+    if world is not None:
+        world.barrier()
     torch.set_num_threads(pick_threads(tc.threads))
-    device = pick_device(tc.device)
-    seed_everything(tc.seed)
+    seed_everything(tc.seed)  # every rank builds the same model
 
     if resuming:
         model = load_model(last, device=device)
@@ -262,23 +294,54 @@ def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progr
         raise SlsearchError(f"{tc.init}: this checkpoint was trained without a gloss head; "
                             f"set loss.gloss_weight=0 or start from a run trained with glosses")
     model.train()
+    ddp = None
+    if world is not None:
+        world.check_same("tokenizers", json.dumps([model.tokenizer.ids(c.text) for c in train_clips]).encode())
+        distributed.sync_batch_norm(model, world)
+        ddp = distributed.wrap(model, world, find_unused=not _uses_every_parameter(recipe, model))
+        if world.rank:  # dropout and null-clip draws: a stream per rank
+            torch.manual_seed(tc.seed + 100_003 * world.rank)
     stride = model.temporal_stride
     train_set = load_features(train_clips, model.video.front_end, stride, manifest, progress,
                               glosses=model.config.glosses if recipe.loss.gloss_weight else None)
     dev_set = load_features(dev_clips, model.video.front_end, stride, dev, progress)
     loss_fn = C2RLLoss(recipe.loss.cico_weight, recipe.loss.global_weight, recipe.loss.lm_weight,
-                       recipe.loss.label_smoothing, recipe.model.cico_temperature, recipe.loss.gloss_weight)
+                       recipe.loss.label_smoothing, recipe.model.cico_temperature, recipe.loss.gloss_weight,
+                       recipe.loss.stream_weight, recipe.loss.inter_weight)
+    if world is not None:
+        loss_fn.batch_group = distributed.BatchGroup(world)
     opt = make_optimizer(model, recipe)
-    steps_per_epoch = len(epoch_batches(train_set.lengths, tc.batch_size, np.random.default_rng(0)))
+    batches = epoch_batches(train_set.lengths, tc.batch_size, np.random.default_rng(0))
+    steps_per_epoch = len(batches if world is None else world.usable(batches))
+    if not steps_per_epoch:
+        raise SlsearchError(f"{manifest}: no batch of {tc.batch_size} clips has one for each of the "
+                            f"{world.size if world else 1} processes")
     sched = make_scheduler(opt, recipe, steps_per_epoch)
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_dev": {}, "bad_epochs": 0, "train_seconds": 0.0}
     if resuming:
         saved = torch.load(last / STATE_FILE, weights_only=False)
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
+        size = world.size if world is not None else 1
+        rng_states = saved.get("torch_rng_ranks") or [saved["torch_rng"]]
+        if len(rng_states) == size:
+            torch.set_rng_state(rng_states[world.rank if world is not None else 0])
+        else:  # the batches do not depend on the number of processes; the dropout noise does
+            if world is None or world.main:
+                torch.set_rng_state(saved["torch_rng"])
+            notify("note", f"resuming a run of {len(rng_states)} process(es) with {size}: the same batches, "
+                           f"other dropout noise")
         state = {k: saved[k] for k in state}
-    return _Run(recipe, out, model, opt, sched, loss_fn, train_set, dev_set, train_clips, steps_per_epoch, state)
+    return _Run(recipe, out, model, opt, sched, loss_fn, train_set, dev_set, train_clips, steps_per_epoch, state,
+                world=world, ddp=ddp)
+
+
+def _uses_every_parameter(recipe: Recipe, model: SignTextModel) -> bool:
+    """Whether a training step reaches every parameter (else DDP must look for the unused ones)."""
+    with_gloss = model.video.gloss_head is None or recipe.loss.gloss_weight > 0
+    one_stream = len(getattr(model.config, "streams", None) or [None]) == 1  # several: DDP looks for itself
+    return (recipe.loss.cico_weight > 0 and recipe.loss.global_weight > 0 and recipe.loss.lm_weight > 0
+            and with_gloss and one_stream)
 
 
 def _train_epoch(run: _Run, epoch: int, advance, notify: Notify) -> tuple[dict[str, Any], bool]:
@@ -286,17 +349,21 @@ def _train_epoch(run: _Run, epoch: int, advance, notify: Notify) -> tuple[dict[s
     recipe, model, tc = run.recipe, run.model, run.recipe.train
     rng = np.random.default_rng([tc.seed, epoch])  # per-epoch stream: resuming replays the same batches
     batches = epoch_batches(run.train_set.lengths, tc.batch_size, rng)
+    world, forward = run.world, run.ddp or model
+    if world is not None:
+        batches = world.usable(batches)  # each rank builds its part of every global batch
     with_lm = recipe.loss.lm_weight > 0
     with_text = recipe.loss.cico_weight + recipe.loss.global_weight > 0
     device = model.device
     sums: dict[str, float] = {}
     clips, reported, cut, t0 = 0, 0, False, time.perf_counter()
     for step, idx in enumerate(batches):
+        part = world.part(len(idx)) if world is not None else None
         batch = {k: v.to(device) for k, v in collate(run.train_set, idx, model.tokenizer, rng, tc.max_frames,
-                                                     tc.time_stretch).items()}
+                                                     tc.time_stretch, part=part).items()}
         targets = {k: batch.pop(k) for k in ("gloss_targets", "gloss_target_lengths") if k in batch}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
-            losses = run.loss_fn(**model(**batch, with_lm=with_lm, with_text=with_text), **targets)
+            losses = run.loss_fn(**forward(**batch, with_lm=with_lm, with_text=with_text), **targets)
         total = sum(losses.values())
         run.opt.zero_grad(set_to_none=True)
         total.backward()
@@ -304,15 +371,23 @@ def _train_epoch(run: _Run, epoch: int, advance, notify: Notify) -> tuple[dict[s
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
         run.opt.step()
         run.sched.step()
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
+        if world is None:
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
+        else:  # the ranks' losses average to the global batch's
+            means = world.mean(torch.stack([v.detach().float() for v in losses.values()] + [total.detach().float()]))
+            for k, v in zip([*losses, "loss"], means.tolist()):
+                sums[k] = sums.get(k, 0.0) + v
         clips += len(idx)
         elapsed = time.perf_counter() - t0
         if step % tc.log_every == 0 or step == len(batches) - 1:
             advance(step + 1 - reported, f"loss {sums['loss'] / (step + 1):.3f} {clips / elapsed:.1f} clips/s")
             reported = step + 1
-        if tc.max_minutes and (run.state["train_seconds"] + elapsed) / 60 >= tc.max_minutes:
+        over = bool(tc.max_minutes) and (run.state["train_seconds"] + elapsed) / 60 >= tc.max_minutes
+        if world is not None and tc.max_minutes:
+            over = world.broadcast(over)  # rank 0's clock decides for all
+        if over:
             # a guard, not a budget: the schedule is not annealed, so the model is not the recipe's
             notify("note", f"stopped by the train.max_minutes guard ({tc.max_minutes:g} min) in epoch {epoch}/"
                            f"{tc.epochs}, step {step + 1}/{len(batches)}: the learning rate had not annealed")
@@ -330,6 +405,8 @@ def _evaluate(run: _Run) -> dict[str, float]:
     """Dev metrics of the model as it is now: retrieval R@K (joint) or BLEU (translate). The encoded dev
     set of a joint run is kept as `run.encoded` for the checkpoint."""
     tc, model, dev = run.recipe.train, run.model, run.dev_set
+    if run.world is not None and not run.world.main:
+        return run.world.broadcast(None)  # rank 0 evaluates; every rank takes the same decisions
     if tc.stage == "translate":
         # dev translations decode as the saved checkpoint will, at the dev beam
         metrics = evaluate_translation(model, dev.features, dev.texts, run.recipe.decode.with_overrides(beam=tc.dev_beam),
@@ -338,26 +415,40 @@ def _evaluate(run: _Run) -> dict[str, float]:
     else:
         metrics, run.encoded = evaluate_retrieval(model, dev.features, dev.texts, tc.eval_batch_size)
     model.train()
+    if run.world is not None:
+        run.world.broadcast(metrics)
     return metrics
 
 
 def _checkpoint(run: _Run, epoch: int, row: dict[str, Any]) -> None:
     """Log the epoch, keep the model in OUT when dev improved (and, for a joint run, its weights and dev
-    encoding in memory for the ranking stages), and the resumable state in OUT/last."""
-    with open(run.out / LOG_FILE, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    encoding in memory for the ranking stages), and the resumable state in OUT/last. In a distributed
+    run every rank keeps the state; rank 0 alone writes."""
+    world = run.world
+    writes = world is None or world.main
+    if writes:
+        with open(run.out / LOG_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
     state, model = run.state, run.model
     state["epoch"] = epoch
     dev_metrics = {k: row[k] for k in row if k.startswith(("cico_", "global_", "BLEU", "chrF", "ROUGE")) or k == "score"}
     if row["score"] > state["best_score"]:
         state.update(best_score=row["score"], best_epoch=epoch, best_dev=dev_metrics, bad_epochs=0)
-        save_model(model, run.out, recipe=run.recipe.to_dict(), extra={"best_epoch": epoch, "dev": dev_metrics})
-        if run.recipe.train.stage == "joint":
+        if writes:
+            save_model(model, run.out, recipe=run.recipe.to_dict(), extra={"best_epoch": epoch, "dev": dev_metrics})
+        if writes and run.recipe.train.stage == "joint":
             run.best = (model.checkpoint_hash, {k: v.detach().clone() for k, v in model.state_dict().items()},
                         run.encoded)
     else:
         state["bad_epochs"] += 1
-    _save_state(model, run.opt, run.sched, run.out, run.recipe, state)
+    if world is None:
+        _save_state(model, run.opt, run.sched, run.out, run.recipe, state)
+        return
+    rng_states = world.all_objects(torch.get_rng_state())  # each rank's dropout stream, for resuming
+    if writes:
+        _save_state(model, run.opt, run.sched, run.out, run.recipe, state,
+                    extra={"world_size": world.size, "torch_rng_ranks": rng_states})
+    world.barrier()  # OUT/last is complete before any rank goes on
 
 
 def _fit_stages(run: _Run, notify: Notify) -> None:

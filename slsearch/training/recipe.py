@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from slsearch.errors import SlsearchError
 from slsearch.models.model import ModelConfig
+from slsearch.models.video_tower import FUSIONS, STREAMS
 from slsearch.models.translator import DecodeConfig
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class LossConfig:
     lm_weight: float = 1.0  # C²RL explicit context learning; alpha:beta = 1:1 was best in the paper
     label_smoothing: float = 0.2  # C²RL's value for the LM loss
     gloss_weight: float = 0.0  # CTC of a gloss head on the video tokens, for manifests with glosses; 0 = no head
+    stream_weight: float = 1.0  # several visual streams (model.streams): each stream's own contrastive loss
+    inter_weight: float = 1.0  # several visual streams: InfoNCE between the streams of the same clip
 
 
 @dataclass
@@ -68,6 +71,9 @@ class TrainConfig:
     stage: str = "joint"  # joint: contrastive + LM (C²RL); translate: video encoder + decoder on the LM loss only
     init: str = ""  # checkpoint folder to start from (the translate stage starts from a joint run)
     dev_beam: int = 1  # beam of the dev translations that pick the translate stage's best epoch (by BLEU-4)
+    # retrieval: the towers (C²RL); recognizer: the CVT-SLR gloss recogniser (slsearch.training.recognizer),
+    # which reads [vae] and [recognizer] and of [model] only the visual module's keys
+    kind: str = "retrieval"
 
 
 @dataclass
@@ -93,6 +99,35 @@ class LikelihoodConfig:
 
 
 @dataclass
+class VAEConfig:
+    # CVT-SLR step 1: the textual module, a VAE pretrained on the training glosses alone (Gloss2Gloss).
+    # Its width is the recogniser's (model.video_dim): the two share the gloss classifier.
+    layers: int = 2  # self-attention layers of the posterior encoder (the paper: 2, 4 heads)
+    heads: int = 4
+    ffn: int = 256
+    lstm_hidden: int = 128  # Bi-LSTM decoder (the paper: 2 layers of 2 x 512)
+    lstm_layers: int = 2
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 1e-3
+    kl_weight: float = 1.0  # L_VAE = kl_weight * KL + reconstruction
+    word_dropout: float = 0.1  # share of input glosses blanked in pretraining
+
+
+@dataclass
+class RecognizerConfig:
+    # CVT-SLR step 2. The ablation rows: pretrained_vae=false, align_weight=0 (neither); pretrained_vae=true,
+    # align_weight=0 (VAE only); both (the full model).
+    pretrained_vae: bool = True  # transfer the step-1 VAE (else its architecture from scratch)
+    align_weight: float = 1.0  # contrastive visual-textual alignment loss; 0 = off
+    align_temperature: float = 0.1  # of the alignment's softmax over the batch
+    visual_ctc_weight: float = 1.0  # CTC on the visual features through the shared classifier
+    adapter_hidden: int = 0  # the adapter's hidden width; 0 = gloss vocabulary + 1
+    lm_k: float = 0.1  # add-k smoothing of the gloss bigram LM saved with the run (lm.json)
+    dev_beam: int = 1  # CTC beam of the dev WER that picks the best epoch (1 = greedy, fast)
+
+
+@dataclass
 class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -102,6 +137,8 @@ class Recipe:
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # how the checkpoint translates by default
     lexicon: LexiconConfig = field(default_factory=LexiconConfig)
     likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -230,8 +267,21 @@ def _validate(r: Recipe) -> None:
         (r.train.epochs >= 1, "train.epochs must be at least 1"),
         (r.optim.lr > 0, "optim.lr must be positive"),
         (r.model.front_end == "pose", f"model.front_end {r.model.front_end!r} is not available (pose)"),
+        (bool(r.model.streams) and all(isinstance(st, str) and st in STREAMS for st in r.model.streams),
+         f"model.streams {r.model.streams!r}: the streams available are {', '.join(STREAMS)} (the RGB crop stream "
+         "is not built yet)"),
+        (len(set(map(str, r.model.streams))) == len(r.model.streams), "model.streams names a stream twice"),
+        (r.model.fusion in FUSIONS, f"model.fusion {r.model.fusion!r} is not one of {', '.join(FUSIONS)}"),
+        (r.model.stream_window >= 1 and r.model.stream_stride >= 1, "model.stream_window and stream_stride must be >= 1"),
         (r.train.max_frames >= 4, "train.max_frames must be at least the temporal stride 4"),
         (r.train.stage in ("joint", "translate"), f"train.stage must be joint or translate, not {r.train.stage!r}"),
+        (r.train.kind in ("retrieval", "recognizer"), f"train.kind must be retrieval or recognizer, not {r.train.kind!r}"),
+        (r.vae.epochs >= 0 and r.vae.batch_size >= 1 and r.vae.lr > 0, "vae: epochs >= 0, batch_size >= 1, lr > 0"),
+        (r.model.video_dim % r.vae.heads == 0, "vae.heads must divide model.video_dim"),
+        (r.recognizer.align_weight >= 0 and r.recognizer.align_temperature > 0,
+         "recognizer.align_weight must be >= 0 and recognizer.align_temperature > 0"),
+        (r.recognizer.lm_k > 0, "recognizer.lm_k must be positive"),
+        (r.recognizer.dev_beam >= 1, "recognizer.dev_beam must be at least 1"),
         (r.train.stage == "joint" or bool(r.train.init), "train.stage translate needs train.init (a joint checkpoint)"),
         (r.train.stage == "translate" or r.loss.cico_weight + r.loss.global_weight > 0,
          "at least one contrastive loss weight must be > 0"),
