@@ -436,6 +436,9 @@ def index(
     window: float = typer.Option(8.0, "--window", help="Seconds per window (--segment windows, and phrases "
                                  "too long to cut at a pause)."),
     stride: float = typer.Option(4.0, "--stride", help="Seconds between window starts."),
+    readings: Optional[str] = typer.Option(None, "--readings", help="A recogniser run (`train --recipe "
+                                           "recognizer`) whose gloss readings the index stores for the lexicon and "
+                                           "gloss search, instead of the model's gloss head."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Embed clips into a searchable index folder (atomic; --add for incremental updates).
@@ -454,7 +457,8 @@ def index(
     model = index_model(model, out, add)
     with progress_if(not as_json, transient=False) as progress:
         s = build_index(paths, model, out, add=add, index_type=index_type, max_memory=max_memory,
-                        batch_size=batch_size, progress=progress, segmenting=segmenting, tokens=tokens)
+                        batch_size=batch_size, progress=progress, segmenting=segmenting, tokens=tokens,
+                        readings=readings)
     _remember(index=out)
     if as_json:
         print(json.dumps(s))

@@ -114,6 +114,27 @@ def recognize_paths(model, paths: Sequence[str | Path], beam: int = 5, batch_siz
     return recognitions, [str(e) for e in skipped] + failures
 
 
+def read_poses(model, poses: Sequence[np.ndarray], beam: int = 1) -> list[str]:
+    """Gloss readings ('MORGEN REGEN') of pose arrays (T, 543, 3) at the model's frame rate, in one batch:
+    what an index stores per clip when its readings come from a recogniser (`index --readings RUN`)."""
+    from slsearch.models.padding import pad
+
+    check_gloss_head(model)
+    feats = [_front_end(model).prepare(p) for p in poses]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x, lengths = pad(feats)
+            v = model.encode_video(x.to(model.device), lengths.to(model.device))
+            logits, mask = v["gloss_logits"].float().cpu().numpy(), v["mask"].cpu().numpy()
+    finally:
+        if was_training:
+            model.train()
+    return [" ".join(read_glosses(logits[i, mask[i]], model.config.glosses, beam, model.temporal_stride).glosses)
+            for i in range(len(poses))]
+
+
 def _front_end(model):
     return model.front_end if getattr(model, "is_recognizer", False) else model.video.front_end
 

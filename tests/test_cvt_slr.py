@@ -214,3 +214,41 @@ def test_gloss_less_manifests_are_refused(tiny_corpus, tmp_path, recognizer_run)
     assert len(r.stderr.strip().splitlines()) == 1 and "no-glosses.jsonl" in r.stderr and "gloss" in r.stderr
     e = runner.invoke(app, ["eval", "--wer", "--manifest", str(plain), "--model", str(out)])
     assert e.exit_code == 2 and len(e.stderr.strip().splitlines()) == 1 and "no-glosses.jsonl" in e.stderr
+
+
+def test_an_index_can_store_a_recognisers_readings(recognizer_run, tiny_corpus, tmp_path):
+    """`index --readings RUN`: every clip's stored reading is the recogniser's, index.json names it, a V2T search
+    reads the query with it, and --add with another reader is refused."""
+    from slsearch.data.poses import load_pose
+    from slsearch.index.search import Searcher
+    from slsearch.index.store import load_index
+    from slsearch.recognition import load_gloss_reader, read_poses
+    from slsearch.training.loop import train
+
+    run, _, _ = recognizer_run
+    model = tmp_path / "retrieval"
+    train("tiny", *tiny_corpus, model, overrides=["loss.lm_weight=0", "loss.gloss_weight=2.0", "train.epochs=3"],
+          progress=False)
+    r = runner.invoke(app, ["index", str(tiny_corpus[1]), "--model", str(model), "--out", str(tmp_path / "idx"),
+                            "--readings", str(run), "--json"])
+    assert r.exit_code == 0, r.output
+    index = load_index(tmp_path / "idx")
+    assert index.info["readings"]["path"] == str(run.resolve())
+    rows = index.clips.meta.to_pylist()
+    reader = load_gloss_reader(run)
+    clips = {c.id: c for c in read_manifest(tiny_corpus[1])}
+    expected = read_poses(reader, [load_pose(clips[row["id"]]).data for row in rows[:4]])
+    assert [row["gloss_reading"] for row in rows[:4]] == expected
+    hits = Searcher(tmp_path / "idx").search_video(clips[rows[0]["id"]].path, k=3)
+    assert len(hits) == 3
+    more = tmp_path / "more.jsonl"
+    write_manifest(read_manifest(tiny_corpus[0])[:3], more)
+    r = runner.invoke(app, ["index", str(more), "--model", str(model), "--out", str(tmp_path / "idx"), "--add", "--json"])
+    assert r.exit_code == 0, r.output  # --add reads the new clips with the index's own reader
+    added = [row for row in load_index(tmp_path / "idx").clips.meta.to_pylist() if row["id"] not in clips]
+    new_clips = {c.id: c for c in read_manifest(more)}
+    assert [row["gloss_reading"] for row in added] == read_poses(reader, [load_pose(new_clips[row["id"]]).data
+                                                                         for row in added])
+    r = runner.invoke(app, ["index", str(more), "--model", str(model), "--out", str(tmp_path / "idx"), "--add",
+                            "--readings", str(model)])
+    assert r.exit_code == 2 and "one index keeps one reader" in r.output

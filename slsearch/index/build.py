@@ -146,8 +146,9 @@ class _PoseSource:
 
 def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[str, Failure],
                  progress: Progress | None, batch_size: int,
-                 load_pose: Any = None) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Poses -> encode_videos in batches; token states stream into the segment. Returns rows, vectors."""
+                 load_pose: Any = None, reader: Any = None) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Poses -> encode_videos in batches; token states stream into the segment. Returns rows, vectors.
+    `reader` (a recogniser, `index --readings`): the clips' gloss readings come from it, not the gloss head."""
     from slsearch.encode import encode_videos
 
     if load_pose is None:
@@ -167,7 +168,13 @@ def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[
                 batch.append(clip)
             except (InputError, SlsearchError) as e:
                 failures[clip.id] = Failure(str(clip.path), str(e))
-        for clip, seq, enc in _encode_isolating_failures(model, batch, poses, failures, encode_videos):
+        encoded = _encode_isolating_failures(model, batch, poses, failures, encode_videos)
+        if reader is not None and encoded:
+            from slsearch.recognition import read_poses
+
+            readings = read_poses(reader, [seq.data for _, seq, _ in encoded])
+            encoded = [(c, seq, (e[0], e[1], r)) for (c, seq, e), r in zip(encoded, readings)]
+        for clip, seq, enc in encoded:
             offset, count = writer.append(enc[1])
             vectors.append(enc[0])
             rows.append({"id": clip.id, "path": str(clip.path), "duration": seq.duration,
@@ -198,6 +205,22 @@ def _encode_isolating_failures(model, clips, poses, failures, encode_videos):
         except (SlsearchError, ValueError) as e:
             failures[c.id] = Failure(str(c.path), str(e).removeprefix("<array>: "))
     return out
+
+
+def _gloss_reader(readings: str | Path | None, model) -> tuple[Any, dict[str, str] | None]:
+    """The recogniser an index reads glosses with (`index --readings`), and its record for index.json."""
+    if readings is None:
+        return None, None
+    from slsearch.recognition import load_gloss_reader
+
+    if model.net.config.glosses is None:
+        raise SlsearchError(f"--readings {readings}: the model has no gloss head, so it has no lexicon to use "
+                            "gloss readings with")
+    reader = load_gloss_reader(readings)
+    if list(reader.config.glosses) != list(model.net.config.glosses):
+        raise SlsearchError(f"--readings {readings}: its gloss vocabulary is not the model's (trained on another "
+                            "manifest); the lexicon could not read its glosses")
+    return reader, {"path": str(Path(readings).resolve()), "hash": reader.checkpoint_hash}
 
 
 def _new_index(vectors: np.ndarray, ids: np.ndarray, index_type: str | None, budget: int | None,
@@ -277,7 +300,8 @@ def _texts_collection(model, clip_rows: list[dict[str, Any]], prev: Collection |
 def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: str | Path, add: bool = False,
                 index_type: str | None = None, max_memory: int | str | None = None,
                 batch_size: int = EMBED_BATCH, progress: Progress | None = None, model: Any = None,
-                segmenting: SegmentOptions | None = None, tokens: str | None = None) -> dict[str, Any]:
+                segmenting: SegmentOptions | None = None, tokens: str | None = None,
+                readings: str | Path | None = None) -> dict[str, Any]:
     """Embed the clips under `paths` into the index folder `out`; returns a summary dict.
 
     Long media (longer than `segmenting.params.longer_than`, or with a subtitle file beside them) are
@@ -290,6 +314,9 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
     or '4G') bounds the index's RAM. `model` reuses an already loaded `slsearch.rank.RetrievalModel`.
     `tokens` is the token store of a new index: fp16 (default), pq, pq-small, opq or a FAISS codec factory string
     (slsearch.index.token_codec); add=True keeps the index's own (None, or the same value).
+    `readings`: a recogniser run (slsearch.models.cvt_slr) or checkpoint with a gloss head whose gloss readings
+    the index stores instead of the model's own (for the lexicon and gloss search; searches read a query
+    clip with it too); add=True keeps the index's reader.
     """
     t0 = time.perf_counter()
     budget = parse_memory(max_memory) if isinstance(max_memory, str) else max_memory
@@ -299,6 +326,8 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         check_index_type(index_type)
     model, checkpoint = _load_model(model_dir, model)
     net = model.net
+    if readings is not None:  # a reader that cannot serve this model: refused before any embedding
+        reader, reader_info = _gloss_reader(readings, model)
     if tokens is not None:  # a codec that cannot be built for this model: refused before any embedding
         from slsearch.index.token_codec import factory_for
 
@@ -320,6 +349,13 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
              else choose_index(n, net.embed_dim, budget))
     with IndexWriter(out, read_previous=add, tokens=tokens) as writer:
         prev: StoredIndex | None = writer.previous if add else None
+        kept = (prev.info.get("readings") or {}) if prev is not None else {}
+        if readings is None:  # a new index reads with the model; --add with the index's own reader
+            reader, reader_info = _gloss_reader(kept.get("path"), model)
+        if reader_info and kept.get("hash", reader_info["hash"]) != reader_info["hash"] or (
+                prev is not None and readings is not None and not kept):
+            raise SlsearchError(f"{out}: its gloss readings come from {kept.get('path') or 'the model'}, not "
+                                f"{readings}; one index keeps one reader (rebuild without --add)")
         if prev is not None and prev.info["checkpoint"]["hash"] != model.hash:
             raise SlsearchError(f"{out}: built with checkpoint {prev.info['checkpoint']['hash']}, the model given "
                                 f"is {model.hash}; vectors of two models cannot share an index "
@@ -350,7 +386,7 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
             writer.keep_token_files("texts", prev.texts.token_files if prev.texts else [])
         segment, seg_writer = writer.new_token_segment("clips", net.token_dim)
         rows, vectors = _embed_clips(net, todo, seg_writer, segment, failures, progress, batch_size,
-                                     _PoseSource(long_media))
+                                     _PoseSource(long_media), reader)
         if not rows and prev is None:
             why = "; ".join(notes[-2:]) if not clips else f"{len(failures)} failed"
             raise SlsearchError(f"none of the {len(clips)} clips could be indexed ({why})")
@@ -393,12 +429,14 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
             "created": prev.info.get("created") if prev is not None else None,
             "checkpoint": {"path": checkpoint, "hash": model.hash},
             "lexicon": lexicon_fingerprint,  # the lexicon the clips' reading_prior belong to
+            "readings": reader_info,  # where the clips' gloss readings come from (None: the model's gloss head)
             "dims": {"global": int(net.embed_dim), "token": int(net.token_dim)},
             "history": history + [{"action": action, "clips": len(rows), "failures": len(failures),
                                    "seconds": round(time.perf_counter() - t0, 2)}],
         }
-        if meta_info["created"] is None:
-            del meta_info["created"]
+        for key in ("created", "readings"):
+            if meta_info[key] is None:
+                del meta_info[key]
         for what, coll in (("clips", clips_coll), ("texts", texts)):
             tuning = (coll.info.get("tuning") or {}) if coll is not None else {}
             if tuning and not tuning.get("reached", True):

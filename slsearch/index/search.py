@@ -133,6 +133,7 @@ class Searcher:
         self.clips = _Target(clips, self.index.token_store("clips"), list(zip(ids, paths, texts,
                                                                               clips.column("gloss_reading").tolist())))
         self.readings = _column_or_none(clips, "gloss_reading")  # None: the model reads no glosses
+        self.reader = None  # the recogniser the index's readings come from (`index --readings`), read lazily
         # log p(reading) for the lexicon's T2V reverse channel: stored for the lexicon index.json names; an
         # index built before `slsearch lexicon` relearnt the lexicon computes them per candidate, once each
         lexicon = self.pipeline.lexicon
@@ -268,9 +269,28 @@ class Searcher:
                 texts = TextSide([searched.labels[r][2] for r in rows], searched.tokens(rows),
                                  None if self.sentence_priors is None else self.sentence_priors[rows])
                 # the lexicon reads the query clip's gloss reading; an index without readings ranks without it
-                query = ClipSide([enc.tokens[0]], enc.readings if self.readings is not None else None)
+                query = ClipSide([enc.tokens[0]], self._query_reading(pose.data, enc.readings)
+                                 if self.readings is not None else None)
                 order, scores = self.pipeline.rank("v2t", query, texts, self.score)
             return self._hits(searched, rows, order[:k], scores)
+
+    def _query_reading(self, pose: np.ndarray, own: list[str] | None) -> list[str] | None:
+        """The query clip's gloss reading, by whatever read the index's clips: the model's gloss head
+        (`own`), or the recogniser index.json names."""
+        source = self.index.info.get("readings")
+        if not source:
+            return own
+        if self.reader is None:
+            from slsearch.recognition import load_gloss_reader
+
+            reader = load_gloss_reader(source["path"])
+            if reader.checkpoint_hash != source["hash"]:
+                raise SlsearchError(f"{self.index_dir}: its gloss readings came from {source['path']} with weights "
+                                    f"{source['hash']}, which now has {reader.checkpoint_hash}; rebuild the index")
+            self.reader = reader
+        from slsearch.recognition import read_poses
+
+        return read_poses(self.reader, [pose])
 
     def search_glosses(self, glosses: str, k: int = 10) -> list[SearchHit]:
         """A gloss sequence ("MORGEN REGEN") -> clips ranked by their stored gloss readings (G2V).
