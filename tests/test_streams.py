@@ -132,3 +132,37 @@ def test_pseudo_gloss_manifest_through_the_cli(tmp_path):
     assert out[0]["gloss"] == "NACHT REGNET" and out[2]["gloss"] == "SONNE KÖLN" and "gloss" not in out[-1]
     r = runner.invoke(app, ["manifest", str(tmp_path / "none.jsonl"), "--pseudo-glosses", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "none.jsonl" in r.output
+
+
+def test_clips_without_hands_are_indexed_and_counted(tiny_corpus, tiny_checkpoint, tmp_path):
+    """A clip whose hands are never detected still gets a vector; index and train say how many there are."""
+    from slsearch.data import layout as L
+    from slsearch.data.manifest import read_manifest
+    from slsearch.data.pose_files import hands_seen, read_npz, save_pose_npz
+    from slsearch.training.loop import train
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for i, c in enumerate(read_manifest(tiny_corpus[0])[:3]):
+        seq = read_npz(c.path)
+        data = seq.data.copy()
+        if i == 0:
+            data[:, L.LEFT_HAND.start:L.RIGHT_HAND.stop] = np.nan
+        assert hands_seen(data) == (i != 0)
+        save_pose_npz(folder / f"c{i}.npz", data, seq.fps)
+    r = runner.invoke(app, ["index", str(folder), "--model", str(tiny_checkpoint), "--out", str(tmp_path / "idx"),
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["clips_added"] == 3 and s["clips_without_hands"] == 1
+    assert any("1 of 3 clips show no hand in any frame (e.g. c0)" in n for n in s["notes"])
+    heard = []
+    manifest = tmp_path / "train.jsonl"
+    clips = read_manifest(tiny_corpus[0])
+    clips[0].path = folder / "c0.npz"
+    from slsearch.data.manifest import write_manifest
+
+    write_manifest(clips, manifest)
+    train("tiny", manifest, tiny_corpus[1], tmp_path / "run", overrides=["train.epochs=1", "loss.lm_weight=0"],
+          progress=False, notify=lambda kind, message: heard.append(message))
+    assert any(f"1 of {len(clips)} training clips show no hand" in m for m in heard), heard

@@ -65,6 +65,14 @@ def check_length(frames: int, fps: float, source: str | Path) -> None:
         raise too_long(frames, fps, source)
 
 
+def hands_seen(data: np.ndarray) -> bool:
+    """Whether any frame of a (T, 543, 3) pose has a hand landmark. A clip without one still gets a vector
+    (its hand features are zero: the hand part of the pose stream is masked), but it is worth counting:
+    signing is mostly in the hands, so such clips are usually badly framed or badly extracted."""
+    hands = data[:, L.LEFT_HAND.start:L.RIGHT_HAND.stop, :2]
+    return bool(np.isfinite(hands).all(-1).any())
+
+
 def check_person(data: np.ndarray, source: str | Path) -> None:
     """InputError when no landmark of any frame has finite x and y: nobody was detected.
 

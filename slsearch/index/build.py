@@ -23,6 +23,7 @@ import pyarrow as pa
 from slsearch.data.long_media import (LongMedia, SegmentOptions, find_long_media, load_long_pose, segment_clips,
                                       segment_hash, segment_pose)
 from slsearch.data.manifest import VIDEO_EXTENSIONS, Clip, collect_clips
+from slsearch.data.pose_files import hands_seen
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
 from slsearch.index.choose import (FLAT_MAX_VECTORS, IndexSpec, check_index_type, choose_index, parse_memory,
@@ -146,8 +147,9 @@ class _PoseSource:
 
 def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[str, Failure],
                  progress: Progress | None, batch_size: int,
-                 load_pose: Any = None, reader: Any = None) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Poses -> encode_videos in batches; token states stream into the segment. Returns rows, vectors.
+                 load_pose: Any = None, reader: Any = None) -> tuple[list[dict[str, Any]], np.ndarray, list[str]]:
+    """Poses -> encode_videos in batches; token states stream into the segment. Returns rows, vectors and
+    the ids of the clips in which no frame shows a hand (they are embedded all the same).
     `reader` (a recogniser, `index --readings`): the clips' gloss readings come from it, not the gloss head."""
     from slsearch.encode import encode_videos
 
@@ -156,6 +158,7 @@ def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[
 
     rows: list[dict[str, Any]] = []
     vectors: list[np.ndarray] = []
+    without_hands: list[str] = []
     advance = track(progress, "embedding clips", len(clips))
     t0 = time.perf_counter()
     for start in range(0, len(clips), batch_size):
@@ -175,6 +178,8 @@ def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[
             readings = read_poses(reader, [seq.data for _, seq, _ in encoded])
             encoded = [(c, seq, (e[0], e[1], r)) for (c, seq, e), r in zip(encoded, readings)]
         for clip, seq, enc in encoded:
+            if not hands_seen(seq.data):
+                without_hands.append(clip.id)
             offset, count = writer.append(enc[1])
             vectors.append(enc[0])
             rows.append({"id": clip.id, "path": str(clip.path), "duration": seq.duration,
@@ -184,7 +189,7 @@ def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[
                          "token_count": count, "gloss_reading": enc[2]})
         done = min(start + batch_size, len(clips))
         advance(done - start, f"{done / (time.perf_counter() - t0):.1f} clips/s")
-    return rows, (np.stack(vectors) if vectors else np.zeros((0, model.embed_dim), np.float32))
+    return rows, (np.stack(vectors) if vectors else np.zeros((0, model.embed_dim), np.float32)), without_hands
 
 
 def _encode_isolating_failures(model, clips, poses, failures, encode_videos):
@@ -385,8 +390,12 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
             writer.keep_token_files("clips", prev.clips.token_files)
             writer.keep_token_files("texts", prev.texts.token_files if prev.texts else [])
         segment, seg_writer = writer.new_token_segment("clips", net.token_dim)
-        rows, vectors = _embed_clips(net, todo, seg_writer, segment, failures, progress, batch_size,
+        rows, vectors, without_hands = _embed_clips(net, todo, seg_writer, segment, failures, progress, batch_size,
                                      _PoseSource(long_media), reader)
+        if without_hands:
+            notes.append(f"{len(without_hands)} of {len(rows)} clips show no hand in any frame (e.g. "
+                         f"{', '.join(without_hands[:3])}): embedded from body and face alone; check their framing "
+                         "or extraction")
         if not rows and prev is None:
             why = "; ".join(notes[-2:]) if not clips else f"{len(failures)} failed"
             raise SlsearchError(f"none of the {len(clips)} clips could be indexed ({why})")
@@ -445,7 +454,8 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         writer.commit(meta_info, clips_coll, texts)
     from slsearch.index.store import load_index
 
-    return _summary(out, action, clips, len(rows), unchanged, len(replaced), failures, load_index(out), t0, notes)
+    return {**_summary(out, action, clips, len(rows), unchanged, len(replaced), failures, load_index(out), t0, notes),
+            "clips_without_hands": len(without_hands)}
 
 
 def _summary(out: Path, action: str, clips: list[Clip], added: int, unchanged: int, replaced: int,

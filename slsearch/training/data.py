@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from slsearch.data.manifest import Clip, read_manifest
+from slsearch.data.pose_files import hands_seen
 from slsearch.data.poses import load_pose
 from slsearch.errors import InputError, SlsearchError
 from slsearch.models.padding import pad
@@ -40,6 +41,7 @@ class FeatureSet:
     features: list[np.ndarray]  # (T_i, F) float16
     texts: list[str]
     glosses: list[list[int]] | None = None  # gloss ids (1-based, 0 is CTC's blank) per clip; [] = unknown
+    without_hands: int = 0  # clips in which no frame shows a hand (they train on body and face alone)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,10 +69,13 @@ def load_features(clips: list[Clip], front_end, min_frames: int, source: str | P
     """Load each clip's pose once through the model's front end; refuse clips shorter than min_frames.
     With a gloss vocabulary, each clip's glosses come along as ids (for the gloss CTC loss)."""
     feats = []
+    without_hands = 0
     advance = track(progress, f"loading {Path(source).name}", len(clips))
     for c in clips:
         try:
-            f = front_end.prepare(load_pose(c).data)
+            pose = load_pose(c).data
+            without_hands += not hands_seen(pose)
+            f = front_end.prepare(pose)
         except SlsearchError:
             raise
         except (ValueError, OSError, KeyError) as e:
@@ -84,7 +89,7 @@ def load_features(clips: list[Clip], front_end, min_frames: int, source: str | P
     if glosses:
         vocabulary = {g: i + 1 for i, g in enumerate(glosses)}
         gloss_table = [gloss_ids(c.gloss, vocabulary) for c in clips]
-    return FeatureSet([c.id for c in clips], feats, [str(c.text).strip() for c in clips], gloss_table)
+    return FeatureSet([c.id for c in clips], feats, [str(c.text).strip() for c in clips], gloss_table, without_hands)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

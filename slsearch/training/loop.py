@@ -305,6 +305,10 @@ def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progr
     train_set = load_features(train_clips, model.video.front_end, stride, manifest, progress,
                               glosses=model.config.glosses if recipe.loss.gloss_weight else None)
     dev_set = load_features(dev_clips, model.video.front_end, stride, dev, progress)
+    for name, part in (("training", train_set), ("dev", dev_set)):
+        if part.without_hands:
+            notify("note", f"{part.without_hands} of {len(part)} {name} clips show no hand in any frame: they get "
+                           "vectors from body and face alone (check their framing or extraction)")
     loss_fn = C2RLLoss(recipe.loss.cico_weight, recipe.loss.global_weight, recipe.loss.lm_weight,
                        recipe.loss.label_smoothing, recipe.model.cico_temperature, recipe.loss.gloss_weight,
                        recipe.loss.stream_weight, recipe.loss.inter_weight)
