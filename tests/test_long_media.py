@@ -116,6 +116,17 @@ def test_a_phrase_longer_than_max_segment_is_cut():
     assert len(windows.segments) >= 7 and all(s.end - s.start <= 10.5 for s in windows.segments)
 
 
+def test_a_manifest_row_with_a_sentence_is_one_clip_however_long(programme):
+    from slsearch.data.long_media import find_long_media
+    from slsearch.data.manifest import Clip
+
+    folder, seq, truth, _ = programme
+    whole, long = find_long_media([Clip(id="news", path=folder / "news.npz", text="the whole news"),
+                                   Clip(id="raw", path=folder / "news.npz")],
+                                  SegmentOptions(params=SegmentParams(longer_than=10)), [], [])
+    assert [c.id for c in whole] == ["news"] and [m.clip.id for m in long] == ["raw"]
+
+
 def test_bad_segment_options_are_one_line_errors():
     with pytest.raises(SlsearchError, match="segmenting must be one of"):
         SegmentOptions(method="scenes")

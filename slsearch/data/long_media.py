@@ -63,6 +63,8 @@ class LongMedia:
 def _is_media(clip: Clip) -> bool:
     if clip.path is None or clip.start is not None or clip.end is not None:
         return False  # a manifest cut is already a segment
+    if clip.text:
+        return False  # a manifest row that gives the file one sentence means it as one clip
     p = Path(clip.path)
     return p.is_dir() or p.suffix.lower() in VIDEO_EXTENSIONS | POSE_EXTENSIONS
 
