@@ -199,20 +199,20 @@ def bench_end_to_end(folder: Path, model, texts: list[str], n_queries: int) -> d
         searcher.search_text(t, k=10)
     # A/B, interleaved so both see the same cache state: odd queries with read hints (the default),
     # even ones without. Queries differ, so their candidates (and token rows) differ.
-    real_prefetch = searcher.clips.store.prefetch
+    real_prefetch = searcher.clips.parts[0].store.prefetch
     total, no_hint = [], []
     for i, t in enumerate(texts[:2 * n_queries]):
-        searcher.clips.store.prefetch = real_prefetch if i % 2 else (lambda *a: None)
+        searcher.clips.parts[0].store.prefetch = real_prefetch if i % 2 else (lambda *a: None)
         t0 = time.perf_counter()
         searcher.search_text(t, k=10, n_candidates=100)
         (total if i % 2 else no_hint).append((time.perf_counter() - t0) * 1000)
-    searcher.clips.store.prefetch = real_prefetch
+    searcher.clips.parts[0].store.prefetch = real_prefetch
     enc_ms, faiss_ms = [], []
     for t in texts[:n_queries]:  # the stages on their own
         t0 = time.perf_counter()
         enc = encode_texts(model, [t])
         t1 = time.perf_counter()
-        faiss_index.search(searcher.clips.index, enc.vectors, 100)
+        faiss_index.search(searcher.clips.parts[0].index, enc.vectors, 100)
         t2 = time.perf_counter()
         enc_ms.append((t1 - t0) * 1000)
         faiss_ms.append((t2 - t1) * 1000)

@@ -113,7 +113,7 @@ def t2v(index_dir: Path, programmes: list[dict] | None, queries: list[str], trut
     from slsearch.index.search import Searcher
 
     searcher = Searcher(index_dir)
-    meta = searcher.index.clips.meta.to_pylist()
+    meta = searcher.clips.meta_rows()
     extent = {r["id"]: (r["start"] or 0.0, r["end"] if r["end"] is not None else r["duration"]) for r in meta}
     searcher.search_text(queries[:4], k=k)  # warm
     r1 = r5 = seg1 = 0

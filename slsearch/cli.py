@@ -192,20 +192,35 @@ def print_batch_summary(summary, title: str) -> None:
         console.print(labelled("failed", "red", line), soft_wrap=True)
 
 
-@app.command()
+class _RayCommand(typer.core.TyperCommand):
+    """A command whose `--ray` may come without its address (`--ray` alone means `--ray auto`)."""
+
+    def parse_args(self, ctx, args):
+        from slsearch.distributed_ray import optional_address_args
+
+        return super().parse_args(ctx, optional_address_args(args))
+
+
+_RAY_HELP = ("Run on Ray: `--ray` alone (or auto) joins the Ray instance of this machine or starts one; "
+             "`--ray HOST:6379` joins that cluster (every node must see the files and the pose cache).")
+
+
+@app.command(cls=_RayCommand)
 def extract(
     paths: list[str] = typer.Argument(..., help="Videos, frame folders, pose files, folders or manifests."),
     out: str = typer.Option(..., "--out", help="Folder for one .npz pose per clip and manifest.jsonl."),
-    workers: Optional[int] = typer.Option(None, help="Worker processes for MediaPipe (default: all cores)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes for MediaPipe (default: all cores; "
+                                          "with --ray, actors: all CPUs of the cluster)."),
     fps: float = typer.Option(25.0, help="Resample every clip to this frame rate (0 keeps the source rate)."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any clip fails."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help=_RAY_HELP),
 ) -> None:
     """Extract MediaPipe Holistic poses (cached) from videos into .npz files and a manifest."""
     from slsearch.data.extract_corpus import extract_corpus
 
     with progress_if(not as_json, transient=False) as progress:
-        summary = extract_corpus(paths, out, workers=workers, fps=fps or None, progress=progress)
+        summary = extract_corpus(paths, out, workers=workers, fps=fps or None, progress=progress, ray=ray)
     if as_json:
         print(json.dumps(summary.as_dict()))
     else:
@@ -407,7 +422,7 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
-@app.command()
+@app.command(cls=_RayCommand)
 def index(
     paths: list[str] = typer.Argument(..., help="Folders of videos / frame folders / pose files, manifests, or files."),
     model: Optional[str] = typer.Option(None, "--model", help="Checkpoint folder (default: the workspace's "
@@ -440,25 +455,33 @@ def index(
                                            "recognizer`) whose gloss readings the index stores for the lexicon and "
                                            "gloss search, instead of the model's gloss head."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help=_RAY_HELP),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Build (with --add: grow) the shard NAME of the "
+                                        "shard set --out, searched with the set's other shards as one index; the "
+                                        "others are not touched."),
 ) -> None:
     """Embed clips into a searchable index folder (atomic; --add for incremental updates).
 
-    Long videos (and pose files) are cut into segments, each a clip of the index with its start and end."""
+    Long videos (and pose files) are cut into segments, each a clip of the index with its start and end.
+    With --shard NAME, --out is a shard set and the clips go into its shard NAME."""
     from rich.table import Table
 
     from slsearch.data.long_media import SegmentOptions
     from slsearch.data.segments import SegmentParams
     from slsearch.index.build import build_index
+    from slsearch.index.shards import build_shard
     from slsearch.workspace import index_model, index_out
 
     segmenting = SegmentOptions(segment, subtitle_shift,
                                 SegmentParams(longer_than=segment_over, window=window, stride=stride))
     out = index_out(paths, out, add)
-    model = index_model(model, out, add)
+    model = index_model(model, out / shard if shard else out, add)
     with progress_if(not as_json, transient=False) as progress:
-        s = build_index(paths, model, out, add=add, index_type=index_type, max_memory=max_memory,
-                        batch_size=batch_size, progress=progress, segmenting=segmenting, tokens=tokens,
-                        readings=readings)
+        build = build_shard if shard else build_index
+        where = {"set_dir": out, "name": shard} if shard else {"out": out}
+        s = build(paths, model, **where, add=add, index_type=index_type, max_memory=max_memory,
+                  batch_size=batch_size, progress=progress, segmenting=segmenting, tokens=tokens,
+                  readings=readings, ray=ray)
     _remember(index=out)
     if as_json:
         print(json.dumps(s))
@@ -474,7 +497,49 @@ def index(
     table.add_row("size", _size(s["size_bytes"]))
     table.add_row("token store", plain(f"{_size(s['token_store_bytes'])} ({s['tokens']})"))
     table.add_row("time", f"{s['seconds']:.1f} s")
+    if shard:
+        table.add_row("shard set", plain(f"{s['set']}: {s['shards']} shards, {s['set_clips']} clips"))
     console.print(table)
+
+
+@app.command()
+def shards(
+    set_dir: str = typer.Argument(..., help="A shard set folder (made by `slsearch index ... --out SET --shard NAME`)."),
+    add: Optional[str] = typer.Option(None, "--add", help="Register this index folder (built elsewhere, with the "
+                                      "set's model) as a shard, its data staying where they are; or the URL of "
+                                      "`slsearch serve INDEX --shard-api` on another machine."),
+    name: Optional[str] = typer.Option(None, "--name", help="With --add: the shard's name (default: the folder's)."),
+    drop: Optional[str] = typer.Option(None, "--drop", help="Take the shard NAME out of the set (its folder stays)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the set as JSON on stdout."),
+) -> None:
+    """List a shard set's shards, register an index as a shard (--add) or take one out (--drop)."""
+    from rich.table import Table
+
+    from slsearch.index.shards import describe, drop_shard, register_shard
+
+    if add is not None and drop is not None:
+        raise SlsearchError("give --add or --drop, not both")
+    if add is not None:
+        from slsearch.index.remote import is_url
+
+        if name is None and is_url(add):
+            raise SlsearchError("--add URL needs --name: the shard's name in the set")
+        register_shard(set_dir, name or os.path.basename(os.path.abspath(add)), add)
+    elif drop is not None:
+        drop_shard(set_dir, drop)
+    d = describe(set_dir)
+    if as_json:
+        print(json.dumps(d))
+        return
+    table = Table(title=plain(f"slsearch shards {d['set']} (checkpoint {d['checkpoint']['hash']})"))
+    for col in ("shard", "clips", "sentences", "version", "updated", "folder"):
+        table.add_column(col)
+    for r in d["shards"]:
+        table.add_row(plain(r["name"]), plain(r.get("clips", "?")), plain(r.get("texts", "?")),
+                      plain(r.get("version", "?")), plain(r.get("updated") or ""),
+                      plain(r["path"] if r.get("ok") else f"{r['path']} ({r.get('error', 'another checkpoint')})"))
+    console.print(table)
+    console.print(f"{len(d['shards'])} shards, {d['clips']} clips")
 
 
 @app.command()
@@ -821,6 +886,9 @@ def serve(
     port: int = typer.Option(8000, "--port", help="TCP port."),
     model: Optional[str] = typer.Option(None, "--model", help="Checkpoint (default: the one index.json names)."),
     max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Largest clip upload accepted (413 above)."),
+    shard_api: bool = typer.Option(False, "--shard-api", help="Also answer a shard set's front (`slsearch shards SET "
+                                   "--add http://HOST:PORT`): this index's metadata rows, with their folders, and "
+                                   "token states; for the machines of one deployment, not the public."),
 ) -> None:
     """Serve an index over HTTP: the search page at /, the JSON API documented at /docs (Ctrl-C stops)."""
     import logging
@@ -837,7 +905,7 @@ def serve(
         raise SlsearchError(f"--max-upload-mb must be positive, got {max_upload_mb}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     application = create_app(resolve("index", index_dir), model=model,
-                             settings=ServeSettings(max_upload_mb=max_upload_mb))
+                             settings=ServeSettings(max_upload_mb=max_upload_mb), shard_api=shard_api)
     v = application.state.live.current()
     shown_host = f"[{host}]" if ":" in host else host
     err_console.print(plain(f"serving {application.state.live.index_dir} ({v.clips} clips, version {v.name}) at "

@@ -19,27 +19,37 @@ from slsearch.progress import Progress, track
 from slsearch.models.video_tower import ctc_glosses
 
 
+def posteriors_of(logits: np.ndarray, mask: np.ndarray) -> list[bytes]:
+    """Gloss logits (B, T, C+1) and their token mask -> each clip's stored top glosses (gloss_spotting.pack)."""
+    from slsearch.rank.gloss_spotting import pack  # slsearch.rank imports this module
+
+    return [pack(logits[i, mask[i]]) for i in range(len(logits))]
+
+
 @dataclass
 class Encoded:
     vectors: np.ndarray  # (N, D) float32, L2-normalised global vectors
     tokens: list[np.ndarray]  # N arrays (L_i, d) float32: the valid token states only
     readings: list[str] | None = None  # clips of a model with a gloss head: the greedy CTC gloss reading
+    posteriors: list[bytes] | None = None  # and the top glosses of each token (slsearch.rank.gloss_spotting)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
 
 def _batched(model, items: Sequence[Any], lengths: Sequence[int], batch_size: int,
-             run: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str] | None]],
+             run: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str] | None,
+                                              list[bytes] | None]],
              progress: Progress | None, desc: str) -> Encoded:
-    """Run `run(indices) -> (tokens, mask, global, readings or None)` over length-sorted batches;
-    reassemble in order."""
+    """Run `run(indices) -> (tokens, mask, global, readings or None, posteriors or None)` over
+    length-sorted batches; reassemble in order."""
     if batch_size <= 0:
         raise SlsearchError(f"batch_size must be positive, got {batch_size}")
     n = len(items)
     vectors = np.zeros((n, model.embed_dim), np.float32)
     tokens: list[np.ndarray | None] = [None] * n
     readings: list[str] | None = None
+    posteriors: list[bytes] | None = None
     order = np.argsort(-np.asarray(lengths), kind="stable")  # longest first: memory peak shows at once
     was_training = model.training
     if was_training:  # walking every module costs ~3 ms: skip it for an eval-mode model (queries)
@@ -49,20 +59,20 @@ def _batched(model, items: Sequence[Any], lengths: Sequence[int], batch_size: in
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size].tolist()
-                tok, mask, glob, read = run(idx)
+                tok, mask, glob, read, post = run(idx)
                 tok, mask, glob = tok.float().cpu().numpy(), mask.cpu().numpy(), glob.float().cpu().numpy()
                 if read is not None and readings is None:
-                    readings = [""] * n
+                    readings, posteriors = [""] * n, [b""] * n
                 for row, i in enumerate(idx):
                     tokens[i] = tok[row, mask[row]]
                     vectors[i] = glob[row]
                     if read is not None:
-                        readings[i] = read[row]
+                        readings[i], posteriors[i] = read[row], post[row]
                 advance(len(idx))
     finally:
         if was_training:
             model.train()
-    return Encoded(vectors, tokens, readings)  # type: ignore[arg-type]
+    return Encoded(vectors, tokens, readings, posteriors)  # type: ignore[arg-type]
 
 
 def prepare_videos(model, inputs: Sequence[Any]) -> list[np.ndarray]:
@@ -92,9 +102,11 @@ def encode_videos(model, inputs: Sequence[Any], batch_size: int = 32, progress: 
     def run(idx: list[int]):
         x, lengths = pad([feats[i] for i in idx])
         out = model.encode_video(x.to(device), lengths.to(device))
-        readings = (ctc_glosses(out["gloss_logits"].float().cpu(), out["mask"].cpu(), model.config.glosses)
-                    if "gloss_logits" in out else None)
-        return out["tokens"], out["mask"], out["global"], readings
+        if "gloss_logits" not in out:
+            return out["tokens"], out["mask"], out["global"], None, None
+        logits, mask = out["gloss_logits"].float().cpu(), out["mask"].cpu()
+        readings = ctc_glosses(logits, mask, model.config.glosses)
+        return out["tokens"], out["mask"], out["global"], readings, posteriors_of(logits.numpy(), mask.numpy())
 
     return _batched(model, feats, [f.shape[0] for f in feats], batch_size, run, progress, "encoding clips")
 
@@ -116,6 +128,6 @@ def encode_texts(model, texts: Sequence[str], batch_size: int = 128, progress: P
     def run(idx: list[int]):
         ids, mask = model.tokenizer([texts[i] for i in idx])
         out = model.encode_text(ids.to(device), mask.to(device))
-        return out["tokens"], out["mask"], out["global"], None
+        return out["tokens"], out["mask"], out["global"], None, None
 
     return _batched(model, texts, [len(t) for t in texts], batch_size, run, progress, "encoding texts")

@@ -115,8 +115,14 @@ def recognize_paths(model, paths: Sequence[str | Path], beam: int = 5, batch_siz
 
 
 def read_poses(model, poses: Sequence[np.ndarray], beam: int = 1) -> list[str]:
-    """Gloss readings ('MORGEN REGEN') of pose arrays (T, 543, 3) at the model's frame rate, in one batch:
+    """Gloss readings ('MORGEN REGEN') of pose arrays (T, 543, 3) at the model's frame rate, in one batch."""
+    return [r for r, _ in read_poses_with_posteriors(model, poses, beam)]
+
+
+def read_poses_with_posteriors(model, poses: Sequence[np.ndarray], beam: int = 1) -> list[tuple[str, bytes]]:
+    """(reading, its tokens' top glosses as slsearch.rank.gloss_spotting packs them) per pose array:
     what an index stores per clip when its readings come from a recogniser (`index --readings RUN`)."""
+    from slsearch.encode import posteriors_of
     from slsearch.models.padding import pad
 
     check_gloss_head(model)
@@ -131,8 +137,9 @@ def read_poses(model, poses: Sequence[np.ndarray], beam: int = 1) -> list[str]:
     finally:
         if was_training:
             model.train()
-    return [" ".join(read_glosses(logits[i, mask[i]], model.config.glosses, beam, model.temporal_stride).glosses)
-            for i in range(len(poses))]
+    readings = [" ".join(read_glosses(logits[i, mask[i]], model.config.glosses, beam, model.temporal_stride).glosses)
+                for i in range(len(poses))]
+    return list(zip(readings, posteriors_of(logits, mask)))
 
 
 def _front_end(model):

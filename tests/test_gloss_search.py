@@ -46,7 +46,9 @@ def test_exact_reading_ranks_its_clip_first_and_order_matters(gloss_index):
         hits = s.search_glosses(readings[i].lower(), k=5)  # lower case works: glosses are upper-cased
         assert hits[0].glosses == readings[i] and hits[0].rank == 1
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    # a reading and its reversal: the clip that has the query's order ranks above the reversed one
+    # a reading and its reversal: the clip that has the query's order ranks above the reversed one (by the
+    # readings alone, as an index without stored posteriors ranks)
+    s._posteriors_memo = False
     s.readings = np.array(readings + [" ".join(readings[multi[0]].split()[::-1])], dtype=object)
     s.clips.labels = s.clips.labels + [("rev", None, None, s.readings[-1])]
     s._gloss_scorer_memo = None
@@ -57,6 +59,65 @@ def test_exact_reading_ranks_its_clip_first_and_order_matters(gloss_index):
     assert [h.id for h in rev].index("rev") < [h.id for h in rev].index(s.clips.labels[multi[0]][0])
     # deterministic: the same query gives the same ranking, ties by row
     assert [h.to_dict() for h in s.search_glosses("G0", k=20)] == [h.to_dict() for h in s.search_glosses("G0", k=20)]
+
+
+def _logits(rows, classes=5):
+    """(T, classes) logits: every class -10 but the ones given per token."""
+    out = np.full((len(rows), classes), -10.0, np.float32)
+    for t, given in enumerate(rows):
+        for c, v in given.items():
+            out[t, c] = v
+    return out
+
+
+def test_spotting_scores_hand_computed():
+    from slsearch.rank.gloss_spotting import Posteriors, pack, unpack
+
+    in_order = _logits([{1: 5}, {0: 5}, {3: 5}])  # reads G1 G3 (class 0 is the blank)
+    weak = _logits([{1: 5}, {0: 5, 3: 4}, {0: 5}])  # G3 second-likeliest, a nat below the blank
+    reversed_ = _logits([{3: 5}, {0: 5}, {1: 5}])
+    short = _logits([{1: 5}])
+    ids, r = unpack(pack(in_order))
+    assert ids.shape == r.shape == (3, 4) and ids[0, 0] == 1 and r[0, 0] == 0 and r[0, 1] == pytest.approx(-15, abs=0.01)
+    p = Posteriors([pack(x) for x in (in_order, weak, short, reversed_)], block=2)  # two padded blocks
+    assert p.scores([1, 3]).tolist() == pytest.approx([0, -1, -np.inf, -30], abs=0.01)
+    assert p.scores([3]).tolist() == pytest.approx([0, -1, -15, 0], abs=0.01)
+    # a gloss in no token's top 4: the token's 4th value less a nat; the best token wins
+    assert p.scores([4]).tolist() == pytest.approx([-15, -15, -15, -15], abs=0.01)
+    with pytest.raises(ValueError):
+        unpack(pack(in_order)[:-1])
+
+
+def test_gloss_search_spots_queries_in_the_stored_posteriors(gloss_index):
+    from slsearch.index.search import BM25_SHARE
+    from slsearch.rank.gloss_spotting import unpack
+
+    s = Searcher(gloss_index)
+    blobs = s.clips.column("gloss_posteriors")
+    counts = s.clips.column("token_count")
+    assert all(unpack(b)[0].shape[0] == n for b, n in zip(blobs, counts))
+    vocab = s.model.net.config.glosses
+    posteriors = s._posteriors()
+    for i in range(0, len(s), 7):
+        query = s.readings[i] or vocab[0]
+        classes = [vocab.index(g) + 1 for g in query.split()]
+        spot = posteriors.scores(classes)
+        # the greedy path holds its own reading: the clip's spotting score is 0, no clip's is above it
+        assert spot[i] == pytest.approx(0, abs=1e-6) and spot.max() <= 1e-6
+        mixed = spot + BM25_SHARE * s._gloss_scorer().scores(query.split())
+        want = np.lexsort((np.arange(len(mixed)), -mixed))[:10]
+        assert [h.id for h in s.search_glosses(query, k=10)] == [s.clips.labels[r][0] for r in want]
+    # a gloss the greedy reading lacks but a token holds among its likeliest: found by its posterior
+    ids, r = unpack(blobs[0])
+    missing = [(float(r[t, j]), int(ids[t, j])) for t in range(len(ids)) for j in range(ids.shape[1])
+               if vocab[ids[t, j] - 1] not in (s.readings[0] or "").split()]
+    value, g = max(missing)
+    assert posteriors.scores([g])[0] == pytest.approx(value, abs=1e-3)
+    # stored posteriors that are not a packing: one line naming the index
+    s.clips._columns["gloss_posteriors"] = np.array([b"xx"] * len(s), dtype=object)
+    s._posteriors_memo = None
+    with pytest.raises(InputError, match="damaged gloss posteriors"):
+        s.search_glosses("G1", k=3)
 
 
 def test_unknown_glosses_are_noted_and_all_unknown_is_an_error(gloss_index):

@@ -87,7 +87,7 @@ def test_readers_never_fail_while_a_writer_commits(tiny_corpus, tiny_checkpoint,
                 searcher = Searcher(out, model=tiny_checkpoint)
                 held = (held + [searcher])[-4:]
                 for s in held:
-                    served_by_pruned += not s.index.path.exists()
+                    served_by_pruned += not s.shards[0][1].path.exists()
                     assert len(s.search_text("regen sonne", k=3)) == 3
                     queries += 1
                 report = retrieval.evaluate_index(out, ks=(1, 5))

@@ -176,7 +176,7 @@ def test_hard_crash_leaves_previous_index_and_next_writer_recovers(built):
 def test_lock_keeps_two_writers_apart_and_readers_keep_reading(built, model):
     out, _ = built
     searcher = Searcher(out, model=model)
-    query = searcher.index.clips.column("text")[0]
+    query = searcher.clips.column("text")[0]
     expected = [h.id for h in searcher.search_text(query, k=5)]
     with IndexWriter(out) as first:
         assert first.previous is not None

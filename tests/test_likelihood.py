@@ -171,7 +171,7 @@ def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_
     assert not np.array_equal(np.argsort(-t2v, 0)[:3], np.argsort(-stage2["t2v"], 0)[:3])  # it did re-rank
     # the index stores each sentence's prior, so V2T does not recompute it per query (the matrices above
     # computed them: the same rankings)
-    stored = dict(zip(searcher.texts.coll.column("text"), searcher.sentence_priors))
+    stored = dict(zip(searcher.texts.column("text"), searcher.sentence_priors))
     assert np.allclose([stored[t] for t in texts], sentence_prior(net, texts), atol=1e-4)
 
     full_eval = evaluate_model(prior_run, tiny_corpus[0], progress=False)

@@ -336,7 +336,7 @@ def test_gloss_hits_from_overlapping_windows_are_one_hit():
                "start": np.array([0.0, 4.0, 8.0, 12.0, 4.0, None], dtype=object),
                "end": np.array([8.0, 12.0, 16.0, 20.0, 12.0, None], dtype=object),
                "duration": np.array([8.0, 8.0, 8.0, 8.0, 8.0, 3.0])}
-    fake = SimpleNamespace(clips=SimpleNamespace(coll=SimpleNamespace(column=columns.__getitem__)))
+    fake = SimpleNamespace(clips=SimpleNamespace(column=columns.__getitem__))
     order = np.array([1, 0, 2, 4, 5, 3])  # window 1 best; 0 and 2 overlap it by half; 3 does not
     assert Searcher._distinct_segments(fake, order, 10).tolist() == [1, 4, 5, 3]
     assert Searcher._distinct_segments(fake, order, 2).tolist() == [1, 4]

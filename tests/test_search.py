@@ -203,7 +203,7 @@ def test_real_video_frame_folder_and_pose_in_one_index(shared_data, tiny_checkpo
     s = json.loads(r.stdout)
     assert (s["clips_added"], s["failures"]) == (2, 1)
     assert s["failed"][0]["path"] == str(frames) and "fewer than the temporal stride" in s["failed"][0]["reason"]
-    meta = Searcher(out).index.clips.meta.to_pylist()
+    meta = Searcher(out).clips.meta_rows()
     row = next(m for m in meta if m["id"] == "signer_58frames")
     from slsearch.data.video import probe
 

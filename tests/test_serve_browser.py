@@ -318,6 +318,23 @@ def test_search_page_in_a_real_browser(server, browser, tmp_path):
     assert d.find_element(By.ID, "error").get_attribute("role") == "alert"
     assert "{" not in alert and "Traceback" not in alert and len(alert.splitlines()) == 1
 
+    # Search by glosses: offered where the index reads glosses, and asked for by the URL (?by=gloss)
+    d.get(base + "/")
+    _wait(d, lambda d: "clips" in d.find_element(By.ID, "stats").text, "index statistics")
+    assert d.find_element(By.ID, "search-by").is_displayed() == stats["reads_glosses"]
+    d.get(base + "/?by=gloss&q=G1+G2")
+    assert d.find_element(By.CSS_SELECTOR, "input[name=by][value=gloss]").is_selected()
+    assert d.find_element(By.ID, "q-label").text == "Search for glosses"
+    if stats["reads_glosses"]:
+        _wait(d, lambda d: _hits(d), "clips for glosses")
+        api = json.loads(urllib.request.urlopen(f"{base}/api/search/gloss?q=G1+G2&k=10").read())
+        assert [h["id"] for h in _hits(d)] == [h["id"] for h in api["results"]]
+    else:  # this model reads no glosses: the server's sentence, nothing else
+        alert = _wait(d, lambda d: d.find_element(By.ID, "error").text, "the no-glosses sentence")
+        assert "reads no glosses" in alert and len(alert.splitlines()) == 1
+    d.find_element(By.CSS_SELECTOR, "input[name=by][value=text]").click()
+    assert d.find_element(By.ID, "q-label").text == "Search for a sentence"
+
     # Narrow screens: nothing sticks out sideways.
     d.get(base + "/?q=" + sentence.replace(" ", "+"))
     _wait(d, lambda d: _hits(d), "results at a narrow width")

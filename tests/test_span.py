@@ -83,9 +83,9 @@ def index_dir(tiny_corpus, tiny_checkpoint, tmp_path_factory):
 
 def test_text_search_hits_carry_spans_inside_their_clips(index_dir):
     searcher = Searcher(index_dir)
-    coll = searcher.clips.coll
-    duration = dict(zip(coll.column("id").tolist(), coll.column("duration").tolist()))
-    texts = coll.column("text").tolist()[:5]
+    clips = searcher.clips
+    duration = dict(zip(clips.column("id").tolist(), clips.column("duration").tolist()))
+    texts = clips.column("text").tolist()[:5]
     for hits in searcher.search_text(texts, k=5):
         assert len(hits) == 5
         for h in hits:
@@ -93,7 +93,7 @@ def test_text_search_hits_carry_spans_inside_their_clips(index_dir):
             a, b = h.span
             assert 0.0 <= a < b <= duration[h.id] + 1e-6, (h.id, h.span, duration[h.id])
             assert h.to_dict()["span"] == h.span
-    v2t = searcher.search_video(coll.column("path").tolist()[0], k=3)
+    v2t = searcher.search_video(clips.column("path").tolist()[0], k=3)
     assert all(h.span is None for h in v2t)  # only text searches say when
 
     r = runner.invoke(app, ["query", texts[0], "--index", str(index_dir), "-k", "3", "--json"])

@@ -174,14 +174,14 @@ class ExtractResult:
     cache_file: Path | None = None
 
 
-def _silence_worker() -> None:
+def silence_worker() -> None:
     """Pool initializer: a worker reports through its results, so its stderr (C++ logs) can go."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
 
 
-def _extract_one(clip: Clip, fps: float | None, cache_dir: str | None) -> ExtractResult:
+def extract_one(clip: Clip, fps: float | None, cache_dir: str | None) -> ExtractResult:
     """Worker body: never raises for bad input, so one corrupt file cannot stop a batch."""
     try:
         path = Path(clip.path) if clip.path is not None else None
@@ -197,15 +197,27 @@ def _extract_one(clip: Clip, fps: float | None, cache_dir: str | None) -> Extrac
         return ExtractResult(clip, error=f"{clip.path}: extraction failed ({type(e).__name__}: {e})")
 
 
+def crashed(clip: Clip) -> ExtractResult:
+    """The result of a clip whose worker died twice on it (a decoder crash)."""
+    return ExtractResult(clip, error=f"{clip.path}: the extractor crashed on this file")
+
+
 def extract_many(clips: Sequence[Clip], workers: int | None = None, fps: float | None = 25.0,
                  cache_dir: str | Path | None = None,
-                 on_result: Callable[[ExtractResult], None] | None = None) -> list[ExtractResult]:
+                 on_result: Callable[[ExtractResult], None] | None = None,
+                 ray: str | None = None) -> list[ExtractResult]:
     """Extract (or find cached) poses of many video clips in parallel worker processes.
 
     Results come back in the order of `clips`; failures carry a one-line `error`. `on_result`
     is called as each finishes (progress bars). A worker that dies (a decoder crash) is
-    replaced and only the clip it was working on is reported as failed.
+    replaced and only the clip it was working on is reported as failed. `ray` (an address, or
+    "auto"): the same work in Ray actors instead of local processes (slsearch.distributed_ray).
     """
+    if ray is not None:
+        from slsearch.distributed_ray import extract_many_ray
+
+        return extract_many_ray(clips, workers=workers, fps=fps, cache_dir=cache_dir, on_result=on_result,
+                                address=ray)
     workers = max(1, workers or os.cpu_count() or 1)
     cache = str(cache_dir) if cache_dir else None
     results: dict[int, ExtractResult] = {}
@@ -220,14 +232,14 @@ def extract_many(clips: Sequence[Clip], workers: int | None = None, fps: float |
     while pending:
         # spawn, not fork: the parent may hold torch/OpenMP threads that a forked child would inherit broken.
         with ProcessPoolExecutor(max_workers=min(workers, len(clips)), mp_context=get_context("spawn"),
-                                 initializer=_silence_worker) as pool:
+                                 initializer=silence_worker) as pool:
             in_flight: dict = {}
             try:
                 while pending or in_flight:
                     # At most `workers` clips in flight, so a crash has few suspects.
                     while pending and len(in_flight) < workers:
                         i = pending.pop(0)
-                        in_flight[pool.submit(_extract_one, clips[i], fps, cache)] = i
+                        in_flight[pool.submit(extract_one, clips[i], fps, cache)] = i
                     finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         done(in_flight.pop(fut), fut.result())
@@ -236,7 +248,7 @@ def extract_many(clips: Sequence[Clip], workers: int | None = None, fps: float |
                 for i in in_flight.values():
                     strikes[i] = strikes.get(i, 0) + 1
                     if strikes[i] >= 2:
-                        done(i, ExtractResult(clips[i], error=f"{clips[i].path}: the extractor crashed on this file"))
+                        done(i, crashed(clips[i]))
                     else:
                         pending.insert(0, i)
     return [results[i] for i in range(len(clips))]

@@ -80,13 +80,14 @@ def output_names(ids: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
 
 def extract_corpus(paths: Sequence[str | Path], out: str | Path, workers: int | None = None,
                    fps: float | None = DEFAULT_FPS, cache_dir: str | Path | None = None,
-                   progress: Progress | None = None) -> BatchSummary:
+                   progress: Progress | None = None, ray: str | None = None) -> BatchSummary:
     """Write `out/<id>.npz` for every clip found in `paths` and `out/manifest.jsonl` for those that worked.
 
     The file name is the clip id made safe for file systems, with a short hash when that changed it
     (see `output_names`); the manifest maps ids to files. A clip that cannot be read, and whatever a
     folder scan skipped (special files, symlinks that leave the folder), is one line in the summary's
     `failures` (nothing is printed here: the caller shows them). `progress` hears each clip (None: silent).
+    `ray` (an address, or "auto"): videos are extracted by Ray actors (slsearch.distributed_ray).
     """
     out = Path(out)
     t0 = time.perf_counter()
@@ -137,7 +138,7 @@ def extract_corpus(paths: Sequence[str | Path], out: str | Path, workers: int | 
 
     videos = [c for c, pf in zip(clips, is_pose_file) if not pf and c.id not in refused]
     if videos:
-        extract_many(videos, workers=workers, fps=fps, cache_dir=cache_dir, on_result=on_video)
+        extract_many(videos, workers=workers, fps=fps, cache_dir=cache_dir, on_result=on_video, ray=ray)
     order = {c.id: i for i, c in enumerate(clips)}
     if written:
         write_manifest(sorted(written, key=lambda c: order[c.id]), out / "manifest.jsonl")

@@ -68,29 +68,86 @@ def _metrics(pipeline: RankingPipeline, clips: ClipSide, texts: TextSide, column
     return retrieval_metrics(s["t2v"][:, column], clip_texts, ks, v2t_scores=s["v2t"][:, column])
 
 
+class _Chained(Sequence):
+    """Several sequences of token arrays read as one (the shards of a set, in order); a slice reads each
+    part's share at once, as StoredTokens does."""
+
+    def __init__(self, parts: Sequence[Sequence[np.ndarray]]):
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            lo, hi, step = i.indices(len(self))
+            if step != 1:
+                return [self[j] for j in range(lo, hi, step)]
+            out: list[np.ndarray] = []
+            for part, start in zip(self.parts, self.starts[:-1]):
+                a, b = max(lo - start, 0), min(hi - start, len(part))
+                if a < b:
+                    out += list(part[int(a):int(b)])
+            return out
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item {i} of {len(self)}")
+        i %= len(self)
+        k = int(np.searchsorted(self.starts, i, side="right") - 1)
+        return self.parts[k][i - int(self.starts[k])]
+
+
+def _tokens(collections: list[tuple[Any, Any]], rows_per: list[np.ndarray]) -> Sequence[np.ndarray]:
+    """The stored token states of the chosen rows of each (collection, token store), in order."""
+    from slsearch.index.store import StoredTokens
+
+    parts = [StoredTokens(store, *(coll.column(c)[rows] for c in ("token_segment", "token_offset", "token_count")))
+             for (coll, store), rows in zip(collections, rows_per)]
+    return parts[0] if len(parts) == 1 else _Chained(parts)
+
+
 def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split: str | None = None,
                    score: str | None = None, progress: Progress | None = None,
                    prefer_split: str | None = None) -> dict[str, Any]:
     """R@K both directions over the indexed clips that have text (optionally one split). Without
     `split`, `prefer_split` (e.g. "test") is used when the index has clips with text in it, else every
-    clip with text (`slsearch eval` with no options)."""
-    from slsearch.index.store import StoredTokens, load_index
+    clip with text (`slsearch eval` with no options). A shard set is evaluated as one index over all its
+    shards' clips (a sentence several shards hold is one sentence)."""
+    from slsearch.index.shards import is_shard_set, shard_folders
+    from slsearch.index.store import load_index
 
     t0 = time.perf_counter()
-    idx = load_index(index_dir)
-    clips = idx.clips
-    if idx.texts is None:
+    shards = [load_index(folder) for _, folder in shard_folders(index_dir, local_only="eval")]
+    idx = shards[0]
+    if len({ix.info["checkpoint"]["hash"] for ix in shards}) > 1:
+        raise SlsearchError(f"{index_dir}: its shards were built with different checkpoints "
+                            f"({', '.join(sorted({ix.info['checkpoint']['hash'] for ix in shards}))}); "
+                            "vectors of two models are not comparable")
+    with_texts = [ix for ix in shards if ix.texts is not None]
+    if not with_texts:
         raise SlsearchError(f"{index_dir}: the index has no sentences (built without a manifest with text)")
-    text_id = clips.column("text_id")
-    keep = text_id >= 0
+
+    def clip_column(name: str) -> np.ndarray:
+        return np.concatenate([ix.clips.column(name) for ix in shards]) if len(shards) > 1 else idx.clips.column(name)
+
+    # each clip's row among the sentences: by id in one index; by the sentence itself across shards
+    if not is_shard_set(index_dir):
+        text_row = np.where(clip_column("text_id") >= 0, idx.texts.row_of_id[np.maximum(clip_column("text_id"), 0)], -1)
+    else:
+        row_of_text: dict[str, int] = {}
+        for r, t in enumerate(np.concatenate([ix.texts.column("text") for ix in with_texts]).tolist()):
+            row_of_text.setdefault(t, r)
+        text_row = np.array([row_of_text.get(t, -1) if t is not None else -1 for t in clip_column("text").tolist()],
+                            dtype=np.int64)
+    keep = text_row >= 0
     note = None
     if split is None and prefer_split is not None:
-        if (keep & np.array([s == prefer_split for s in clips.column("split")])).any():
+        if (keep & np.array([s == prefer_split for s in clip_column("split")])).any():
             split, note = prefer_split, f"the index's {prefer_split} split (the default)"
         else:
             note = f"every clip with a sentence (the default: the index has no {prefer_split} split)"
     if split is not None:
-        splits = clips.column("split")
+        splits = clip_column("split")
         keep &= np.array([s == split for s in splits])
         if not keep.any():
             known = sorted({str(s) for s in splits if s is not None})
@@ -99,8 +156,8 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
     if len(rows) == 0:
         raise SlsearchError(f"{index_dir}: no indexed clip has a sentence to evaluate against")
     # Distinct sentences are scored once; clip i's paired column is its own sentence's row.
-    distinct, column = np.unique(idx.texts.row_of_id[text_id[rows]], return_inverse=True)
-    readings = clips.column("gloss_reading")[rows]
+    distinct, column = np.unique(text_row[rows], return_inverse=True)
+    readings = clip_column("gloss_reading")[rows]
     readings = None if any(r is None for r in readings) else [str(r) for r in readings]
     pipeline = _index_pipeline(idx.info)
     dims, net = idx.info["dims"], pipeline.model.net if pipeline.model is not None else None
@@ -110,23 +167,32 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
                                     f"{net.token_dim}; the index is damaged, rebuild it")
     score = pipeline.resolve_score(score, readings is not None, str(index_dir))
     lexicon = pipeline.lexicon
-    priors = clips.column("reading_prior")[rows].astype(np.float32)
-    stored_priors = (lexicon is not None and idx.info.get("lexicon") == lexicon.lexicon.fingerprint
+    priors = clip_column("reading_prior")[rows].astype(np.float32)
+    stored_priors = (lexicon is not None and all(ix.info.get("lexicon") == lexicon.lexicon.fingerprint for ix in shards)
                      and not np.isnan(priors).any())
-    tcoll = idx.texts
-    sentence_priors = tcoll.column("sentence_prior")[distinct].astype(np.float32)
-    clip_side = ClipSide(
-        StoredTokens(idx.token_store("clips"), *(clips.column(c)[rows] for c in ("token_segment", "token_offset",
-                                                                                  "token_count"))),
-        readings, priors if stored_priors else None,
-        _reconstruct(clips.index, clips.column("faiss_id")[rows]) if score == "global" else None)
-    text_side = TextSide(
-        [str(t) for t in tcoll.column("text")[distinct]],
-        StoredTokens(idx.token_store("texts"), *(tcoll.column(c)[distinct] for c in ("token_segment", "token_offset",
-                                                                                      "token_count"))),
-        None if np.isnan(sentence_priors).any() else sentence_priors,
-        _reconstruct(tcoll.index, tcoll.column("faiss_id")[distinct]) if score == "global" else None)
-    texts = [str(t) for t in clips.column("text")[rows]]
+    # the chosen rows of each shard (rows are ascending, so shard by shard)
+    clip_starts = np.cumsum([0] + [len(ix.clips) for ix in shards])
+    clip_rows = [rows[(rows >= a) & (rows < b)] - a for a, b in zip(clip_starts[:-1], clip_starts[1:])]
+    text_starts = np.cumsum([0] + [len(ix.texts) for ix in with_texts])
+    text_rows = [distinct[(distinct >= a) & (distinct < b)] - a for a, b in zip(text_starts[:-1], text_starts[1:])]
+
+    def text_column(name: str) -> np.ndarray:
+        return np.concatenate([ix.texts.column(name)[r] for ix, r in zip(with_texts, text_rows)])
+
+    def vectors(collections, rows_per) -> np.ndarray | None:
+        if score != "global":
+            return None
+        return np.concatenate([_reconstruct(c.index, c.column("faiss_id")[r]) for c, r in zip(collections, rows_per)])
+
+    sentence_priors = text_column("sentence_prior").astype(np.float32)
+    clip_side = ClipSide(_tokens([(ix.clips, ix.token_store("clips")) for ix in shards], clip_rows),
+                         readings, priors if stored_priors else None,
+                         vectors([ix.clips for ix in shards], clip_rows))
+    text_side = TextSide([str(t) for t in text_column("text")],
+                         _tokens([(ix.texts, ix.token_store("texts")) for ix in with_texts], text_rows),
+                         None if np.isnan(sentence_priors).any() else sentence_priors,
+                         vectors([ix.texts for ix in with_texts], text_rows))
+    texts = [str(t) for t in clip_column("text")[rows]]
     metrics = _metrics(pipeline, clip_side, text_side, column, texts, ks, score, progress)
     return {"metrics": metrics, "source": str(index_dir), "checkpoint": (idx.info.get("checkpoint") or {}).get("hash"),
             "split": split, "score": score, "ks": list(ks), "count": len(rows),

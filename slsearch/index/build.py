@@ -28,6 +28,7 @@ from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
 from slsearch.index.choose import (FLAT_MAX_VECTORS, IndexSpec, check_index_type, choose_index, parse_memory,
                                    spec_for_type)
+from slsearch.index.shards import is_shard_set
 from slsearch.index.store import CLIP_SCHEMA, TEXT_SCHEMA, Collection, IndexWriter, StoredIndex
 from slsearch.progress import Progress, track
 
@@ -69,8 +70,10 @@ def _load_model(model_dir: str | Path | None, model: Any) -> tuple[Any, str | No
     return load_retrieval_model(model_dir), str(Path(model_dir).resolve())
 
 
-def _extract_videos(clips: list[Clip], failures: dict[str, Failure], progress: Progress | None) -> None:
-    """Run MediaPipe over video / frame-folder clips in parallel; the poses land in the cache."""
+def _extract_videos(clips: list[Clip], failures: dict[str, Failure], progress: Progress | None,
+                    ray: str | None = None) -> None:
+    """Run MediaPipe over video / frame-folder clips in parallel (`ray`: on Ray actors); the poses land in
+    the cache."""
     videos = [c for c in clips if c.path is not None and (Path(c.path).is_dir()
                                                           or Path(c.path).suffix.lower() in VIDEO_EXTENSIONS)]
     if not videos:
@@ -78,7 +81,7 @@ def _extract_videos(clips: list[Clip], failures: dict[str, Failure], progress: P
     from slsearch.data.extract import extract_many
 
     advance = track(progress, "extracting poses", len(videos))
-    for r in extract_many(videos, on_result=lambda r: advance(1)):
+    for r in extract_many(videos, on_result=lambda r: advance(1), ray=ray):
         if r.error:
             failures[r.clip.id] = Failure(str(r.clip.path), r.error)
 
@@ -145,48 +148,81 @@ class _PoseSource:
         return segment_pose(self.held[1], clip)
 
 
-def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[str, Failure],
-                 progress: Progress | None, batch_size: int,
-                 load_pose: Any = None, reader: Any = None) -> tuple[list[dict[str, Any]], np.ndarray, list[str]]:
-    """Poses -> encode_videos in batches; token states stream into the segment. Returns rows, vectors and
-    the ids of the clips in which no frame shows a hand (they are embedded all the same).
-    `reader` (a recogniser, `index --readings`): the clips' gloss readings come from it, not the gloss head."""
+@dataclass
+class Embedded:
+    """One clip embedded, with what its index row needs of its pose."""
+
+    clip: Clip
+    vector: np.ndarray  # (D,) the global vector
+    tokens: np.ndarray  # (L, d) the valid token states
+    reading: str | None  # its gloss reading (gloss head or `reader`), None without either
+    posteriors: bytes | None  # the top glosses of each of its tokens, by the same (gloss_spotting.pack)
+    duration: float
+    frames: int
+    fps: float
+    hands: bool  # some frame shows a hand
+
+
+def embed_batch(model, clips: Sequence[Clip], load_pose: Any = None,
+                reader: Any = None) -> tuple[list[Embedded], dict[str, Failure]]:
+    """One batch: poses -> encode_videos (-> the reader's gloss readings). A clip that cannot be loaded or
+    encoded is a Failure (keyed by clip id), the others go on. The built-in path and the Ray actors
+    (slsearch.distributed_ray) both embed through this."""
     from slsearch.encode import encode_videos
 
     if load_pose is None:
         from slsearch.data.poses import load_pose
+    failures: dict[str, Failure] = {}
+    batch, poses = [], []
+    for clip in clips:
+        try:
+            poses.append(load_pose(clip))
+            batch.append(clip)
+        except (InputError, SlsearchError) as e:
+            failures[clip.id] = Failure(str(clip.path), str(e))
+    encoded = _encode_isolating_failures(model, batch, poses, failures, encode_videos)
+    if reader is not None and encoded:
+        from slsearch.recognition import read_poses_with_posteriors
 
+        readings = read_poses_with_posteriors(reader, [seq.data for _, seq, _ in encoded])
+        encoded = [(c, seq, (e[0], e[1], *r)) for (c, seq, e), r in zip(encoded, readings)]
+    return [Embedded(c, *enc, seq.duration, seq.frames, seq.fps, hands_seen(seq.data))
+            for c, seq, enc in encoded], failures
+
+
+def _embed_clips(model, clips: list[Clip], writer, segment: int, failures: dict[str, Failure],
+                 progress: Progress | None, batch_size: int, load_pose: Any = None, reader: Any = None,
+                 ray: str | None = None) -> tuple[list[dict[str, Any]], np.ndarray, list[str]]:
+    """Poses -> encode_videos in batches (`embed_batch`; on Ray actors with `ray`, an address or "auto");
+    token states stream into the segment in clip order. Returns rows, vectors and the ids of the clips in
+    which no frame shows a hand (they are embedded all the same).
+    `reader` (a recogniser, `index --readings`): the clips' gloss readings come from it, not the gloss head."""
     rows: list[dict[str, Any]] = []
     vectors: list[np.ndarray] = []
     without_hands: list[str] = []
+    starts = range(0, len(clips), batch_size)
+    batches = [[c for c in clips[start:start + batch_size] if c.id not in failures] for start in starts]
+    if ray is None:
+        results = (embed_batch(model, batch, load_pose, reader) for batch in batches)
+    else:
+        from slsearch.distributed_ray import embed_batches_ray
+
+        results = embed_batches_ray(batches, model, load_pose, reader, address=ray)
     advance = track(progress, "embedding clips", len(clips))
     t0 = time.perf_counter()
-    for start in range(0, len(clips), batch_size):
-        batch, poses = [], []
-        for clip in clips[start:start + batch_size]:
-            if clip.id in failures:
-                continue
-            try:
-                poses.append(load_pose(clip))
-                batch.append(clip)
-            except (InputError, SlsearchError) as e:
-                failures[clip.id] = Failure(str(clip.path), str(e))
-        encoded = _encode_isolating_failures(model, batch, poses, failures, encode_videos)
-        if reader is not None and encoded:
-            from slsearch.recognition import read_poses
-
-            readings = read_poses(reader, [seq.data for _, seq, _ in encoded])
-            encoded = [(c, seq, (e[0], e[1], r)) for (c, seq, e), r in zip(encoded, readings)]
-        for clip, seq, enc in encoded:
-            if not hands_seen(seq.data):
-                without_hands.append(clip.id)
-            offset, count = writer.append(enc[1])
-            vectors.append(enc[0])
-            rows.append({"id": clip.id, "path": str(clip.path), "duration": seq.duration,
-                         "frames": seq.frames, "fps": seq.fps, "text": clip.text, "split": clip.split,
+    for start, (embedded, failed) in zip(starts, results):
+        failures.update(failed)
+        for e in embedded:
+            if not e.hands:
+                without_hands.append(e.clip.id)
+            offset, count = writer.append(e.tokens)
+            vectors.append(e.vector)
+            clip = e.clip
+            rows.append({"id": clip.id, "path": str(clip.path), "duration": e.duration,
+                         "frames": e.frames, "fps": e.fps, "text": clip.text, "split": clip.split,
                          "signer": clip.signer, "start": clip.start, "end": clip.end,
                          "token_segment": segment, "token_offset": offset,
-                         "token_count": count, "gloss_reading": enc[2]})
+                         "token_count": count, "gloss_reading": e.reading, "gloss_posteriors": e.posteriors})
         done = min(start + batch_size, len(clips))
         advance(done - start, f"{done / (time.perf_counter() - t0):.1f} clips/s")
     return rows, (np.stack(vectors) if vectors else np.zeros((0, model.embed_dim), np.float32)), without_hands
@@ -198,18 +234,23 @@ def _encode_isolating_failures(model, clips, poses, failures, encode_videos):
         return []
     try:
         enc = encode_videos(model, [p.data for p in poses])
-        return [(c, p, (enc.vectors[i], enc.tokens[i], enc.readings[i] if enc.readings else None))
-                for i, (c, p) in enumerate(zip(clips, poses))]
+        return [(c, p, _parts(enc, i)) for i, (c, p) in enumerate(zip(clips, poses))]
     except (SlsearchError, ValueError):
         pass
     out = []
     for c, p in zip(clips, poses):
         try:
             enc = encode_videos(model, [p.data])
-            out.append((c, p, (enc.vectors[0], enc.tokens[0], enc.readings[0] if enc.readings else None)))
+            out.append((c, p, _parts(enc, 0)))
         except (SlsearchError, ValueError) as e:
             failures[c.id] = Failure(str(c.path), str(e).removeprefix("<array>: "))
     return out
+
+
+def _parts(enc, i: int) -> tuple:
+    """Clip i of an Encoded: (vector, tokens, reading, posteriors), None for what the model does not read."""
+    return (enc.vectors[i], enc.tokens[i], enc.readings[i] if enc.readings else None,
+            enc.posteriors[i] if enc.posteriors else None)
 
 
 def _gloss_reader(readings: str | Path | None, model) -> tuple[Any, dict[str, str] | None]:
@@ -306,7 +347,7 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
                 index_type: str | None = None, max_memory: int | str | None = None,
                 batch_size: int = EMBED_BATCH, progress: Progress | None = None, model: Any = None,
                 segmenting: SegmentOptions | None = None, tokens: str | None = None,
-                readings: str | Path | None = None) -> dict[str, Any]:
+                readings: str | Path | None = None, ray: str | None = None) -> dict[str, Any]:
     """Embed the clips under `paths` into the index folder `out`; returns a summary dict.
 
     Long media (longer than `segmenting.params.longer_than`, or with a subtitle file beside them) are
@@ -322,8 +363,12 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
     `readings`: a recogniser run (slsearch.models.cvt_slr) or checkpoint with a gloss head whose gloss readings
     the index stores instead of the model's own (for the lexicon and gloss search; searches read a query
     clip with it too); add=True keeps the index's reader.
+    `ray` (an address, or "auto"): pose extraction and embedding run on Ray actors (slsearch.distributed_ray);
+    the index is the same.
     """
     t0 = time.perf_counter()
+    if is_shard_set(out):
+        raise SlsearchError(f"{out}: a shard set; build or grow one of its shards with --shard NAME")
     budget = parse_memory(max_memory) if isinstance(max_memory, str) else max_memory
     if batch_size <= 0:
         raise SlsearchError(f"batch size must be positive, got {batch_size}")
@@ -378,7 +423,7 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         known = set(prev.clips.column("source_hash").tolist()) if prev is not None else set()
         todo = [c for c in clips if c.id in hashes and hashes[c.id] not in known]
         unchanged = sum(1 for c in clips if c.id in hashes and hashes[c.id] in known)
-        _extract_videos(todo + [c for m in long_media for c in m.chunks], failures, progress)
+        _extract_videos(todo + [c for m in long_media for c in m.chunks], failures, progress, ray)
         segments, segment_hashes, resegmented = _segment_long_media(long_media, segmenting, known, failures,
                                                                     notes, progress)
         hashes.update(segment_hashes)
@@ -391,7 +436,7 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
             writer.keep_token_files("texts", prev.texts.token_files if prev.texts else [])
         segment, seg_writer = writer.new_token_segment("clips", net.token_dim)
         rows, vectors, without_hands = _embed_clips(net, todo, seg_writer, segment, failures, progress, batch_size,
-                                     _PoseSource(long_media), reader)
+                                     _PoseSource(long_media), reader, ray)
         if without_hands:
             notes.append(f"{len(without_hands)} of {len(rows)} clips show no hand in any frame (e.g. "
                          f"{', '.join(without_hands[:3])}): embedded from body and face alone; check their framing "

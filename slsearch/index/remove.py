@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from slsearch.errors import SlsearchError
 from slsearch.index import faiss_index
+from slsearch.index.shards import is_shard_set, remove_from_set
 from slsearch.index.store import CLIP_SCHEMA, TEXT_SCHEMA, Collection, IndexWriter, StoredIndex
 
 COMPACT_WHEN_UNUSED = 0.5  # rewrite a token store once over half its rows belong to removed items
@@ -47,6 +48,8 @@ def remove_clips(index_dir: str | Path, ids: Sequence[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     if not ids:
         raise SlsearchError("give at least one clip id to remove")
+    if is_shard_set(index_dir):  # from whichever shards hold them
+        return remove_from_set(index_dir, list(ids))
     with IndexWriter(index_dir) as writer:
         prev = writer.previous
         if prev is None:

@@ -10,6 +10,7 @@ finds the candidates and reads their stored states; `slsearch.rank.RankingPipeli
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
+from slsearch.index.shards import is_shard_set, read_shard_set, shard_folders
 from slsearch.index.store import Collection, StoredIndex, TokenStore, load_index
 from slsearch.models.video_tower import TEMPORAL_STRIDE
 from slsearch.rank import ClipSide, RankingPipeline, RetrievalModel, TextSide, load_retrieval_model
@@ -27,6 +29,9 @@ from slsearch.rank.cico import Ragged
 from slsearch.rank.span import match_span
 
 DEFAULT_CANDIDATES = 100  # FAISS top-N that the cascade re-ranks
+# gloss search: the BM25 x order score's weight beside the posterior spotting score (nats); it orders
+# clips the posteriors cannot tell apart (picked on the demo's dev split, benchmarks/RESULTS.md)
+BM25_SHARE = 0.1
 # One query is a few milliseconds of small matrix products: intra-op threads cannot speed that up,
 # and on a busy machine their spin-waiting made it 100x slower (benchmarks/RESULTS.md).
 DEFAULT_THREADS = 1
@@ -66,51 +71,213 @@ class SearchHit:
         return asdict(self)
 
 
-class _Target:
-    """One searchable collection, ready for queries: FAISS index, token store and display columns."""
+class _Part:
+    """One collection of one index (a shard): its FAISS index on the search device, its metadata and its
+    token store. slsearch.index.remote.RemotePart answers the same for a shard served by another process."""
 
-    def __init__(self, coll: Collection, store: TokenStore,
-                 labels: list[tuple[str, str | None, str | None, str | None]]):
-        self.coll = coll
+    def __init__(self, coll: Collection, store: TokenStore, where: str | Path):
+        self.coll, self.store, self.where = coll, store, where
         self.index = faiss_index.to_search_device(coll.index, coll.info.get("search_params") or {})
-        self.store = store
         self.segment = coll.column("token_segment")
         self.offset = coll.column("token_offset")
         self.count = coll.column("token_count")
-        self.labels = labels  # per meta row: (id, path, text, gloss reading)
+        self.dim = store.dim
 
     def __len__(self) -> int:
         return len(self.coll)
 
-    def tokens(self, rows: np.ndarray) -> Ragged:
+    def column(self, name: str) -> np.ndarray:
+        return self.coll.column(name)
+
+    def meta_rows(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        return self.coll.meta.take(rows).to_pylist()
+
+    def info(self, key: str) -> Any:
+        return self.coll.info.get(key)
+
+    def search(self, q_vectors: np.ndarray, m: int, prefetch: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (Q, m), rows (Q, m), -1 where FAISS found fewer) of each query's top m."""
+        scores, ids = faiss_index.search(self.index, q_vectors, m)
+        rows = self.coll.row_of_id[ids]
+        if (rows[ids >= 0] < 0).any():  # an id the metadata lacks: never another row
+            raise InputError(self.where, "the FAISS index returned ids that its metadata lacks; the index is "
+                                         "damaged, rebuild it")
+        rows = np.where(ids >= 0, rows, -1)
+        if prefetch:  # start the token reads of every query's candidates before the first is needed
+            self.prefetch(rows[rows >= 0])
+        return scores, rows
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(token states stacked (sum L, d), counts) of these rows, in order."""
         counts = self.count[rows]
-        return Ragged(self.store.gather_flat(self.segment[rows], self.offset[rows], counts), counts)
+        return self.store.gather_flat(self.segment[rows], self.offset[rows], counts), counts
 
     def prefetch(self, rows: np.ndarray) -> None:
         self.store.prefetch(self.segment[rows], self.offset[rows], self.count[rows])
 
 
-def _column_or_none(coll: Collection, name: str) -> np.ndarray | None:
+class _Target:
+    """One searchable collection, ready for queries: the clips (or sentences) of one index, or of every
+    shard of a set, numbered globally shard after shard, with their display columns.
+
+    `searchable`: per global row, whether FAISS hits on it count; a set leaves out the second copy of a
+    sentence that two shards hold (the same sentence under one model: the same vectors and tokens)."""
+
+    def __init__(self, parts: list[_Part], labels: list[tuple[str, str | None, str | None, str | None]],
+                 searchable: np.ndarray | None = None):
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
+        self.labels = labels  # per global row: (id, path, text, gloss reading)
+        self.searchable = searchable
+        self._columns: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def column(self, name: str) -> np.ndarray:
+        """A metadata column over every part, in global row order."""
+        if name not in self._columns:
+            cols = [p.column(name) for p in self.parts]
+            self._columns[name] = cols[0] if len(cols) == 1 else np.concatenate(cols)
+        return self._columns[name]
+
+    def meta_rows(self, rows: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Metadata rows as dicts (all of them when rows is None), in the order asked."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
+        out: list[dict[str, Any] | None] = [None] * len(rows)
+        for i, pos, local in self._by_part(rows):
+            for j, row in zip(pos, self.parts[i].meta_rows(local)):
+                out[j] = row
+        return out  # type: ignore[return-value]
+
+    def _by_part(self, rows: np.ndarray):
+        """(part, positions in rows, local rows) for each part that rows reach."""
+        if len(self.parts) == 1:
+            yield 0, np.arange(len(rows)), rows
+            return
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        for i in np.unique(part):
+            pos = np.flatnonzero(part == i)
+            yield int(i), pos, rows[pos] - self.starts[i]
+
+    def tokens(self, rows: np.ndarray) -> Ragged:
+        rows = np.asarray(rows, dtype=np.int64)
+        pieces: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(rows)
+        counts = np.zeros(len(rows), dtype=np.int64)
+        for i, pos, local in self._by_part(rows):
+            flat, c = self.parts[i].gather(local)
+            if len(self.parts) == 1:
+                return Ragged(flat, c)
+            ends = np.cumsum(c)
+            for j, a, b in zip(pos, ends - c, ends):
+                pieces[j] = flat[a:b]
+            counts[pos] = c
+        dim = self.parts[0].dim
+        return Ragged(np.concatenate(pieces) if len(rows) else np.zeros((0, dim), np.float32), counts)
+
+    def prefetch(self, rows: np.ndarray) -> None:
+        for i, _, local in self._by_part(np.asarray(rows, dtype=np.int64)):
+            self.parts[i].prefetch(local)
+
+    def search(self, q_vectors: np.ndarray, n: int, prefetch: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query: (global rows of its FAISS top-n over every part, their global scores), best first.
+        Each part answers its own top-n; the global top-n lies within their union (a row in the global
+        top-n has fewer than n better rows anywhere, so fewer in its own part)."""
+        found = []
+        for i, p in enumerate(self.parts):
+            m = min(n, len(p))
+            if m == 0:
+                continue
+            scores, rows = p.search(q_vectors, m, prefetch)  # (Q, m)
+            found.append((np.where(rows >= 0, rows + self.starts[i], -1), scores))
+        out = []
+        for qi in range(len(q_vectors)):
+            rows = np.concatenate([r[qi] for r, _ in found]) if found else np.zeros(0, np.int64)
+            scores = np.concatenate([s[qi] for _, s in found]).astype(np.float32) if found else np.zeros(0, np.float32)
+            keep = rows >= 0
+            if self.searchable is not None:
+                keep &= self.searchable[np.maximum(rows, 0)]
+            rows, scores = rows[keep], scores[keep]
+            if len(found) > 1:  # each part's list is sorted; their union is not
+                order = np.argsort(-scores, kind="stable")[:n]
+                rows, scores = rows[order], scores[order]
+            out.append((rows, scores))
+        return out
+
+
+def _column_or_none(values: np.ndarray) -> np.ndarray | None:
     """A column, or None when any row lacks its value (a model without that stage)."""
-    values = coll.column(name)
     if values.dtype == object:
         return None if any(v is None for v in values) else values
     return None if np.isnan(values.astype(np.float64)).any() else values.astype(np.float32)
 
 
+def _set_info(shards: list[tuple[str, StoredIndex]], is_set: bool) -> dict[str, Any]:
+    """What index.json says, for one index; for a shard set, the same keys over its shards (they share
+    the checkpoint, dims and readings, which Searcher checks) and the shards themselves."""
+    if not is_set:
+        return shards[0][1].info
+    infos = [ix.info for _, ix in shards]
+    first = infos[0]
+    lexicons = {i.get("lexicon") for i in infos}
+    return {"checkpoint": first["checkpoint"], "dims": first["dims"], "readings": first.get("readings"),
+            "lexicon": lexicons.pop() if len(lexicons) == 1 else None,
+            "created": min(i.get("created") or "" for i in infos) or None,
+            "updated": max(i.get("updated") or "" for i in infos) or None,
+            "shards": [{"name": name, "version": _version(ix), "clips": len(ix.clips),
+                        "texts": len(ix.texts) if ix.texts is not None else 0} for name, ix in shards]}
+
+
+def _open_shard(source: Path | str):
+    """A shard's loaded version: an index folder (StoredIndex) or a shard server (remote.RemoteShard)."""
+    from slsearch.index.remote import RemoteShard, is_url
+
+    return RemoteShard(source) if is_url(source) else load_index(source)
+
+
+def _part(ix, collection: str):
+    if isinstance(ix, StoredIndex):
+        return _Part(getattr(ix, collection), ix.token_store(collection), ix.path)
+    return ix.part(collection)
+
+
+def _version(ix) -> str:
+    return version_name(ix.path) if isinstance(ix, StoredIndex) else ix.version
+
+
+def _key(ix) -> str:
+    return str(ix.path) if isinstance(ix, StoredIndex) else ix.key
+
+
+def _where(ix) -> str:
+    return str(ix.path) if isinstance(ix, StoredIndex) else ix.url
+
+
+def version_name(folder: Path) -> str:
+    """`.news.v3` -> "v3"; a folder that is not a version folder (copied by hand) keeps its name."""
+    m = re.search(r"\.(v\d+(?:-[0-9a-f]+)?)$", folder.name)
+    return m.group(1) if m else folder.name
+
+
 class Searcher:
-    """Search an index folder with text or video. Loads the index and the model once.
+    """Search an index folder, or a shard set (slsearch.index.shards), with text or video. Loads the
+    index and the model once.
 
     `model` (a RetrievalModel or a checkpoint path) defaults to the checkpoint recorded in index.json;
     a model whose checkpoint hash differs from the index's is refused (its vectors would not match).
+    A shard set is searched as one index: each shard's FAISS candidates are merged into the global
+    top-N, ranked once, so its top-k is the one an index holding every shard's clips would give.
     """
 
     def __init__(self, index_dir: str | Path, model: RetrievalModel | str | Path | None = None,
                  threads: int | None = DEFAULT_THREADS):
         self.threads = threads  # torch/FAISS threads per query; None leaves the process settings alone
         self.index_dir = Path(index_dir)
-        self.index: StoredIndex = load_index(index_dir)
-        info = self.index.info
+        self.is_set = is_shard_set(index_dir)
+        # (name, loaded version) per shard; a plain index is one shard named after its folder
+        self.shards: list[tuple[str, Any]] = [(name, _open_shard(source)) for name, source in shard_folders(index_dir)]
+        self._check_shards()
+        self.info = info = _set_info(self.shards, self.is_set)
         expected = info["checkpoint"]["hash"]
         if not isinstance(model, (RetrievalModel, str, Path, type(None))):
             raise SlsearchError(f"Searcher takes a RetrievalModel or a checkpoint path, not {type(model).__name__} "
@@ -128,29 +295,77 @@ class Searcher:
                                         f"{model.net.token_dim}; the index is damaged, rebuild it")
         self.model = model
         self.pipeline = RankingPipeline(model)
-        clips = self.index.clips
-        ids, paths, texts = clips.column("id").tolist(), clips.column("path").tolist(), clips.column("text").tolist()
-        self.clips = _Target(clips, self.index.token_store("clips"), list(zip(ids, paths, texts,
-                                                                              clips.column("gloss_reading").tolist())))
-        self.readings = _column_or_none(clips, "gloss_reading")  # None: the model reads no glosses
+        parts = [_part(ix, "clips") for _, ix in self.shards]
+        self.clips = _Target(parts, [])
+        ids, paths, texts = (self.clips.column(c).tolist() for c in ("id", "path", "text"))
+        self.clips.labels = list(zip(ids, paths, texts, self.clips.column("gloss_reading").tolist()))
+        self.readings = _column_or_none(self.clips.column("gloss_reading"))  # None: the model reads no glosses
         self.reader = None  # the recogniser the index's readings come from (`index --readings`), read lazily
-        # log p(reading) for the lexicon's T2V reverse channel: stored for the lexicon index.json names; an
-        # index built before `slsearch lexicon` relearnt the lexicon computes them per candidate, once each
+        # log p(reading) for the lexicon's T2V reverse channel: stored for the lexicon index.json names (NaN
+        # for a shard built with another lexicon of this checkpoint); missing ones are computed per
+        # candidate, once each
         lexicon = self.pipeline.lexicon
-        stored = lexicon is not None and info.get("lexicon") == lexicon.lexicon.fingerprint
-        self.reading_priors = _column_or_none(clips, "reading_prior") if stored else None
+        stored = [lexicon is not None and ix.info.get("lexicon") == lexicon.lexicon.fingerprint for _, ix in self.shards]
+        self.reading_priors = None
+        if any(stored):
+            self.reading_priors = np.concatenate([
+                ix.clips.column("reading_prior").astype(np.float32) if ok else np.full(len(ix.clips), np.nan, np.float32)
+                for ok, (_, ix) in zip(stored, self.shards)])
         self._reading_prior_memo: dict[int, float] = {}
         self.score = self.pipeline.resolve_score(None, self.readings is not None, str(index_dir))
         self.texts: _Target | None = None
         self.sentence_priors = None
-        if self.index.texts is not None:
+        with_texts = [ix for _, ix in self.shards if ix.texts is not None]
+        if with_texts:
             first_clip: dict[str, tuple[str, str]] = {}
             for cid, p, t in zip(ids, paths, texts):
                 if t is not None:
                     first_clip.setdefault(t, (cid, p))
-            labels = [(*first_clip.get(t, ("", None)), t, None) for t in self.index.texts.column("text").tolist()]
-            self.texts = _Target(self.index.texts, self.index.token_store("texts"), labels)
-            self.sentence_priors = _column_or_none(self.index.texts, "sentence_prior")
+            self.texts = _Target([_part(ix, "texts") for ix in with_texts], [])
+            sentences = self.texts.column("text").tolist()
+            self.texts.labels = [(*first_clip.get(t, ("", None)), t, None) for t in sentences]
+            if len(with_texts) > 1:  # a sentence several shards hold is one result
+                seen: set[str] = set()
+                self.texts.searchable = np.array([not (t in seen or seen.add(t)) for t in sentences], dtype=bool)
+            self.sentence_priors = _column_or_none(self.texts.column("sentence_prior"))
+
+    def _check_shards(self) -> None:
+        """The shards of a set must share the set's checkpoint and gloss-readings source."""
+        if not self.is_set:
+            return
+        shard_set = read_shard_set(self.index_dir)
+        want, readings = shard_set.checkpoint["hash"], (shard_set.readings or {}).get("hash")
+        for name, ix in self.shards:
+            got = ix.info["checkpoint"]["hash"]
+            if got != want:
+                raise SlsearchError(f"{self.index_dir}: shard {name} ({_where(ix)}) was built with checkpoint {got}, the "
+                                    f"set searches {want}; vectors of two models are not comparable. Rebuild the "
+                                    f"shard with the set's model, or drop it (`slsearch shards {self.index_dir} "
+                                    f"--drop {name}`)")
+            if (ix.info.get("readings") or {}).get("hash") != readings:
+                raise SlsearchError(f"{self.index_dir}: shard {name} reads glosses with another recogniser than the "
+                                    "set (`index --readings`); rebuild it the set's way or drop it")
+
+    def clip_count(self) -> int:
+        return len(self.clips)
+
+    def sentence_count(self) -> int:
+        """Distinct sentences (a sentence two shards hold counts once)."""
+        if self.texts is None:
+            return 0
+        return len(self.texts) if self.texts.searchable is None else int(self.texts.searchable.sum())
+
+    @property
+    def version_key(self) -> str:
+        """The loaded versions' folders, as `shards.version_key` names the folder's current ones."""
+        return "|".join(_key(ix) for _, ix in self.shards) if self.is_set else str(self.shards[0][1].path)
+
+    @property
+    def version(self) -> str:
+        """Which versions answer: "v3" for an index, "NAME@v3 NAME@v1 ..." for a shard set."""
+        if not self.is_set:
+            return version_name(self.shards[0][1].path)
+        return " ".join(f"{name}@{_version(ix)}" for name, ix in self.shards)
 
     @staticmethod
     def _load_model(path: str | Path | None, info: dict[str, Any], index_dir: str | Path) -> RetrievalModel:
@@ -191,35 +406,37 @@ class Searcher:
             candidates = self._candidates(self.clips, enc.vectors, k, n_candidates, rerank)
             results = []
             for qi, (rows, first) in enumerate(candidates):
+                tokens = None
                 if rerank and len(rows):
-                    clips = ClipSide(self.clips.tokens(rows),
+                    tokens = self.clips.tokens(rows)
+                    clips = ClipSide(tokens,
                                      None if self.readings is None else self.readings[rows],
                                      self._reading_priors(rows))
                     order, scores = self.pipeline.rank("t2v", clips, TextSide([queries[qi]], [enc.tokens[qi]]),
                                                        self.score)
                 else:
                     order, scores = np.argsort(-first, kind="stable"), first
-                top, spans = self._distinct_in_time(rows, order, k, enc.tokens[qi])
+                top, spans = self._distinct_in_time(rows, order, k, enc.tokens[qi], tokens)
                 hits = self._hits(self.clips, rows, top, scores)
                 for hit, span in zip(hits, spans):
                     hit.span = span
                 results.append(hits)
         return results[0] if single else results
 
-    def _distinct_in_time(self, rows: np.ndarray, order: np.ndarray, k: int,
-                          query_tokens: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float] | None]]:
+    def _distinct_in_time(self, rows: np.ndarray, order: np.ndarray, k: int, query_tokens: np.ndarray,
+                          tokens: Ragged | None = None) -> tuple[np.ndarray, list[tuple[float, float] | None]]:
         """The first k of `order` with the seconds where the query matched each (match_span), skipping a
         cut of a file whose span overlaps a better cut's span in the same file: overlapping windows of one
-        programme match the same signing, which is one result, not two."""
-        coll = self.clips.coll
-        paths, fps = coll.column("path"), coll.column("fps")
-        duration, starts = coll.column("duration"), coll.column("start")
+        programme match the same signing, which is one result, not two. `tokens`: the candidates' token
+        states when the re-rank already read them (else they are read here, a block at a time)."""
+        paths, fps = self.clips.column("path"), self.clips.column("fps")
+        duration, starts = self.clips.column("duration"), self.clips.column("start")
         chosen: list[int] = []
         spans: list[tuple[float, float] | None] = []
         taken: dict[str, list[tuple[float, float]]] = {}
         for lo in range(0, len(order), 2 * k):  # token reads in blocks: most queries need one
             block = order[lo:lo + 2 * k]
-            for j, tok in zip(block, self.clips.tokens(rows[block])):
+            for j, tok in zip(block, self.clips.tokens(rows[block]) if tokens is None else (tokens[j] for j in block)):
                 r = rows[j]
                 f = fps[r]
                 span = None
@@ -277,7 +494,7 @@ class Searcher:
     def _query_reading(self, pose: np.ndarray, own: list[str] | None) -> list[str] | None:
         """The query clip's gloss reading, by whatever read the index's clips: the model's gloss head
         (`own`), or the recogniser index.json names."""
-        source = self.index.info.get("readings")
+        source = self.info.get("readings")
         if not source:
             return own
         if self.reader is None:
@@ -293,20 +510,29 @@ class Searcher:
         return read_poses(self.reader, [pose])
 
     def search_glosses(self, glosses: str, k: int = 10) -> list[SearchHit]:
-        """A gloss sequence ("MORGEN REGEN") -> clips ranked by their stored gloss readings (G2V).
+        """A gloss sequence ("MORGEN REGEN") -> clips ranked by what the recogniser saw in them (G2V).
 
         Glosses are upper-cased and split on whitespace; glosses the model's vocabulary lacks are dropped
-        (`split_gloss_query` names them; a query of only unknown glosses is an InputError). The score is
-        BM25 over the readings' gloss tokens times (1 + the share of the query's glosses that the reading
+        (`split_gloss_query` names them; a query of only unknown glosses is an InputError). The readings'
+        score is BM25 over their gloss tokens times (1 + the share of the query's glosses that the reading
         has in the query's order, their longest common subsequence): a reading that holds the query's
-        glosses in order ranks above one that holds them in another order. Ties go by index row.
+        glosses in order ranks above one that holds them in another order. An index that keeps each
+        clip's gloss posteriors ranks by the query spotted in them (slsearch.rank.gloss_spotting: 0 when
+        the greedy reading holds it in order, below by how much less likely its glosses were) plus
+        BM25_SHARE x the readings' score, so a gloss the greedy reading dropped still counts. Ties go by
+        index row.
         """
         _check_k(k, 1)
         if self.readings is None:
             raise InputError(self.index_dir, "the model of this index reads no glosses (no gloss head), so it "
                                              "cannot be searched by gloss")
-        known, _ = split_gloss_query(glosses, self.model.net.config.glosses)
+        vocabulary = self.model.net.config.glosses
+        known, _ = split_gloss_query(glosses, vocabulary)
         scores = self._gloss_scorer().scores(known)
+        posteriors = self._posteriors() if vocabulary else None
+        if posteriors is not None:  # spotted in the posteriors first; BM25 x order orders equal spots
+            classes = {g: i + 1 for i, g in enumerate(vocabulary)}
+            scores = posteriors.scores([classes[g] for g in known]) + BM25_SHARE * scores
         order = np.lexsort((np.arange(len(scores)), -scores))  # score descending, then row
         rows = np.arange(len(scores))
         return self._hits(self.clips, rows, self._distinct_segments(order, k), scores)
@@ -314,8 +540,7 @@ class Searcher:
     def _distinct_segments(self, order: np.ndarray, k: int) -> np.ndarray:
         """The first k rows of `order`, skipping a clip that shares more than a quarter of its extent with
         a better one of the same file (overlapping windows of a programme read the same signing)."""
-        coll = self.clips.coll
-        paths, starts, ends, durations = (coll.column(c) for c in ("path", "start", "end", "duration"))
+        paths, starts, ends, durations = (self.clips.column(c) for c in ("path", "start", "end", "duration"))
         chosen: list[int] = []
         taken: dict[str, list[tuple[float, float]]] = {}
         for r in order:
@@ -331,6 +556,22 @@ class Searcher:
                 break
         return np.array(chosen, dtype=np.int64)
 
+    def _posteriors(self):
+        """Every clip's stored top glosses per token (slsearch.rank.gloss_spotting), read once; None when
+        some clip has none (an index built before they were kept: readings alone rank then)."""
+        if getattr(self, "_posteriors_memo", None) is None:
+            from slsearch.rank.gloss_spotting import Posteriors
+
+            blobs = self.clips.column("gloss_posteriors")
+            if any(b is None for b in blobs):
+                self._posteriors_memo = False
+            else:
+                try:
+                    self._posteriors_memo = Posteriors(blobs)
+                except ValueError as e:
+                    raise InputError(self.index_dir, f"damaged gloss posteriors ({e}); rebuild the index") from None
+        return self._posteriors_memo or None
+
     def _gloss_scorer(self) -> "GlossScorer":
         if getattr(self, "_gloss_scorer_memo", None) is None:
             self._gloss_scorer_memo = GlossScorer(self.readings.tolist())
@@ -338,19 +579,9 @@ class Searcher:
 
     def _candidates(self, target: _Target, q_vectors: np.ndarray, k: int, n_candidates: int,
                     rerank: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The first stage: per query, (meta rows of its FAISS candidates, their global scores)."""
+        """The first stage: per query, (rows of its FAISS candidates, their global scores)."""
         n = min(max(n_candidates, k) if rerank else k, len(target))
-        scores, ids = faiss_index.search(target.index, q_vectors, n)  # (Q, n)
-        if (target.coll.row_of_id[ids[ids >= 0]] < 0).any():  # an id the metadata lacks: never another row
-            raise InputError(self.index_dir, "the FAISS index returned ids that its metadata lacks; the index is "
-                                             "damaged, rebuild it")
-        if rerank:  # start the token reads of every query's candidates before the first is needed
-            target.prefetch(target.coll.row_of_id[ids[ids >= 0]])
-        out = []
-        for qi in range(len(q_vectors)):
-            valid = ids[qi] >= 0
-            out.append((target.coll.row_of_id[ids[qi][valid]], scores[qi][valid].astype(np.float32)))
-        return out
+        return target.search(q_vectors, n, prefetch=rerank)
 
     @staticmethod
     def _hits(target: _Target, rows: np.ndarray, order: np.ndarray, scores: np.ndarray) -> list[SearchHit]:
@@ -362,13 +593,16 @@ class Searcher:
         lexicon = self.pipeline.lexicon
         if lexicon is None or not lexicon.uses_reading_priors or self.readings is None:
             return None
-        if self.reading_priors is not None:
-            return self.reading_priors[rows]
-        todo = [r for r in dict.fromkeys(rows.tolist()) if r not in self._reading_prior_memo]
+        stored = self.reading_priors[rows] if self.reading_priors is not None else None
+        if stored is not None and not np.isnan(stored).any():
+            return stored
+        todo = [r for r in dict.fromkeys(rows.tolist())
+                if r not in self._reading_prior_memo and (stored is None or np.isnan(self.reading_priors[r]))]
         if todo:
             priors = lexicon.lexicon.reading_priors(self.readings[np.array(todo)])
             self._reading_prior_memo.update(zip(todo, priors.tolist()))
-        return np.array([self._reading_prior_memo[r] for r in rows.tolist()], np.float32)
+        computed = np.array([self._reading_prior_memo.get(r, np.nan) for r in rows.tolist()], np.float32)
+        return computed if stored is None else np.where(np.isnan(stored), computed, stored)
 
 
 def span_seconds(first: int, last: int, fps: float, duration: float,

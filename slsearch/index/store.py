@@ -75,8 +75,11 @@ CLIP_SCHEMA = pa.schema([
     # seconds into `path` of a clip cut from a longer video (the manifest's start/end), None: from its
     # beginning / to its end; what `slsearch serve` plays. Optional: an older index reads them as None
     ("start", pa.float64()), ("end", pa.float64()),
+    # each clip token's likeliest glosses (slsearch.rank.gloss_spotting), which gloss search scores a query
+    # against; None without a gloss head, and in an index built before they were kept
+    ("gloss_posteriors", pa.binary()),
 ])
-OPTIONAL_COLUMNS = ("start", "end")  # added after format 2: missing ones are read as nulls
+OPTIONAL_COLUMNS = ("start", "end", "gloss_posteriors")  # added after format 2: missing ones are read as nulls
 TEXT_SCHEMA = pa.schema([("faiss_id", pa.int64()), ("text", pa.string()), *TOKEN_COLUMNS,
                          # log p(sentence) from the decoder's null clip, for V2T likelihood re-ranking
                          # (models trained with it; None otherwise)

@@ -54,11 +54,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error} for code in (4
 
 
 def create_app(index_dir: str | Path, model: RetrievalModel | str | Path | None = None,
-               settings: ServeSettings | None = None, live: LiveIndex | None = None) -> FastAPI:
+               settings: ServeSettings | None = None, live: LiveIndex | None = None,
+               shard_api: bool = False) -> FastAPI:
     """The API over the index folder `index_dir` (its current version, followed as writers commit).
 
     `model`: a RetrievalModel or checkpoint path (default: the checkpoint index.json names). Loads the
     index and the model now: a missing or damaged index fails here, not at the first request.
+    `shard_api`: also answer a shard set's front (slsearch.serve.shard_api), for this index as one shard.
     """
     settings = settings or ServeSettings()
     live = live or LiveIndex(index_dir, model, threads=settings.threads, poll_s=settings.poll_s)
@@ -76,6 +78,12 @@ def create_app(index_dir: str | Path, model: RetrievalModel | str | Path | None 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.router.routes)  # outermost: sees 413s
     _error_handlers(app, live)
+    if shard_api:
+        from slsearch.serve.shard_api import add_shard_routes
+
+        if live.current().searcher.is_set:
+            raise SlsearchError(f"{index_dir}: a shard set; --shard-api serves one index (serve each shard)")
+        add_shard_routes(app, live, search_pool)
 
     def hits(v: IndexVersion, found) -> list[dict[str, Any]]:
         rows = v.rows([h.id for h in found])
@@ -274,7 +282,7 @@ def create_app(index_dir: str | Path, model: RetrievalModel | str | Path | None 
     async def stats() -> dict:
         """How many clips and sentences, by split and media kind; the index type, checkpoint and version."""
         v = live.current()
-        clips = v.searcher.index.clips
+        clips = v.searcher.clips
         splits = Counter(s if s is not None else "none" for s in clips.column("split").tolist())
         kinds = Counter(_kind_by_name(p) for p in clips.column("path").tolist())
         info = v.info
@@ -282,7 +290,8 @@ def create_app(index_dir: str | Path, model: RetrievalModel | str | Path | None 
                 "splits": dict(sorted(splits.items())),
                 "signers": len({s for s in clips.column("signer").tolist() if s is not None}),
                 "media": {k: kinds.get(k, 0) for k in ("video", "skeleton", "none")},
-                "index_type": clips.info.get("index_type"), "factory": clips.info.get("factory"),
+                "index_type": _one_or_all(p.info("index_type") for p in clips.parts),
+                "factory": _one_or_all(p.info("factory") for p in clips.parts),
                 "checkpoint": info["checkpoint"]["hash"], "reads_glosses": v.searcher.readings is not None,
                 "created": info.get("created"), "updated": info.get("updated"), "reloads": live.reloads}
 
@@ -316,6 +325,12 @@ def _valid_range(header: str | None) -> bool:
         return False
     pairs = (part.strip().split("-") for part in header.split("=", 1)[1].split(","))
     return all(not a or not b or int(a) <= int(b) for a, b in pairs)
+
+
+def _one_or_all(values) -> str | None:
+    """A setting the shards of a set share, or theirs joined by commas (one index: its own)."""
+    distinct = list(dict.fromkeys(v for v in values if v is not None))
+    return ", ".join(distinct) if distinct else None
 
 
 def _media_url(clip_id: str) -> str:

@@ -13,10 +13,8 @@ logged and the server keeps answering from the one it has.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from slsearch.errors import SlsearchError
-from slsearch.index.search import Searcher
+from slsearch.index.search import Searcher, version_name
+from slsearch.index.shards import checkpoint_hash, version_key
 from slsearch.rank import RetrievalModel
 
 log = logging.getLogger("slsearch.serve")
@@ -32,46 +31,39 @@ log = logging.getLogger("slsearch.serve")
 RETRY_FAILED_S = 30.0  # a version that failed to load is tried again after this long (if still current)
 
 
-def version_name(folder: Path) -> str:
-    """`.news.v3` -> "v3"; a folder that is not a version folder (copied by hand) keeps its name."""
-    m = re.search(r"\.(v\d+(?:-[0-9a-f]+)?)$", folder.name)
-    return m.group(1) if m else folder.name
-
-
 @dataclass
 class IndexVersion:
-    """One loaded version: its Searcher and a clip-id -> metadata-row lookup."""
+    """One loaded version (of an index, or of every shard of a set): its Searcher and a clip-id ->
+    row lookup."""
 
     searcher: Searcher
-    folder: Path  # the resolved version folder the link named when it was loaded
-    name: str  # "v3"
+    key: str  # the resolved version folder(s) the link(s) named when it was loaded (shards.version_key)
+    name: str  # "v3"; "NAME@v3 NAME@v1" for a shard set
     row_of: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, index_dir: Path, model: RetrievalModel | str | Path | None, threads: int | None) -> "IndexVersion":
         searcher = Searcher(index_dir, model=model, threads=threads)
-        folder = searcher.index.path
-        ids = searcher.index.clips.column("id").tolist()
-        return cls(searcher, folder, version_name(folder), {cid: i for i, cid in enumerate(ids)})
+        ids = searcher.clips.column("id").tolist()
+        return cls(searcher, searcher.version_key, searcher.version, {cid: i for i, cid in enumerate(ids)})
 
     @property
     def info(self) -> dict[str, Any]:
-        return self.searcher.index.info
+        return self.searcher.info
 
     @property
     def clips(self) -> int:
-        return len(self.searcher.index.clips)
+        return self.searcher.clip_count()
 
     @property
     def sentences(self) -> int:
-        texts = self.searcher.index.texts
-        return len(texts) if texts is not None else 0
+        return self.searcher.sentence_count()
 
     def rows(self, ids: list[str]) -> list[dict[str, Any] | None]:
         """The metadata rows of these clip ids (None for an id this version lacks), read in one take."""
         found = [self.row_of.get(i) for i in ids]
         picked = [r for r in found if r is not None]
-        table = self.searcher.index.clips.meta.take(picked).to_pylist() if picked else []
+        table = self.searcher.clips.meta_rows(picked) if picked else []
         rows = iter(table)
         return [next(rows) if r is not None else None for r in found]
 
@@ -108,17 +100,12 @@ class LiveIndex:
             self.check()
         return self._current
 
-    def _target(self) -> str | None:
-        try:
-            return os.path.realpath(self.index_dir)
-        except (OSError, ValueError):
-            return None
-
     def check(self, wait: bool = False) -> bool:
         """Start loading the version the link names if it is not the current one; True when one started.
         wait=True loads in this thread and returns once it is swapped in (or failed)."""
-        target = self._target()
-        if target is None or Path(target) == self._current.folder or not os.path.isdir(target):
+        target = version_key(self.index_dir)  # a shard set: every shard's link
+        if target is None or target == self._current.key or not all(
+                os.path.isdir(t) for t in target.split("|") if not t.startswith(("http://", "https://"))):
             return False
         if self._failed is not None and self._failed[0] == target and \
                 time.monotonic() - self._failed[1] < RETRY_FAILED_S:
@@ -135,29 +122,26 @@ class LiveIndex:
             thread.join()
         return True
 
-    def _model_for(self, target: str) -> RetrievalModel | str | Path | None:
+    def _model_for(self) -> RetrievalModel | str | Path | None:
         """The loaded model when the new version was built with the same checkpoint, else what to load."""
         current = self._current.searcher.model
-        try:
-            with open(Path(target) / "index.json", "rb") as f:
-                wanted = json.loads(f.read(1 << 20).decode("utf-8"))["checkpoint"]["hash"]
-        except (OSError, ValueError, KeyError, TypeError):
-            wanted = None  # Searcher reads and checks it properly
+        wanted = checkpoint_hash(self.index_dir)  # None: unreadable now; Searcher reads and checks it properly
         return current if wanted in (None, current.hash) else self.model_arg
 
     def _reload(self, target: str) -> None:
         t0 = time.perf_counter()
         try:
-            new = IndexVersion.load(self.index_dir, self._model_for(target), self.threads)
+            new = IndexVersion.load(self.index_dir, self._model_for(), self.threads)
         except (SlsearchError, OSError, ValueError, RuntimeError, MemoryError) as e:
             self.reload_failures += 1
             self.last_error = str(e).replace(str(self.index_dir), self.name)
             self._failed = (target, time.monotonic())
             log.warning("index %s: version %s not loaded, still answering from %s: %s", self.name,
-                        version_name(Path(target)), self._current.name, self.last_error)
+                        " ".join(version_name(Path(t)) for t in target.split("|")), self._current.name,
+                        self.last_error)
             return
         old = self._current
-        if new.folder != old.folder:
+        if new.key != old.key:
             self._current = new  # the swap: one reference assignment; requests hold the version they took
             self.reloads += 1
             self._failed = None

@@ -244,14 +244,41 @@
 
   async function searchText(q, k) {
     const mine = ++generation;
+    const glosses = searchBy() === "gloss";
     clearError();
-    setBusy(true, `Searching for “${q}”…`);
+    setBusy(true, glosses ? `Searching for the glosses “${q}”…` : `Searching for “${q}”…`);
     await request(mine, async () => {
-      const data = await call(`/api/search?q=${encodeURIComponent(q)}&k=${encodeURIComponent(k)}`);
-      renderResults(data, `Clips for “${data.query !== undefined ? data.query : q}”`);
+      const api = glosses ? "/api/search/gloss" : "/api/search";
+      const data = await call(`${api}?q=${encodeURIComponent(q)}&k=${encodeURIComponent(k)}`);
+      const shown = data.query !== undefined ? data.query : q;
+      renderResults(data, glosses ? `Clips signing ${shown}` : `Clips for “${shown}”`);
+      if (glosses && data.unknown_glosses && data.unknown_glosses.length) {
+        statusLine.textContent += ` Not in the model's glosses, left out: ${data.unknown_glosses.join(" ")}.`;
+      }
       document.title = `${q} – slsearch`;
     });
   }
+
+  // Search by a sentence or by glosses (shown when the index reads glosses, /api/stats).
+  const byBox = $("search-by");
+  function searchBy() {
+    const checked = document.querySelector('input[name="by"]:checked');
+    return checked && !byBox.hidden ? checked.value : "text";
+  }
+  function showSearchBy() {
+    const glosses = searchBy() === "gloss";
+    $("q-label").textContent = glosses ? "Search for glosses" : "Search for a sentence";
+    input.placeholder = glosses ? "e.g. MORGEN REGEN" : "e.g. wetter morgen";
+  }
+  function setSearchBy(by) {
+    const radio = document.querySelector(`input[name="by"][value="${by === "gloss" ? "gloss" : "text"}"]`);
+    if (radio) radio.checked = true;
+    showSearchBy();
+  }
+  document.querySelectorAll('input[name="by"]').forEach((radio) => radio.addEventListener("change", () => {
+    showSearchBy();
+    input.focus();
+  }));
 
   // The URL says what is shown: /?q=...&k=... can be shared and reloaded.
   function fromUrl() {
@@ -259,6 +286,8 @@
     const q = (params.get("q") || "").trim();
     const k = params.get("k");
     if (k && K_CHOICES.includes(k)) kSelect.value = k;
+    if (params.get("by") === "gloss") byBox.hidden = false; // before the statistics say so: the URL asks
+    setSearchBy(params.get("by"));
     input.value = q;
     if (q) {
       searchText(q, currentK());
@@ -276,11 +305,12 @@
     event.preventDefault();
     const q = input.value.trim();
     if (!q) {
-      showError("Type a sentence to search for.");
+      showError(searchBy() === "gloss" ? "Type the glosses to search for." : "Type a sentence to search for.");
       input.focus();
       return;
     }
     const params = new URLSearchParams({ q });
+    if (searchBy() === "gloss") params.set("by", "gloss");
     if (currentK() !== "10") params.set("k", currentK());
     const url = `/?${params.toString()}`;
     if (url !== window.location.pathname + window.location.search) history.pushState({ q }, "", url);
@@ -381,6 +411,7 @@
       }
       if (typeof s.signers === "number" && s.signers) parts.push(`${num(s.signers)} signer${s.signers === 1 ? "" : "s"}`);
       if (s.version) parts.push(`version ${s.version}`);
+      if (s.reads_glosses) byBox.hidden = false;
       const name = s.index && s.index !== "index" ? `Index “${s.index}”` : "Index";
       stats.textContent = parts.length ? `${name}: ${parts.join(" · ")}.` : `${name}: no statistics.`;
     } catch (err) {

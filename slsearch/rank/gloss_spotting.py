@@ -1,0 +1,104 @@
+"""Gloss queries spotted in a clip's CTC posteriors, not only in its greedy reading.
+
+A greedy reading keeps one label per clip token and drops the rest: a gloss the recogniser found
+second-likeliest (the side head's typical error is a deletion, the blank winning over a weak gloss)
+is gone from it. The index therefore keeps, per clip token, the TOP_K likeliest glosses with their
+log-probability relative to that token's best label, blank included: r_t(g) = log p_t(g) -
+max_c log p_t(c) <= 0 (0 where g is the greedy label). A gloss outside a token's top K gets that
+token's K-th value minus UNLISTED_MARGIN: an upper bound on its probability, lowered a little.
+
+A query g_1..g_m spots in a clip with score
+
+    max over tokens t_1 < t_2 < ... < t_m of  sum_j r_{t_j}(g_j)
+
+that is 0 when the greedy reading holds the query in order, and below 0 by how much less likely than
+the best labels of their tokens the query's glosses are (a Viterbi path through "anything, g_1,
+anything, g_2, ..., anything" against a filler that is always the token's best label; one token per
+gloss suffices, as more could only add terms <= 0). Written by hand: keyword spotting against a
+filler model is a dozen lines of dynamic programming that no CTC decoder package exposes.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Sequence
+
+import numpy as np
+
+TOP_K = 5
+UNLISTED_MARGIN = 1.0  # nats below a token's K-th gloss for a gloss outside its top K
+_HEADER = struct.Struct("<HB")  # tokens, K
+
+
+def pack(logits: np.ndarray, k: int = TOP_K) -> bytes:
+    """One clip's CTC logits or log-probabilities (T, C+1), blank at 0 -> the stored top-k (ids as gloss
+    classes 1..C, r values as float16)."""
+    logits = np.asarray(logits, np.float32)
+    log_probs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    t, classes = log_probs.shape
+    k = min(k, classes - 1)
+    best = log_probs.max(axis=1, keepdims=True)
+    glosses = log_probs[:, 1:]
+    ids = np.argsort(-glosses, axis=1, kind="stable")[:, :k]
+    r = np.take_along_axis(glosses, ids, axis=1) - best
+    return _HEADER.pack(t, k) + (ids + 1).astype("<u2").tobytes() + r.astype("<f2").tobytes()
+
+
+def unpack(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """-> (gloss classes (T, K) int, r values (T, K) float32); ValueError when the bytes are not a packing."""
+    if blob is None or len(blob) < _HEADER.size:
+        raise ValueError("no gloss posteriors")
+    t, k = _HEADER.unpack_from(blob)
+    n = t * k
+    if len(blob) != _HEADER.size + 4 * n:
+        raise ValueError(f"gloss posteriors of {len(blob)} bytes, expected {_HEADER.size + 4 * n}")
+    ids = np.frombuffer(blob, "<u2", n, _HEADER.size).reshape(t, k).astype(np.int64)
+    r = np.frombuffer(blob, "<f2", n, _HEADER.size + 2 * n).reshape(t, k).astype(np.float32)
+    return ids, r
+
+
+class Posteriors:
+    """Every clip's stored top-k, for scoring queries against all of them: clips sorted by length and
+    padded in blocks of similar length once (a long programme pads its own block, not every clip)."""
+
+    def __init__(self, blobs: Sequence[bytes], block: int = 2048):
+        parts = [unpack(b) for b in blobs]
+        self.n = len(parts)
+        lengths = np.array([len(ids) for ids, _ in parts], dtype=np.int64)
+        order = np.argsort(lengths, kind="stable")
+        self.blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        for lo in range(0, self.n, block):
+            rows = order[lo:lo + block]
+            t = max(int(lengths[rows].max()), 1)
+            k = max(parts[i][0].shape[1] for i in rows)
+            ids = np.zeros((len(rows), t, k), np.int32)
+            r = np.full((len(rows), t, k), -np.inf, np.float32)
+            for j, i in enumerate(rows):
+                pi, pr = parts[i]
+                ids[j, :len(pi), :pi.shape[1]] = pi
+                r[j, :len(pr), :pr.shape[1]] = pr
+            valid = np.arange(t)[None, :] < lengths[rows][:, None]
+            # a gloss outside a token's top k: a little below its k-th; no gloss on padding
+            floor = np.where(valid, np.where(np.isfinite(r), r, np.inf).min(axis=2) - UNLISTED_MARGIN, -np.inf)
+            self.blocks.append((rows, ids, r, floor.astype(np.float32)))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def scores(self, query: Sequence[int]) -> np.ndarray:
+        """(N,) spotting scores of a query of gloss classes (1..C), in order; -inf for a clip with fewer
+        tokens than the query has glosses."""
+        out = np.full(self.n, -np.inf, np.float32)
+        if not len(query):
+            return out
+        for rows, ids, r, floor in self.blocks:
+            path = None
+            for g in query:
+                hit = ids == g
+                here = np.where(hit.any(axis=2), np.where(hit, r, -np.inf).max(axis=2), floor)  # (B, T)
+                if path is not None:  # the best path through the previous glosses ending strictly before
+                    before = np.maximum.accumulate(path, axis=1)[:, :-1]
+                    here = np.concatenate([np.full((len(here), 1), -np.inf, np.float32), before], axis=1) + here
+                path = here
+            out[rows] = path.max(axis=1)
+        return out
