@@ -281,16 +281,16 @@ def subset(out: Path, shards: list[Path], k: int) -> Path:
 
 # --- measuring (in a subprocess: the RSS is the set's alone) ---------------------------------------
 
-PROFILED = {  # where a query's time goes (cProfile): name -> (function, "tottime" or "cumtime")
-    "faiss_ivf_search": ("IndexIVF_search", "tottime"),
-    "read_hints_fadvise": ("posix_fadvise", "tottime"),
-    "read_hints_total": ("prefetch", "cumtime_max"),
-    "token_decode": ("sa_decode", "tottime"),
-    "tokens_gather_and_decode": ("tokens", "cumtime"),
-    "candidates_stage": ("_candidates", "cumtime"),
-    "text_encoding": ("encode_texts", "cumtime"),
-    "cico": ("cico_one_to_many", "cumtime"),
-    "search_text": ("search_text", "cumtime"),
+PROFILED = {  # where a query's time goes (cProfile): name -> (file the function is in, function); its cumtime
+    "faiss_search": ("faiss_index.py", "search"),
+    "read_hints": ("store.py", "prefetch"),
+    "read_hints_fadvise_syscalls": ("~", "<built-in method posix.posix_fadvise>"),
+    "token_decode": ("token_codec.py", "decode"),
+    "tokens_gather_and_decode": ("search.py", "tokens"),
+    "candidates_stage": ("search.py", "_candidates"),
+    "text_encoding": ("encode.py", "encode_texts"),
+    "cico": ("cico.py", "cico_one_to_many"),
+    "search_text": ("search.py", "search_text"),
 }
 
 
@@ -304,19 +304,11 @@ def profile_queries(searcher, texts: list[str]) -> dict:
     for t in texts:
         searcher.search_text(t, k=10, n_candidates=100)
     pr.disable()
-    stats = pstats.Stats(pr).stats
+    stats = pstats.Stats(pr).stats  # (file, line, function) -> (calls, primitive calls, tottime, cumtime, callers)
     out = {}
-    for key, (func, kind) in PROFILED.items():
-        rows = [(v[2], v[3]) for (file, _, name), v in stats.items()
-                if name == func or name.endswith(f".{func}") or name.endswith(f"{func}}}")
-                or (func in name and name.startswith("<built-in method") and func in name)]
-        if kind == "tottime":
-            total = sum(tt for tt, _ in rows)
-        elif kind == "cumtime_max":  # nested calls of one name: the outermost
-            total = max((ct for _, ct in rows), default=0.0)
-        else:
-            total = max((ct for _, ct in rows), default=0.0)
-        out[key] = total * 1000 / len(texts)
+    for key, (file, func) in PROFILED.items():
+        cum = [v[3] for (f, _, name), v in stats.items() if name == func and f.endswith(file)]
+        out[key] = max(cum, default=0.0) * 1000 / len(texts)
     return out
 
 

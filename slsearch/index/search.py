@@ -164,8 +164,9 @@ class _Target:
         rows = np.asarray(rows, dtype=np.int64)
         pieces: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(rows)
         counts = np.zeros(len(rows), dtype=np.int64)
-        for i, pos, local in self._by_part(rows):
-            flat, c = self.parts[i].gather(local)
+        by_part = list(self._by_part(rows))
+        gathered = self._each(lambda job: self.parts[job[0]].gather(job[2]), by_part)
+        for (i, pos, local), (flat, c) in zip(by_part, gathered):
             if len(self.parts) == 1:
                 return Ragged(flat, c)
             ends = np.cumsum(c)
@@ -175,6 +176,16 @@ class _Target:
         dim = self.parts[0].dim
         return Ragged(np.concatenate(pieces) if len(rows) else np.zeros((0, dim), np.float32), counts)
 
+    def _each(self, fn, jobs: list) -> list:
+        """fn over jobs, in order: at once when some part is another process's (their round trips
+        overlap), one after another otherwise (local parts are CPU work on this query's one thread)."""
+        if len(jobs) < 2 or all(isinstance(p, _Part) for p in self.parts):
+            return [fn(job) for job in jobs]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(jobs), 16)) as pool:
+            return list(pool.map(fn, jobs))
+
     def prefetch(self, rows: np.ndarray) -> None:
         for i, _, local in self._by_part(np.asarray(rows, dtype=np.int64)):
             self.parts[i].prefetch(local)
@@ -183,13 +194,10 @@ class _Target:
         """Per query: (global rows of its FAISS top-n over every part, their global scores), best first.
         Each part answers its own top-n; the global top-n lies within their union (a row in the global
         top-n has fewer than n better rows anywhere, so fewer in its own part)."""
-        found = []
-        for i, p in enumerate(self.parts):
-            m = min(n, len(p))
-            if m == 0:
-                continue
-            scores, rows = p.search(q_vectors, m, prefetch)  # (Q, m)
-            found.append((np.where(rows >= 0, rows + self.starts[i], -1), scores))
+        asked = [(i, p, min(n, len(p))) for i, p in enumerate(self.parts) if len(p)]
+        answers = self._each(lambda job: job[1].search(q_vectors, job[2], prefetch), asked)  # (Q, m) each
+        found = [(np.where(rows >= 0, rows + self.starts[i], -1), scores)
+                 for (i, _, _), (scores, rows) in zip(asked, answers)]
         out = []
         for qi in range(len(q_vectors)):
             rows = np.concatenate([r[qi] for r, _ in found]) if found else np.zeros(0, np.int64)
