@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from slsearch.errors import SlsearchError
+from slsearch.index.search import _Part
 
 TIMEOUT_S = 30.0
 VERSION_TIMEOUT_S = 2.0  # asking which version a shard serves: a front asks every second, in requests
@@ -76,25 +77,13 @@ class RemoteCollection:
         return self.meta[name].to_numpy(zero_copy_only=False)
 
 
-class RemotePart:
-    """One collection of a remote shard, answering as slsearch.index.search._Part does."""
+class RemotePart(_Part):
+    """One collection of a remote shard: its metadata here (read once), FAISS and tokens over there."""
 
-    def __init__(self, shard: "RemoteShard", collection: str):
+    def __init__(self, shard: "RemoteShard", collection: str):  # not _Part.__init__: no local FAISS or store
         self.shard, self.collection, self.where = shard, collection, shard.url
         self.coll: RemoteCollection = getattr(shard, collection)
         self.dim = shard.dim
-
-    def __len__(self) -> int:
-        return len(self.coll)
-
-    def column(self, name: str) -> np.ndarray:
-        return self.coll.column(name)
-
-    def meta_rows(self, rows: np.ndarray) -> list[dict[str, Any]]:
-        return self.coll.meta.take(rows).to_pylist()
-
-    def info(self, key: str) -> Any:
-        return self.coll.info.get(key)
 
     def search(self, q_vectors: np.ndarray, m: int, prefetch: bool) -> tuple[np.ndarray, np.ndarray]:
         d = json.loads(_call(f"{self.shard.url}/api/shard/search/{self.collection}",

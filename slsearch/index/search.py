@@ -179,7 +179,7 @@ class _Target:
     def _each(self, fn, jobs: list) -> list:
         """fn over jobs, in order: at once when some part is another process's (their round trips
         overlap), one after another otherwise (local parts are CPU work on this query's one thread)."""
-        if len(jobs) < 2 or all(isinstance(p, _Part) for p in self.parts):
+        if len(jobs) < 2 or all(type(p) is _Part for p in self.parts):
             return [fn(job) for job in jobs]
         from concurrent.futures import ThreadPoolExecutor
 
