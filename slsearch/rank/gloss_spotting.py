@@ -80,7 +80,14 @@ class Posteriors:
             valid = np.arange(t)[None, :] < lengths[rows][:, None]
             # a gloss outside a token's top k: a little below its k-th; no gloss on padding
             floor = np.where(valid, np.where(np.isfinite(r), r, np.inf).min(axis=2) - UNLISTED_MARGIN, -np.inf)
-            self.blocks.append((rows, ids, r, floor.astype(np.float32)))
+            # the listed glosses as postings sorted by gloss: (gloss, token position in the block, r); a
+            # query gloss then touches only its own entries, not the whole (B, T, K) block
+            listed = np.isfinite(r)
+            gloss = ids[listed]
+            order_g = np.argsort(gloss, kind="stable")
+            where = np.nonzero(listed)
+            position = (where[0] * t + where[1])[order_g]
+            self.blocks.append((rows, floor.astype(np.float32), gloss[order_g], position, r[listed][order_g]))
 
     def __len__(self) -> int:
         return self.n
@@ -91,11 +98,12 @@ class Posteriors:
         out = np.full(self.n, -np.inf, np.float32)
         if not len(query):
             return out
-        for rows, ids, r, floor in self.blocks:
+        for rows, floor, gloss, position, value in self.blocks:
             path = None
             for g in query:
-                hit = ids == g
-                here = np.where(hit.any(axis=2), np.where(hit, r, -np.inf).max(axis=2), floor)  # (B, T)
+                lo, hi = np.searchsorted(gloss, [g, g + 1])
+                here = floor.copy()  # (B, T); a class is listed at most once per token
+                here.reshape(-1)[position[lo:hi]] = value[lo:hi]
                 if path is not None:  # the best path through the previous glosses ending strictly before
                     before = np.maximum.accumulate(path, axis=1)[:, :-1]
                     here = np.concatenate([np.full((len(here), 1), -np.inf, np.float32), before], axis=1) + here
