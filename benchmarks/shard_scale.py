@@ -9,12 +9,16 @@ What each shard holds, and what is simulated:
 - global vectors: index_speed.py's generator (a 32-dim latent from a mixture of Gaussians projected to
   the model's 256 dims, noise on top: low intrinsic dimension, so IVF works), fresh draws per shard of
   one process (the set is one corpus split at random).
-- the FAISS index `choose_index(N, D, budget)[0]` picks under a memory budget per shard (default
-  128 MiB per 1M clips, so 10 shards' vectors need ~0.7 GiB: the product-quantised types). Its
-  quantisers are trained ONCE (shard 0's vectors, choose_index's train_points) and cloned for every
-  shard, and nprobe is tuned once (faiss_index.tune on shard 0) and used by all: shards of one
-  distribution would train to statistically the same quantisers; what is measured (size, search cost)
-  does not depend on it. Real shards built independently would each pay the training.
+- the FAISS index: `--index-type auto` is what `choose_index(N, D, budget)[0]` picks under a memory
+  budget per shard (default 128 MiB per 1M clips: at 1M, OPQ64,IVF2048,PQ64x8, 72 bytes a clip);
+  `--index-type sq8` is choose_index's inverted lists over 8-bit scalar-quantised vectors
+  (IVF2048,SQ8 at 1M: 264 bytes a clip, 2.7 GB for 10M), what the 10M run used (see
+  /work/shard_scale_results.md: the auto pick took 683 s to train at 1M and its tuning cannot reach
+  the recall target, so it scans every list). Either way the quantisers are trained ONCE (shard 0's
+  vectors, choose_index's train_points) and cloned for every shard, and nprobe is tuned once
+  (faiss_index.tune on shard 0) and used by all: shards of one distribution would train to
+  statistically the same quantisers; what is measured (size, search cost) does not depend on it.
+  Real shards built independently would each pay the training.
 - token counts per clip: PHOENIX-2014T train clip lengths / 4 (index_speed.token_lengths).
 - a COMPRESSED token store (`--tokens pq`: IVF256,PQ64 for d = 256, 65 bytes a token): the codec is
   trained once with token_codec's own training (TokenCodec.train on TRAIN_TOKENS rows of real-shaped
@@ -27,8 +31,12 @@ What each shard holds, and what is simulated:
   sentences, no gloss readings).
 - queries: PHOENIX-2014T test sentences through a default-size model with untrained weights (speed only).
 
-    nice -n 5 .venv/bin/python benchmarks/shard_scale.py --shards 10 --clips 1000000 --out /work/shardscale \
-        --json /work/shard_scale_10x1M.json
+    nice -n 5 .venv/bin/python benchmarks/shard_scale.py --shards 10 --clips 1000000 --index-type sq8 \
+        --codec-cache /work/shardscale_codec.faiss --out /work/shardscale --json /work/shard_scale_10x1M.json
+
+Build and measure can be split: `--build-only --keep`, then `--reuse --keep` (shards already in --out are
+kept). Each set is measured in a fresh process, killed if its heap (RssAnon) passes --rss-limit-gb.
+--profile adds, per set, end to end with and without read hints and a cProfile breakdown.
 """
 
 from __future__ import annotations
@@ -491,8 +499,9 @@ def main() -> None:
 
 
 def print_table(log: dict, results: list[dict]) -> None:
-    print(f"\nFAISS: {log['index_factory']} (choose_index's pick: {log['choose_index_pick']}; budget {format_bytes(log['budget_bytes'])} a shard), "
-          f"nprobe {log.get('tuning', {}).get('params')}; tokens: {log['codec']} ({log['code_size']} bytes a token)")
+    print(f"\nFAISS: {log['index_factory']} (choose_index's pick: {log['choose_index_pick']}; "
+          f"budget {format_bytes(log['budget_bytes'])} a shard), nprobe {log.get('tuning', {}).get('params')}; "
+          f"tokens: {log['codec']} ({log['code_size']} bytes a token)")
     print("\n| shards | clips | disk GB | RSS after load GB (index only) | RSS at end: heap + token pages GB | "
           "load s | T2V p50 / p99 ms | "
           "encode p50 ms | FAISS stage p50 ms (sum over shards) | candidates (FAISS+merge+hints) p50 ms | "
@@ -504,7 +513,8 @@ def print_table(log: dict, results: list[dict]) -> None:
                   f"{r['failed']} | | | | | | | | |")
             continue
         print(f"| {r['shards']} | {r['clips']:,} | {r['disk_bytes'] / 1e9:.2f} | {r['rss_loaded_gb']:.2f} "
-              f"({r['rss_index_gb']:.2f}) | {r['anon_end_gb']:.2f} + {r['file_end_gb']:.2f} | {r['load_s']:.1f} | {r['t2v_p50_ms']:.1f} / {r['t2v_p99_ms']:.1f} | "
+              f"({r['rss_index_gb']:.2f}) | {r['anon_end_gb']:.2f} + {r['file_end_gb']:.2f} | {r['load_s']:.1f} | "
+              f"{r['t2v_p50_ms']:.1f} / {r['t2v_p99_ms']:.1f} | "
               f"{r['encode_p50_ms']:.1f} | {r['faiss_sum_p50_ms']:.2f} | {r['candidates_p50_ms']:.2f} | "
               f"{r['rerank_rest_p50_ms_est']:.1f} | {r['load_avg_start'][0]:.1f}-{r['load_avg_end'][0]:.1f} |")
 

@@ -195,7 +195,9 @@ class _Target:
         Each part answers its own top-n; the global top-n lies within their union (a row in the global
         top-n has fewer than n better rows anywhere, so fewer in its own part)."""
         asked = [(i, p, min(n, len(p))) for i, p in enumerate(self.parts) if len(p)]
-        answers = self._each(lambda job: job[1].search(q_vectors, job[2], prefetch), asked)  # (Q, m) each
+        # one part hints its own candidates' token reads; several hint only the merged top-n (below)
+        alone = prefetch and len(asked) == 1
+        answers = self._each(lambda job: job[1].search(q_vectors, job[2], alone), asked)  # (Q, m) each
         found = [(np.where(rows >= 0, rows + self.starts[i], -1), scores)
                  for (i, _, _), (scores, rows) in zip(asked, answers)]
         out = []
@@ -210,6 +212,8 @@ class _Target:
                 order = np.argsort(-scores, kind="stable")[:n]
                 rows, scores = rows[order], scores[order]
             out.append((rows, scores))
+        if prefetch and len(asked) > 1:  # start the reads of every query's merged candidates at once
+            self.prefetch(np.concatenate([rows for rows, _ in out]))
         return out
 
 
