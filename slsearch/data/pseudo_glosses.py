@@ -43,6 +43,17 @@ def pseudo_gloss(text: str, skip: set[str]) -> str:
     return " ".join(w.upper() for w in words(text) if w not in skip)
 
 
+def use_pseudo_glosses(train: list, *others: list) -> set[str]:
+    """Give the training clips (and those of `others`, e.g. dev) their sentences' pseudo-glosses as
+    glosses, in place, with the function words told on the training sentences; clips without a sentence
+    get none. Returns the pseudo-gloss vocabulary of the training clips."""
+    skip = function_words(c.text for c in train if c.text)
+    for clips in (train, *others):
+        for c in clips:
+            c.gloss = (pseudo_gloss(c.text, skip) or None) if c.text else None
+    return {g for c in train if c.gloss for g in c.gloss.split()}
+
+
 def pseudo_gloss_manifest(path: str | Path, out: str | Path) -> dict[str, Any]:
     """Every row of the manifest at `path` with its `gloss` replaced by the pseudo-glosses of its text,
     written to `out` (JSONL). Rows without text keep no gloss."""
@@ -54,9 +65,7 @@ def pseudo_gloss_manifest(path: str | Path, out: str | Path) -> dict[str, Any]:
         raise InputError(path, "no row has a sentence (a 'text' column) to derive pseudo-glosses from")
     skip = function_words(texts)
     had = sum(1 for c in clips if c.gloss)
-    for c in clips:
-        c.gloss = pseudo_gloss(c.text, skip) or None if c.text else None
+    vocabulary = use_pseudo_glosses(clips)
     write_manifest(clips, out)
-    vocabulary = {g for c in clips if c.gloss for g in c.gloss.split()}
     return {"out": str(out), "rows": len(clips), "with_pseudo_glosses": sum(1 for c in clips if c.gloss),
             "replaced_glosses": had, "function_words": sorted(skip), "vocabulary": len(vocabulary)}

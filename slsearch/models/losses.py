@@ -4,7 +4,9 @@
 - `global`: symmetric InfoNCE on the pooled global vectors (the FAISS first stage);
 - `lm`: cross-entropy of the decoder's sentence given the video tokens, label smoothing 0.2;
 - `gloss`: CTC of the video tower's gloss head against the manifest's glosses, when it has them
-  (clips without glosses are left out of it);
+  (clips without glosses are left out of it); or, for pseudo-glosses taken from the sentence, whose
+  order is the spoken language's and not the signing's, `gloss_set`: the same head trained to spot
+  each pseudo-gloss somewhere in the clip, in any order (Sign2GPT's order-free pseudo-gloss loss);
 - with several visual streams (DVE-SLT): `stream`, the CiCo and global InfoNCE of each stream's own
   tokens against the text, and `inter`, a symmetric InfoNCE between the global vectors of every pair of
   streams of the same clips (the inter-modal loss that makes the streams agree).
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from slsearch.models.similarity import CICO_TEMPERATURE, cico_similarity
 
 MAX_LOGIT_SCALE = math.log(100.0)
+GLOSS_OBJECTIVES = ("ctc", "set")
 
 
 def symmetric_infonce(scores: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -34,8 +37,11 @@ def symmetric_infonce(scores: torch.Tensor, logit_scale: torch.Tensor) -> torch.
 class C2RLLoss(nn.Module):
     def __init__(self, cico_weight: float = 1.0, global_weight: float = 1.0, lm_weight: float = 1.0,
                  label_smoothing: float = 0.2, temperature: float = CICO_TEMPERATURE, gloss_weight: float = 0.0,
-                 stream_weight: float = 1.0, inter_weight: float = 1.0):
+                 stream_weight: float = 1.0, inter_weight: float = 1.0, gloss_objective: str = "ctc"):
         super().__init__()
+        if gloss_objective not in GLOSS_OBJECTIVES:
+            raise ValueError(f"gloss objective must be one of {', '.join(GLOSS_OBJECTIVES)}, not {gloss_objective!r}")
+        self.gloss_objective = gloss_objective
         self.stream_weight, self.inter_weight = stream_weight, inter_weight
         self.cico_weight, self.global_weight, self.lm_weight = cico_weight, global_weight, lm_weight
         self.gloss_weight = gloss_weight
@@ -75,7 +81,8 @@ class C2RLLoss(nn.Module):
                                         label_smoothing=self.label_smoothing, reduction="sum")
                 losses["lm_loss"] = self.lm_weight * group.global_mean(total, (lm_labels != -100).sum())
         if self.gloss_weight and gloss_logits is not None and gloss_targets is not None:
-            losses["gloss_loss"] = self.gloss_weight * gloss_ctc(gloss_logits, video_mask, gloss_targets,
+            objective = gloss_ctc if self.gloss_objective == "ctc" else gloss_set
+            losses["gloss_loss"] = self.gloss_weight * objective(gloss_logits, video_mask, gloss_targets,
                                                                  gloss_target_lengths, group)
         return losses
 
@@ -123,3 +130,29 @@ def gloss_ctc(logits: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, t
     if group is not None:  # every rank takes part in the count, with or without glosses
         return group.global_mean((per_clip / target_lengths.clamp(min=1))[known].sum(), known.sum())
     return (per_clip / target_lengths.clamp(min=1))[known].mean()
+
+
+def gloss_set(logits: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
+              group=None) -> torch.Tensor:
+    """Order-free spotting of a clip's glosses (for pseudo-glosses, in spoken rather than signing order):
+    with p_t(g) the softmax of token t's logits (B, T, C+1; blank 0), the clip shows gloss g as much as
+    its likeliest token does, P(g) = max_t p_t(g) (multiple-instance learning: a gloss must win one token,
+    so the greedy reading holds it; a noisy-OR lets it spread thin over many tokens and win none);
+    binary cross-entropy of P against the set of the clip's glosses over the whole vocabulary, summed and
+    divided by the clip's count of distinct glosses (as gloss_ctc divides by its length). The same head and softmax as CTC, so readings, posteriors and
+    gloss search read it alike. Mean over the clips with glosses (of all ranks with a `group`)."""
+    known = target_lengths > 0
+    if group is None and not bool(known.any()):
+        return logits.sum() * 0.0
+    B, _, C1 = logits.shape
+    present = torch.zeros(B, C1, device=logits.device)
+    positions = torch.arange(targets.shape[1], device=targets.device)[None, :] < target_lengths[:, None]
+    present.scatter_(1, torch.where(positions, targets, torch.zeros_like(targets)), 1.0)
+    present = present[:, 1:]  # the blank is no gloss
+    p = torch.softmax(logits.float(), -1)[..., 1:] * mask[..., None]  # padded tokens show nothing
+    shown = p.amax(1).clamp(1e-6, 1 - 1e-6)  # (B, C)
+    log_present, log_absent = torch.log(shown), torch.log1p(-shown)
+    per_clip = -(present * log_present + (1 - present) * log_absent).sum(1) / present.sum(1).clamp(min=1)
+    if group is not None:
+        return group.global_mean(per_clip[known].sum(), known.sum())
+    return per_clip[known].mean()

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from slsearch.data.pseudo_glosses import use_pseudo_glosses
 from slsearch.errors import SlsearchError
 from slsearch.models.checkpoint import load_model, read_config, save_model
 from slsearch.models.losses import C2RLLoss
@@ -240,6 +241,10 @@ def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progr
     dev_clips = read_training_manifest(dev)
     if len(train_clips) < 2:
         raise SlsearchError(f"{manifest}: training needs at least 2 clips, found {len(train_clips)}")
+    if recipe.loss.pseudo_glosses and recipe.loss.gloss_weight:
+        vocabulary = use_pseudo_glosses(train_clips, dev_clips)
+        notify("note", f"{manifest}: the gloss head learns the sentences' content words (pseudo-glosses): "
+                       f"{len(vocabulary)} of them")
     if recipe.loss.gloss_weight and not gloss_vocabulary(train_clips):
         # the recipe's gloss loss applies where there are glosses
         notify("note", f"{manifest}: no clip has glosses (a 'gloss' column): training without the gloss head "
@@ -311,7 +316,7 @@ def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progr
                            "vectors from body and face alone (check their framing or extraction)")
     loss_fn = C2RLLoss(recipe.loss.cico_weight, recipe.loss.global_weight, recipe.loss.lm_weight,
                        recipe.loss.label_smoothing, recipe.model.cico_temperature, recipe.loss.gloss_weight,
-                       recipe.loss.stream_weight, recipe.loss.inter_weight)
+                       recipe.loss.stream_weight, recipe.loss.inter_weight, recipe.loss.gloss_objective)
     if world is not None:
         loss_fn.batch_group = distributed.BatchGroup(world)
     opt = make_optimizer(model, recipe)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from slsearch.errors import SlsearchError
+from slsearch.models.losses import GLOSS_OBJECTIVES
 from slsearch.models.model import ModelConfig
 from slsearch.models.video_tower import FUSIONS, STREAMS
 from slsearch.models.translator import DecodeConfig
@@ -38,6 +39,12 @@ class LossConfig:
     lm_weight: float = 1.0  # C²RL explicit context learning; alpha:beta = 1:1 was best in the paper
     label_smoothing: float = 0.2  # C²RL's value for the LM loss
     gloss_weight: float = 0.0  # CTC of a gloss head on the video tokens, for manifests with glosses; 0 = no head
+    # Corpora without glosses: the gloss head learns each sentence's content words instead
+    # (slsearch.data.pseudo_glosses), replacing any gloss column of the training manifest
+    pseudo_glosses: bool = False
+    # ctc: glosses in signing order; set: spotted in any order (for pseudo-glosses, whose order is the
+    # spoken sentence's; slsearch.models.losses.gloss_set)
+    gloss_objective: str = "ctc"
     stream_weight: float = 1.0  # several visual streams (model.streams): each stream's own contrastive loss
     inter_weight: float = 1.0  # several visual streams: InfoNCE between the streams of the same clip
 
@@ -223,21 +230,31 @@ def load_recipe(path: str | Path | Traversable | None, overrides: Sequence[str] 
     `section.key=value` overrides."""
     recipe = Recipe()
     if path is not None:
-        path = find_recipe(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise SlsearchError(f"{path}: not valid TOML ({e})") from e
-        for section, values in data.items():
-            if not isinstance(values, dict):
-                raise SlsearchError(f"{path}: top-level key {section!r} must be a [section]")
-            for key, value in values.items():
-                _apply(recipe, section, key, value, str(path))
+        _apply_file(recipe, find_recipe(path), ())
     for text in overrides:
         section, key, value = parse_override(text)
         _apply(recipe, section, key, value, f"--set {text}")
     _validate(recipe)
     return recipe
+
+
+def _apply_file(recipe: Recipe, path: Traversable | Path, seen: tuple[str, ...]) -> None:
+    """A recipe file's values onto `recipe`; a top-level `base = "cpu"` applies that recipe's first, so a
+    variant says only what differs."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise SlsearchError(f"{path}: not valid TOML ({e})") from e
+    base = data.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str) or str(path) in seen:
+            raise SlsearchError(f"{path}: base must name another recipe, once (not {base!r})")
+        _apply_file(recipe, find_recipe(base), seen + (str(path),))
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise SlsearchError(f"{path}: top-level key {section!r} must be a [section]")
+        for key, value in values.items():
+            _apply(recipe, section, key, value, str(path))
 
 
 # Switches that no recipe used, removed in 0.2 (issue 15); checkpoints saved before still name them
@@ -289,6 +306,8 @@ def _validate(r: Recipe) -> None:
         (r.decode.beam >= 1, "decode.beam must be at least 1"),
         (r.decode.no_repeat_ngram >= 0, "decode.no_repeat_ngram must be 0 (off) or positive"),
         (r.decode.length_penalty >= 0, "decode.length_penalty must not be negative"),
+        (r.loss.gloss_objective in GLOSS_OBJECTIVES,
+         f"loss.gloss_objective must be one of {', '.join(GLOSS_OBJECTIVES)}, not {r.loss.gloss_objective!r}"),
         (r.lexicon.prefix >= 0, "lexicon.prefix must be 0 (whole words) or positive"),
         (r.lexicon.iterations >= 1, "lexicon.iterations must be at least 1"),
         (0 < r.lexicon.smoothing < 1, "lexicon.smoothing must be between 0 and 1"),
