@@ -888,13 +888,15 @@ def serve(
     max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Largest clip upload accepted (413 above)."),
     shard_api: bool = typer.Option(False, "--shard-api", help="Also answer a shard set's front (`slsearch shards SET "
                                    "--add http://HOST:PORT`): this index's metadata rows, with their folders, and "
-                                   "token states; for the machines of one deployment, not the public."),
+                                   "token states; for the machines of one deployment, not the public. Beyond this "
+                                   "machine it needs a shared key in SLSEARCH_SHARD_KEY, the same on the front."),
 ) -> None:
     """Serve an index over HTTP: the search page at /, the JSON API documented at /docs (Ctrl-C stops)."""
     import logging
 
     import uvicorn
 
+    from slsearch.index.remote import SHARD_KEY_ENV
     from slsearch.serve.app import create_app
     from slsearch.serve.limits import ServeSettings
     from slsearch.workspace import resolve
@@ -903,9 +905,14 @@ def serve(
         raise SlsearchError(f"--port must be between 0 and 65535, got {port}")
     if not max_upload_mb > 0:
         raise SlsearchError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    shard_key = os.environ.get(SHARD_KEY_ENV) or None
+    if shard_api and shard_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        raise SlsearchError(f"--shard-api on {host} answers raw token states and file paths to the network: set "
+                            f"{SHARD_KEY_ENV} to a shared secret (the same on the front), or listen on 127.0.0.1")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     application = create_app(resolve("index", index_dir), model=model,
-                             settings=ServeSettings(max_upload_mb=max_upload_mb), shard_api=shard_api)
+                             settings=ServeSettings(max_upload_mb=max_upload_mb), shard_api=shard_api,
+                             shard_key=shard_key)
     v = application.state.live.current()
     shown_host = f"[{host}]" if ":" in host else host
     err_console.print(plain(f"serving {application.state.live.index_dir} ({v.clips} clips, version {v.name}) at "

@@ -310,3 +310,31 @@ def test_a_front_follows_a_served_shard_that_grows(tiny_corpus, tiny_checkpoint,
             assert score[f"x{extra[0].id}"] == score[extra[0].id]  # the served copy scores as its local twin
     finally:
         stop()
+
+
+def test_a_shard_served_with_a_key_answers_only_a_front_that_has_it(tiny_corpus, tiny_checkpoint, model, tmp_path,
+                                                                     monkeypatch):
+    from slsearch.index.remote import SHARD_KEY_ENV
+    from slsearch.serve.app import create_app
+
+    build_index([tiny_corpus[1]], tiny_checkpoint, tmp_path / "served", progress=False, model=model)
+    url, stop = _serve(create_app(tmp_path / "served", model=model, shard_api=True, shard_key="s3cret"))
+    try:
+        monkeypatch.delenv(SHARD_KEY_ENV, raising=False)
+        r = runner.invoke(app, ["shards", str(tmp_path / "set"), "--add", url, "--name", "dev"])
+        assert r.exit_code == 2 and "answered 401" in r.stderr and SHARD_KEY_ENV in r.stderr
+        monkeypatch.setenv(SHARD_KEY_ENV, "wrong")
+        r = runner.invoke(app, ["shards", str(tmp_path / "set"), "--add", url, "--name", "dev"])
+        assert r.exit_code == 2 and "answered 401" in r.stderr
+        monkeypatch.setenv(SHARD_KEY_ENV, "s3cret")
+        r = runner.invoke(app, ["shards", str(tmp_path / "set"), "--add", url, "--name", "dev", "--json"])
+        assert r.exit_code == 0, r.output
+        text = read_manifest(tiny_corpus[1])[2].text
+        r = runner.invoke(app, ["query", text, "--index", str(tmp_path / "set"), "-k", "1", "--json"])
+        assert r.exit_code == 0 and json.loads(r.stdout)["results"][0]["text"] == text
+    finally:
+        stop()
+    # beyond this machine, a shard API without a key is refused before anything loads
+    monkeypatch.delenv(SHARD_KEY_ENV, raising=False)
+    r = runner.invoke(app, ["serve", "--index", str(tmp_path / "served"), "--host", "0.0.0.0", "--shard-api"])
+    assert r.exit_code == 2 and SHARD_KEY_ENV in r.stderr and "127.0.0.1" in r.stderr

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import urllib.error
 import urllib.request
@@ -35,6 +36,8 @@ from slsearch.index.search import _Part
 TIMEOUT_S = 30.0
 VERSION_TIMEOUT_S = 2.0  # asking which version a shard serves: a front asks every second, in requests
 COLLECTIONS = ("clips", "texts")
+# the deployment's shared secret: a shard served with it answers only requests that carry it
+SHARD_KEY_ENV = "SLSEARCH_SHARD_KEY"
 
 
 def is_url(source: str | Path) -> bool:
@@ -43,7 +46,11 @@ def is_url(source: str | Path) -> bool:
 
 def _call(url: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT_S) -> bytes:
     data = None if body is None else json.dumps(body).encode("utf-8")
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    headers = {"Content-Type": "application/json"} if data else {}
+    key = os.environ.get(SHARD_KEY_ENV)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.read()

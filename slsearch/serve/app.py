@@ -55,12 +55,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error} for code in (4
 
 def create_app(index_dir: str | Path, model: RetrievalModel | str | Path | None = None,
                settings: ServeSettings | None = None, live: LiveIndex | None = None,
-               shard_api: bool = False) -> FastAPI:
+               shard_api: bool = False, shard_key: str | None = None) -> FastAPI:
     """The API over the index folder `index_dir` (its current version, followed as writers commit).
 
     `model`: a RetrievalModel or checkpoint path (default: the checkpoint index.json names). Loads the
     index and the model now: a missing or damaged index fails here, not at the first request.
-    `shard_api`: also answer a shard set's front (slsearch.serve.shard_api), for this index as one shard.
+    `shard_api`: also answer a shard set's front (slsearch.serve.shard_api), for this index as one shard;
+    with `shard_key`, only requests that carry that key.
     """
     settings = settings or ServeSettings()
     live = live or LiveIndex(index_dir, model, threads=settings.threads, poll_s=settings.poll_s)
@@ -83,7 +84,7 @@ def create_app(index_dir: str | Path, model: RetrievalModel | str | Path | None 
 
         if live.current().searcher.is_set:
             raise SlsearchError(f"{index_dir}: a shard set; --shard-api serves one index (serve each shard)")
-        add_shard_routes(app, live, search_pool)
+        add_shard_routes(app, live, search_pool, shard_key)
 
     def hits(v: IndexVersion, found) -> list[dict[str, Any]]:
         rows = v.rows([h.id for h in found])
