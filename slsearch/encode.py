@@ -77,14 +77,17 @@ def _batched(model, items: Sequence[Any], lengths: Sequence[int], batch_size: in
 
 def prepare_videos(model, inputs: Sequence[Any]) -> list[np.ndarray]:
     """Items -> per-frame features (T, F) via the model's front end; checks the temporal stride. Paths and
-    manifest Clips are read here, before the model (`load_pose`)."""
+    manifest Clips are read here, before the model (`load_pose`, with a video's crops for an RGB stream)."""
+    from slsearch.data.pose_files import PoseSequence
     from slsearch.data.poses import load_pose
 
+    front_end = model.video.front_end
     feats = []
     for item in inputs:
-        f = model.video.front_end.prepare(item if isinstance(item, np.ndarray) else load_pose(item).data)
+        read = isinstance(item, (np.ndarray, PoseSequence))
+        f = front_end.prepare(item if read else load_pose(item, crops=front_end.needs_crops))
         if f.shape[0] < model.temporal_stride:
-            name = getattr(item, "id", item if not isinstance(item, np.ndarray) else "<array>")
+            name = getattr(item, "id", "<array>" if read else item)
             raise SlsearchError(f"{name}: clip has {f.shape[0]} frames, fewer than the temporal stride "
                                 f"{model.temporal_stride}")
         feats.append(f)
@@ -93,7 +96,8 @@ def prepare_videos(model, inputs: Sequence[Any]) -> list[np.ndarray]:
 
 def encode_videos(model, inputs: Sequence[Any], batch_size: int = 32, progress: Progress | None = None) -> Encoded:
     """Clips -> Encoded. An item is a pose array (T, 543, 3), a feature array (T, F) already made by
-    the front end, or a path / manifest Clip that `slsearch.data.poses.load_pose` reads."""
+    the front end, a PoseSequence (with a video's crops, for an RGB stream) or a path / manifest Clip that
+    `slsearch.data.poses.load_pose` reads."""
     if len(inputs) == 0:
         return Encoded(np.zeros((0, model.embed_dim), np.float32), [])
     feats = prepare_videos(model, inputs)

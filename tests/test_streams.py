@@ -78,7 +78,8 @@ def test_the_stream_losses_reward_agreeing_streams():
 def test_a_recipe_naming_a_stream_that_does_not_exist_is_refused_before_training(tiny_corpus, tmp_path):
     from slsearch.training.loop import train
 
-    with pytest.raises(SlsearchError, match=r"model.streams \['pose', 'rgb'\].*RGB crop stream is not built"):
+    with pytest.raises(SlsearchError, match=r"model.streams \['pose', 'rgb'\].*available are pose, pose_windows, "
+                                            r"rgb_crops"):
         train("tiny", *tiny_corpus, tmp_path / "run", overrides=['model.streams=["pose", "rgb"]'], progress=False)
 
 

@@ -24,9 +24,22 @@ MAX_FRAMES = 10_000
 
 
 @dataclass
+class Crops:
+    """RGB crops of each frame of a video, cut around its landmarks (slsearch.data.crops): left hand, right
+    hand, face."""
+
+    images: np.ndarray  # (T, 3, S, S, 3) uint8, zeros where the part was not seen
+    present: np.ndarray  # (T, 3) bool
+
+    def take(self, frames: np.ndarray | slice) -> Crops:
+        return Crops(self.images[frames], self.present[frames])
+
+
+@dataclass
 class PoseSequence:
     data: np.ndarray  # (T, 543, 3) float32, NaN where a landmark was not detected
     fps: float
+    crops: Crops | None = None  # a video's hand and face crops, on the pose's frame clock, when asked for
 
     @property
     def frames(self) -> int:
@@ -222,7 +235,7 @@ def resample(seq: PoseSequence, fps: float) -> PoseSequence:
         return seq
     n_out = max(1, int(round(seq.frames * fps / seq.fps)))
     src = np.minimum(np.round(np.arange(n_out) * seq.fps / fps).astype(int), seq.frames - 1)
-    return PoseSequence(seq.data[src], fps)
+    return PoseSequence(seq.data[src], fps, seq.crops.take(src) if seq.crops is not None else None)
 
 
 def cut(seq: PoseSequence, start: float | None, end: float | None, source: str | Path) -> PoseSequence:
@@ -233,4 +246,4 @@ def cut(seq: PoseSequence, start: float | None, end: float | None, source: str |
     b = seq.frames if end is None else int(round(end * seq.fps))
     if b <= a or a >= seq.frames:
         raise InputError(source, f"start/end ({start}, {end}) select no frames of a {seq.duration:.2f}s pose")
-    return PoseSequence(seq.data[a:b], seq.fps)
+    return PoseSequence(seq.data[a:b], seq.fps, seq.crops.take(slice(a, b)) if seq.crops is not None else None)

@@ -7,10 +7,12 @@ folders (through MediaPipe extraction with an on-disk cache, see extract.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from slsearch.data.crops import cached_crops
 from slsearch.data.extract import extract_pose_cached
 from slsearch.data.manifest import POSE_EXTENSIONS, VIDEO_EXTENSIONS, Clip, is_frame_folder
 from slsearch.data.files import check_regular_file
@@ -20,11 +22,13 @@ from slsearch.errors import InputError, SlsearchError
 
 
 def load_pose(item: Clip | str | Path | np.ndarray, fps: float | None = DEFAULT_FPS,
-              cache_dir: str | Path | None = None) -> PoseSequence:
+              cache_dir: str | Path | None = None, crops: bool = False) -> PoseSequence:
     """Any input -> PoseSequence at `fps` (None keeps the source rate).
 
     A Clip's start/end select part of its file. Videos and frame folders are run through
-    MediaPipe Holistic once and cached (see extract.py).
+    MediaPipe Holistic once and cached (see extract.py). With `crops` (a model with an RGB stream), a
+    video's sequence also carries its hand and face crops (crops.py, cached beside the pose); other
+    inputs have none (`crops` None), which the RGB stream masks.
 
     Refused with an InputError: a file that is not a regular file (a FIFO, a device), a frame rate
     outside [MIN_FPS, MAX_FPS], a pose with no finite landmark ("no person detected") and a clip of
@@ -45,7 +49,8 @@ def load_pose(item: Clip | str | Path | np.ndarray, fps: float | None = DEFAULT_
     if path.is_dir() or ext in VIDEO_EXTENSIONS:
         if path.is_dir() and not is_frame_folder(path):
             raise InputError(path, "folder is not a frame folder (it must hold only PNG/JPG images)")
-        return finish_pose(extract_pose_cached(path, fps=fps, start=start, end=end, cache_dir=cache_dir), None, path)
+        seq = finish_pose(extract_pose_cached(path, fps=fps, start=start, end=end, cache_dir=cache_dir), None, path)
+        return replace(seq, crops=cached_crops(path, seq.data, fps, start, end, cache_dir)) if crops else seq
     return finish_pose(cut(read_pose_file(path), start, end, path), fps, path)
 
 

@@ -136,12 +136,12 @@ class _PoseSource:
         self.media = {m.clip.id: m for m in long_media}
         self.held: tuple[str, Any] | None = None
 
-    def __call__(self, clip: Clip):
+    def __call__(self, clip: Clip, crops: bool = False):
         from slsearch.data.poses import load_pose
 
         media_id = clip.extra.get("media") if clip.extra else None
         if media_id not in self.media:
-            return load_pose(clip)
+            return load_pose(clip, crops=crops)
         if self.held is None or self.held[0] != media_id:
             self.held = None  # free the last media's pose before loading the next
             self.held = (media_id, load_long_pose(self.media[media_id]))
@@ -174,9 +174,10 @@ def embed_batch(model, clips: Sequence[Clip], load_pose: Any = None,
         from slsearch.data.poses import load_pose
     failures: dict[str, Failure] = {}
     batch, poses = [], []
+    crops = model.video.front_end.needs_crops  # an RGB stream: videos with their crops (segments: masked)
     for clip in clips:
         try:
-            poses.append(load_pose(clip))
+            poses.append(load_pose(clip, crops=True) if crops else load_pose(clip))
             batch.append(clip)
         except (InputError, SlsearchError) as e:
             failures[clip.id] = Failure(str(clip.path), str(e))
@@ -233,14 +234,14 @@ def _encode_isolating_failures(model, clips, poses, failures, encode_videos):
     if not clips:
         return []
     try:
-        enc = encode_videos(model, [p.data for p in poses])
+        enc = encode_videos(model, poses)
         return [(c, p, _parts(enc, i)) for i, (c, p) in enumerate(zip(clips, poses))]
     except (SlsearchError, ValueError):
         pass
     out = []
     for c, p in zip(clips, poses):
         try:
-            enc = encode_videos(model, [p.data])
+            enc = encode_videos(model, [p])
             out.append((c, p, _parts(enc, 0)))
         except (SlsearchError, ValueError) as e:
             failures[c.id] = Failure(str(c.path), str(e).removeprefix("<array>: "))

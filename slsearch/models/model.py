@@ -24,7 +24,8 @@ from slsearch.models.video_tower import TEMPORAL_STRIDE, VideoTower, make_front_
 class ModelConfig:
     front_end: str = "pose"  # what turns frames into vectors: the pose front end (the only one yet)
     # DVE-SLT's visual streams (slsearch.models.video_tower.STREAMS): "pose" per frame, "pose_windows"
-    # spatio-temporal over 16-frame windows; more than one: each aligned with the text and with the others
+    # spatio-temporal over 16-frame windows, "rgb_crops" a CNN over each frame's hand and face crops (videos
+    # only; clips without video are masked); more than one: each aligned with the text and with the others
     streams: list[str] = field(default_factory=lambda: ["pose"])
     fusion: str = "concat"  # of several streams: concat (projected), sum or cross (attention)
     stream_window: int = 16  # frames per window of the pose_windows stream

@@ -5,16 +5,18 @@
         -> masked mean -> linear -> L2-normalised global vector (B, embed_dim)
         -> (optional) linear -> gloss logits (B, T/4, glosses + blank) for a CTC loss
 
-The visual encoder of GFSLT-VLP / DVE-SLT, on pose features here. The front end is the only part
-that knows what a frame is; an RGB or pre-extracted-feature front end implements `FrontEnd` and
-nothing else changes. Padded frames are zeroed after every block, so a clip gets the same tokens
-whatever it is batched with (ReLU output is >= 0, so zeros never win a max-pool over real values).
+The visual encoder of GFSLT-VLP / DVE-SLT, on pose features and RGB crops here. The front end is the only
+part that knows what a frame is; a new input implements `FrontEnd` and nothing else changes. Padded
+frames are zeroed after every block, so a clip gets the same tokens whatever it is batched with (ReLU
+output is >= 0, so zeros never win a max-pool over real values).
 
 Several visual streams (DVE-SLT): each stream is a front end with its own, identical temporal blocks;
 one transformer encoder, shared, reads every stream; the streams are fused (channel concatenation and a
 projection, their sum, or cross-attention of the first to the others) into the tokens the index, the
 decoder and the gloss head use, and each stream's own tokens and global vector are returned for its
-contrastive loss and the inter-stream one (slsearch.models.losses). STREAMS names the front ends.
+contrastive loss and the inter-stream one (slsearch.models.losses). STREAMS names the front ends. Each
+frame's input is one row: the columns of every distinct input the streams read (the pose features, the
+RGB crops), which each stream slices out; the streams run on one frame clock, hence the same T/4 tokens.
 """
 
 from __future__ import annotations
@@ -26,18 +28,52 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from slsearch.data.crops import CROP_SIZE, N_CROPS
 from slsearch.data.features import FEATURE_DIM, pose_to_features
+from slsearch.data.pose_files import PoseSequence
 
 TEMPORAL_STRIDE = 4  # two max-pools of 2
 
 
 class FrontEnd(nn.Module):
-    """Host-side `prepare(item) -> (T, input_dim) float32` and a module (B, T, input_dim) -> (B, T, d)."""
+    """Host-side `prepare(item) -> (T, width) float32` and a module (B, T, input_dim) -> (B, T, d).
+
+    `prepare_own` makes this front end's input: `input_dim` columns of the input named `reads` (streams that
+    read the same input share its columns). `prepare` makes all that a tower reads per frame: callers hold
+    the tower's first front end (`video.front_end`), so the tower hands it the other streams (`feeds`) and
+    its `prepare` appends their inputs after its own. An item is a pose array (T, 543, 3), a feature array
+    already made, or a PoseSequence (which may carry a video's crops)."""
 
     input_dim: int
+    reads = "pose"
+    feeds: tuple[FrontEnd, ...] = ()  # set by VideoTower on its first front end: a plain tuple, not submodules
 
-    def prepare(self, item: np.ndarray) -> np.ndarray:
+    def prepare_own(self, item: np.ndarray | PoseSequence) -> np.ndarray:
         raise NotImplementedError
+
+    def inputs(self) -> dict[str, int]:
+        """The inputs a prepared row holds, name -> width, in column order."""
+        widths: dict[str, int] = {}
+        for fe in (self, *self.feeds):
+            widths.setdefault(fe.reads, fe.input_dim)
+        return widths
+
+    @property
+    def needs_crops(self) -> bool:
+        """Whether `prepare` reads a video's crops (`load_pose(..., crops=True)`)."""
+        return RgbCropFrontEnd.reads in self.inputs()
+
+    def prepare(self, item: np.ndarray | PoseSequence) -> np.ndarray:
+        widths = self.inputs()
+        if len(widths) == 1:
+            return self.prepare_own(item)
+        if isinstance(item, np.ndarray) and item.ndim == 2 and item.shape[1] == sum(widths.values()):
+            return item.astype(np.float32, copy=False)  # made for this tower already
+        blocks = {self.reads: self.prepare_own(item)}
+        for fe in self.feeds:
+            if fe.reads not in blocks:
+                blocks[fe.reads] = fe.prepare_own(item)
+        return np.concatenate(list(blocks.values()), axis=1)
 
 
 class PoseFrontEnd(FrontEnd):
@@ -48,9 +84,11 @@ class PoseFrontEnd(FrontEnd):
         self.input_dim = input_dim
         self.embed = nn.Sequential(nn.Linear(input_dim, d), nn.LayerNorm(d), nn.ReLU(), nn.Dropout(dropout))
 
-    def prepare(self, item: np.ndarray) -> np.ndarray:
-        """A pose array (T, 543, 3) or features (T, input_dim) already made -> features. Arrays only: files
-        are read before the model (`slsearch.data.poses.load_pose`)."""
+    def prepare_own(self, item: np.ndarray | PoseSequence) -> np.ndarray:
+        """A pose (T, 543, 3), as an array or a PoseSequence, or features (T, input_dim) already made ->
+        features. No files: they are read before the model (`slsearch.data.poses.load_pose`)."""
+        if isinstance(item, PoseSequence):
+            item = item.data
         if not isinstance(item, np.ndarray) or item.ndim not in (2, 3):
             raise ValueError(f"the pose front end takes a pose (T, 543, 3) or feature (T, F) array, not "
                              f"{type(item).__name__}")
@@ -96,7 +134,57 @@ class WindowedPoseFrontEnd(PoseFrontEnd):
         return self.out(torch.gather(w, 1, nearest[..., None].expand(-1, -1, w.shape[2])))
 
 
-STREAMS = {"pose": PoseFrontEnd, "pose_windows": WindowedPoseFrontEnd}  # model.streams names these
+def _conv(c_in: int, c_out: int) -> nn.Sequential:
+    # GroupNorm, not BatchNorm: a crop's features must not depend on the other crops of its batch
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(4, c_out), nn.ReLU())
+
+
+class RgbCropFrontEnd(FrontEnd):
+    """The RGB stream: each frame's hand and face crops (slsearch.data.crops) through a small CNN shared by the
+    crops, trained with the towers; the crops' features and their present flags -> linear + LayerNorm + ReLU.
+    A crop not seen (a hand out of view; every crop of a clip without video: pose files, synthetic corpora)
+    is zeros with flag 0: its pixels never reach the CNN, its features are zero, it never fails."""
+
+    reads = "rgb_crops"
+
+    def __init__(self, d: int, dropout: float = 0.1, size: int = CROP_SIZE, width: int = 32):
+        super().__init__()
+        self.size = size
+        self.pixels = N_CROPS * size * size * 3
+        self.input_dim = self.pixels + N_CROPS  # the crops' pixels (0..255), then the flags
+        self.channels = 2 * width
+        self.cnn = nn.Sequential(_conv(3, width // 2), _conv(width // 2, width), _conv(width, self.channels),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())  # 32 -> 16 -> 8 -> 4 -> pooled
+        self.embed = nn.Sequential(nn.Linear(N_CROPS * (self.channels + 1), d), nn.LayerNorm(d), nn.ReLU(),
+                                   nn.Dropout(dropout))
+
+    def prepare_own(self, item: np.ndarray | PoseSequence) -> np.ndarray:
+        """A PoseSequence with crops -> (T, input_dim); anything without crops (a pose file's sequence, an
+        array) -> zeros: every crop masked."""
+        crops = item.crops if isinstance(item, PoseSequence) else None
+        T = item.frames if isinstance(item, PoseSequence) else len(item)
+        out = np.zeros((T, self.input_dim), np.float32)
+        if crops is not None:
+            if crops.images.shape[1:] != (N_CROPS, self.size, self.size, 3) or len(crops.images) != T:
+                raise ValueError(f"crops of shape {crops.images.shape} for {T} frames; the model reads "
+                                 f"({T}, {N_CROPS}, {self.size}, {self.size}, 3)")
+            out[:, :self.pixels] = crops.images.reshape(T, -1)
+            out[:, self.pixels:] = crops.present
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, input_dim) -> (B, T, d)
+        B, T, _ = x.shape
+        present = x[..., self.pixels:] > 0.5  # (B, T, N_CROPS); padded frames are 0
+        crops = x[..., :self.pixels].reshape(B, T, N_CROPS, self.size, self.size, 3)[present]  # (N, S, S, 3)
+        feats = x.new_zeros(B, T, N_CROPS, self.channels)
+        if len(crops):
+            seen = self.cnn(crops.permute(0, 3, 1, 2) / 127.5 - 1.0)
+            feats = feats.to(seen.dtype).index_put((present,), seen)
+        return self.embed(torch.cat([feats, present[..., None].to(feats.dtype)], -1).flatten(2))
+
+
+STREAMS = {"pose": PoseFrontEnd, "pose_windows": WindowedPoseFrontEnd,
+           "rgb_crops": RgbCropFrontEnd}  # model.streams names these
 FUSIONS = ("concat", "sum", "cross")
 
 
@@ -106,6 +194,8 @@ def make_front_end(stream: str, d: int, input_dim: int, dropout: float, window: 
         raise ValueError(f"unknown visual stream {stream!r} (available: {', '.join(STREAMS)})")
     if stream == "pose_windows":
         return WindowedPoseFrontEnd(d, input_dim, dropout, window, stride)
+    if stream == "rgb_crops":
+        return RgbCropFrontEnd(d, dropout)
     return STREAMS[stream](d, input_dim, dropout)
 
 
@@ -175,6 +265,11 @@ class VideoTower(nn.Module):
             nn.ModuleDict({"front_end": fe, "blocks": nn.ModuleList([TemporalBlock(d, kernel), TemporalBlock(d, kernel)])})
             for fe in more_streams or []])
         self.fusion = Fusion(fusion, 1 + len(self.more_streams), d, heads, dropout) if more_streams else None
+        front_end.feeds = tuple(more_streams or ())  # its `prepare` makes every stream's input
+        offsets = np.cumsum([0, *front_end.inputs().values()])
+        columns = {name: slice(int(a), int(b)) for name, a, b in zip(front_end.inputs(), offsets, offsets[1:])}
+        # each stream's columns of a frame's row; None: one input, every stream reads the whole row
+        self.columns = [columns[fe.reads] for fe in (front_end, *front_end.feeds)] if len(columns) > 1 else None
         layer = nn.TransformerEncoderLayer(d, heads, ffn, dropout, batch_first=True, norm_first=True)
         # nested tensors change numerics with the batch's padding; keep outputs batch-independent
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -204,8 +299,11 @@ class VideoTower(nn.Module):
         """features (B, T, F) zero-padded, lengths (B,) -> tokens (B, T', token_dim), mask (B, T'), global (B, D);
         with several streams also "streams": each stream's own {"tokens", "global"}."""
         assert features.ndim == 3, features.shape
-        x, token_lengths = self._stream(self.front_end, self.blocks, features, lengths)
-        xs = [x] + [self._stream(s["front_end"], s["blocks"], features, lengths)[0] for s in self.more_streams]
+        n = 1 + len(self.more_streams)
+        inputs = [features[..., c] for c in self.columns] if self.columns else [features] * n
+        x, token_lengths = self._stream(self.front_end, self.blocks, inputs[0], lengths)
+        xs = [x] + [self._stream(s["front_end"], s["blocks"], f, lengths)[0]
+                    for s, f in zip(self.more_streams, inputs[1:])]
         mask = _mask(token_lengths, x.shape[1]).bool()  # (B, T')
         B = x.shape[0]
         h = torch.cat(xs) + sinusoidal_positions(x.shape[1], x.shape[2], x.device)  # the shared encoder, batched

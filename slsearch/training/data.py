@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slsearch.data.manifest import Clip, read_manifest
+from slsearch.data.manifest import VIDEO_EXTENSIONS, Clip, read_manifest
 from slsearch.data.pose_files import hands_seen
 from slsearch.data.poses import load_pose
 from slsearch.errors import InputError, SlsearchError
@@ -42,6 +42,7 @@ class FeatureSet:
     texts: list[str]
     glosses: list[list[int]] | None = None  # gloss ids (1-based, 0 is CTC's blank) per clip; [] = unknown
     without_hands: int = 0  # clips in which no frame shows a hand (they train on body and face alone)
+    without_video: int = 0  # clips without video (pose files) where the model has an RGB stream: masked
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,15 +68,20 @@ def gloss_ids(gloss: str | None, vocabulary: dict[str, int]) -> list[int]:
 def load_features(clips: list[Clip], front_end, min_frames: int, source: str | Path,
                   progress: Progress | None = None, glosses: list[str] | None = None) -> FeatureSet:
     """Load each clip's pose once through the model's front end; refuse clips shorter than min_frames.
-    With a gloss vocabulary, each clip's glosses come along as ids (for the gloss CTC loss)."""
+    With a gloss vocabulary, each clip's glosses come along as ids (for the gloss CTC loss). A model with an
+    RGB stream also loads each video's crops; a manifest without any video is refused before loading."""
     feats = []
-    without_hands = 0
+    without_hands = without_video = 0
+    crops = getattr(front_end, "needs_crops", False)  # any object with `prepare` will do without
+    if crops:
+        check_videos(clips, source)
     advance = track(progress, f"loading {Path(source).name}", len(clips))
     for c in clips:
         try:
-            pose = load_pose(c).data
-            without_hands += not hands_seen(pose)
-            f = front_end.prepare(pose)
+            seq = load_pose(c, crops=crops)
+            without_hands += not hands_seen(seq.data)
+            without_video += crops and seq.crops is None
+            f = front_end.prepare(seq if crops else seq.data)
         except SlsearchError:
             raise
         except (ValueError, OSError, KeyError) as e:
@@ -89,7 +95,20 @@ def load_features(clips: list[Clip], front_end, min_frames: int, source: str | P
     if glosses:
         vocabulary = {g: i + 1 for i, g in enumerate(glosses)}
         gloss_table = [gloss_ids(c.gloss, vocabulary) for c in clips]
-    return FeatureSet([c.id for c in clips], feats, [str(c.text).strip() for c in clips], gloss_table, without_hands)
+    return FeatureSet([c.id for c in clips], feats, [str(c.text).strip() for c in clips], gloss_table, without_hands,
+                      without_video)
+
+
+def has_video(clip: Clip) -> bool:
+    path = Path(clip.path)
+    return path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def check_videos(clips: list[Clip], source: str | Path) -> None:
+    """InputError when no clip is a video or frame folder: the RGB stream would learn from nothing."""
+    if clips and not any(has_video(c) for c in clips):
+        raise InputError(source, f"model.streams has rgb_crops, which needs videos, but none of its {len(clips)} "
+                                 f"clips is a video or frame folder (e.g. {Path(clips[0].path).name})")
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -314,6 +314,9 @@ def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progr
         if part.without_hands:
             notify("note", f"{part.without_hands} of {len(part)} {name} clips show no hand in any frame: they get "
                            "vectors from body and face alone (check their framing or extraction)")
+        if part.without_video:
+            notify("note", f"{part.without_video} of {len(part)} {name} clips have no video (pose files): their RGB "
+                           "stream is masked")
     loss_fn = C2RLLoss(recipe.loss.cico_weight, recipe.loss.global_weight, recipe.loss.lm_weight,
                        recipe.loss.label_smoothing, recipe.model.cico_temperature, recipe.loss.gloss_weight,
                        recipe.loss.stream_weight, recipe.loss.inter_weight, recipe.loss.gloss_objective)

@@ -285,8 +285,7 @@ def _validate(r: Recipe) -> None:
         (r.optim.lr > 0, "optim.lr must be positive"),
         (r.model.front_end == "pose", f"model.front_end {r.model.front_end!r} is not available (pose)"),
         (bool(r.model.streams) and all(isinstance(st, str) and st in STREAMS for st in r.model.streams),
-         f"model.streams {r.model.streams!r}: the streams available are {', '.join(STREAMS)} (the RGB crop stream "
-         "is not built yet)"),
+         f"model.streams {r.model.streams!r}: the streams available are {', '.join(STREAMS)}"),
         (len(set(map(str, r.model.streams))) == len(r.model.streams), "model.streams names a stream twice"),
         (r.model.fusion in FUSIONS, f"model.fusion {r.model.fusion!r} is not one of {', '.join(FUSIONS)}"),
         (r.model.stream_window >= 1 and r.model.stream_stride >= 1, "model.stream_window and stream_stride must be >= 1"),
