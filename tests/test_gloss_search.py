@@ -4,6 +4,7 @@ stored gloss readings with BM25 over gloss tokens and an in-order bonus."""
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -11,6 +12,7 @@ from slsearch.cli import app
 from slsearch.errors import InputError
 from slsearch.index.build import build_index
 from slsearch.index.search import GlossScorer, Searcher, query_index, split_gloss_query
+from slsearch.index.store import TextColumn
 
 runner = CliRunner()
 
@@ -50,7 +52,7 @@ def test_exact_reading_ranks_its_clip_first_and_order_matters(gloss_index):
     # readings alone, as an index without stored posteriors ranks)
     s._posteriors_memo = False
     s.readings = np.array(readings + [" ".join(readings[multi[0]].split()[::-1])], dtype=object)
-    s.clips.labels = s.clips.labels + [("rev", None, None, s.readings[-1])]
+    s.clips.labels = [s.clips.labels[i] for i in range(len(readings))] + [("rev", None, None, s.readings[-1])]
     s._gloss_scorer_memo = None
     hits = s.search_glosses(readings[multi[0]], k=len(readings) + 1)
     ids = [h.id for h in hits]
@@ -114,7 +116,7 @@ def test_gloss_search_spots_queries_in_the_stored_posteriors(gloss_index):
     value, g = max(missing)
     assert posteriors.scores([g])[0] == pytest.approx(value, abs=1e-3)
     # stored posteriors that are not a packing: one line naming the index
-    s.clips._columns["gloss_posteriors"] = np.array([b"xx"] * len(s), dtype=object)
+    s.clips._columns["gloss_posteriors"] = TextColumn(pa.array([b"xx"] * len(s), pa.binary()))
     s._posteriors_memo = None
     with pytest.raises(InputError, match="damaged gloss posteriors"):
         s.search_glosses("G1", k=3)

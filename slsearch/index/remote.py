@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from slsearch.errors import SlsearchError
 from slsearch.index.search import _Part
+from slsearch.index.store import TextColumn, column_of
 
 TIMEOUT_S = 30.0
 VERSION_TIMEOUT_S = 2.0  # asking which version a shard serves: a front asks every second, in requests
@@ -80,8 +81,8 @@ class RemoteCollection:
     def __len__(self) -> int:
         return self.meta.num_rows
 
-    def column(self, name: str) -> np.ndarray:
-        return self.meta[name].to_numpy(zero_copy_only=False)
+    def column(self, name: str) -> np.ndarray | TextColumn:
+        return column_of(self.meta, name)
 
 
 class RemotePart(_Part):

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 
 from slsearch.errors import InputError, SlsearchError
 from slsearch.index import faiss_index
 from slsearch.index.shards import is_shard_set, read_shard_set, shard_folders
-from slsearch.index.store import Collection, StoredIndex, TokenStore, load_index
+from slsearch.index.store import Collection, StoredIndex, TextColumn, TokenStore, load_index
 from slsearch.models.video_tower import TEMPORAL_STRIDE
 from slsearch.rank import ClipSide, RankingPipeline, RetrievalModel, TextSide, load_retrieval_model
 from slsearch.rank.cico import Ragged
@@ -123,22 +124,24 @@ class _Target:
     `searchable`: per global row, whether FAISS hits on it count; a set leaves out the second copy of a
     sentence that two shards hold (the same sentence under one model: the same vectors and tokens)."""
 
-    def __init__(self, parts: list[_Part], labels: list[tuple[str, str | None, str | None, str | None]],
-                 searchable: np.ndarray | None = None):
+    def __init__(self, parts: list[_Part], searchable: np.ndarray | None = None):
         self.parts = parts
         self.starts = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
-        self.labels = labels  # per global row: (id, path, text, gloss reading)
+        self.labels: _Labels | None = None  # per global row: (id, path, text, gloss reading)
         self.searchable = searchable
-        self._columns: dict[str, np.ndarray] = {}
+        self._columns: dict[str, np.ndarray | TextColumn] = {}
 
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    def column(self, name: str) -> np.ndarray:
-        """A metadata column over every part, in global row order."""
+    def column(self, name: str) -> np.ndarray | TextColumn:
+        """A metadata column over every part, in global row order (strings stay in Arrow: TextColumn)."""
         if name not in self._columns:
             cols = [p.column(name) for p in self.parts]
-            self._columns[name] = cols[0] if len(cols) == 1 else np.concatenate(cols)
+            if len(cols) == 1:
+                self._columns[name] = cols[0]
+            else:
+                self._columns[name] = TextColumn.concat(cols) if isinstance(cols[0], TextColumn) else np.concatenate(cols)
         return self._columns[name]
 
     def meta_rows(self, rows: Sequence[int] | None = None) -> list[dict[str, Any]]:
@@ -217,10 +220,27 @@ class _Target:
         return out
 
 
-def _column_or_none(values: np.ndarray) -> np.ndarray | None:
+class _Labels:
+    """What a hit shows of a row, (id, path, text, gloss reading), read from the metadata columns when a hit
+    needs it. Sentence rows show the first clip that says them (`clip_rows`: per sentence, that clip's
+    row, -1 for none) and no reading."""
+
+    def __init__(self, ids: TextColumn, paths: TextColumn, texts: TextColumn, readings: TextColumn | None,
+                 clip_rows: np.ndarray | None = None):
+        self.ids, self.paths, self.texts, self.readings, self.clip_rows = ids, paths, texts, readings, clip_rows
+
+    def __getitem__(self, row: int) -> tuple[str, str | None, str | None, str | None]:
+        text = self.texts[row]
+        if self.clip_rows is not None:
+            clip = int(self.clip_rows[row])
+            return (self.ids[clip], self.paths[clip], text, None) if clip >= 0 else ("", None, text, None)
+        return self.ids[row], self.paths[row], text, self.readings[row]
+
+
+def _column_or_none(values: np.ndarray | TextColumn) -> np.ndarray | TextColumn | None:
     """A column, or None when any row lacks its value (a model without that stage)."""
-    if values.dtype == object:
-        return None if any(v is None for v in values) else values
+    if isinstance(values, TextColumn):
+        return values if values.complete else None
     return None if np.isnan(values.astype(np.float64)).any() else values.astype(np.float32)
 
 
@@ -308,9 +328,9 @@ class Searcher:
         self.model = model
         self.pipeline = RankingPipeline(model)
         parts = [_part(ix, "clips") for _, ix in self.shards]
-        self.clips = _Target(parts, [])
-        ids, paths, texts = (self.clips.column(c).tolist() for c in ("id", "path", "text"))
-        self.clips.labels = list(zip(ids, paths, texts, self.clips.column("gloss_reading").tolist()))
+        self.clips = _Target(parts)
+        ids, paths, texts = (self.clips.column(c) for c in ("id", "path", "text"))
+        self.clips.labels = _Labels(ids, paths, texts, self.clips.column("gloss_reading"))
         self.readings = _column_or_none(self.clips.column("gloss_reading"))  # None: the model reads no glosses
         self.reader = None  # the recogniser the index's readings come from (`index --readings`), read lazily
         # log p(reading) for the lexicon's T2V reverse channel: stored for the lexicon index.json names (NaN
@@ -329,16 +349,14 @@ class Searcher:
         self.sentence_priors = None
         with_texts = [ix for _, ix in self.shards if ix.texts is not None]
         if with_texts:
-            first_clip: dict[str, tuple[str, str]] = {}
-            for cid, p, t in zip(ids, paths, texts):
-                if t is not None:
-                    first_clip.setdefault(t, (cid, p))
-            self.texts = _Target([_part(ix, "texts") for ix in with_texts], [])
-            sentences = self.texts.column("text").tolist()
-            self.texts.labels = [(*first_clip.get(t, ("", None)), t, None) for t in sentences]
-            if len(with_texts) > 1:  # a sentence several shards hold is one result
-                seen: set[str] = set()
-                self.texts.searchable = np.array([not (t in seen or seen.add(t)) for t in sentences], dtype=bool)
+            self.texts = _Target([_part(ix, "texts") for ix in with_texts])
+            sentences = self.texts.column("text")
+            # a sentence result shows the first clip that says it
+            first = pc.index_in(sentences.values, value_set=texts.values, skip_nulls=True)
+            self.texts.labels = _Labels(ids, paths, sentences, None, first.fill_null(-1).to_numpy())
+            if len(with_texts) > 1:  # a sentence several shards hold is one result: its first row
+                first_row = pc.index_in(sentences.values, value_set=sentences.values).to_numpy()
+                self.texts.searchable = first_row == np.arange(len(sentences))
             self.sentence_priors = _column_or_none(self.texts.column("sentence_prior"))
 
     def _check_shards(self) -> None:
@@ -483,10 +501,10 @@ class Searcher:
                                 "search clips instead (--clips)")
         if isinstance(video, (str, Path)) and not Path(video).exists():
             raise InputError(video, "file not found")
-        pose = load_pose(video)
+        pose = load_pose(video, crops=self.model.net.video.front_end.needs_crops)
         with _threads(self.threads):
             try:
-                enc = encode_videos(self.model.net, [pose.data])
+                enc = encode_videos(self.model.net, [pose])
             except ValueError as e:
                 raise InputError(str(video) if not isinstance(video, np.ndarray) else "<array>", str(e)) from None
             [(rows, first)] = self._candidates(searched, enc.vectors, k, n_candidates, rerank)
@@ -575,7 +593,7 @@ class Searcher:
             from slsearch.rank.gloss_spotting import Posteriors
 
             blobs = self.clips.column("gloss_posteriors")
-            if any(b is None for b in blobs):
+            if not blobs.complete:
                 self._posteriors_memo = False
             else:
                 try:
