@@ -155,8 +155,10 @@ def recognize_clips(model, clips: Sequence[Clip], beam: int = 5, batch_size: int
     failures: list[str] = []
     for clip in clips:
         try:
-            seq = load_pose(clip)
-            feats = _front_end(model).prepare(seq.data)
+            front_end = _front_end(model)
+            crops = getattr(front_end, "needs_crops", False)  # a retrieval model with an RGB stream
+            seq = load_pose(clip, crops=crops)
+            feats = front_end.prepare(seq if crops else seq.data)
             if feats.shape[0] < model.temporal_stride:
                 raise SlsearchError(f"{clip.path}: clip has {seq.frames} frames, fewer than the model's "
                                     f"temporal stride {model.temporal_stride}")

@@ -51,11 +51,11 @@ def translate_paths(model, paths: Sequence[str | Path], settings=None, max_len: 
     failures: list[str] = [str(e) for e in skipped]
     for clip in clips:
         try:
-            seq = load_pose(clip)
+            seq = load_pose(clip, crops=model.video.front_end.needs_crops)  # crops: for an RGB stream
             if seq.frames < model.temporal_stride:
                 raise SlsearchError(f"{clip.path}: clip has {seq.frames} frames, fewer than the model's "
                                     f"temporal stride {model.temporal_stride}")
-            ok.append((clip, seq.data))
+            ok.append((clip, seq))
         except SlsearchError as e:
             failures.append(str(e))
     out: list[ClipTranslation] = []

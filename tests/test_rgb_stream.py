@@ -169,3 +169,18 @@ def test_real_how2sign_clips_feed_the_rgb_stream_end_to_end(shared_data, tmp_pat
     r = runner.invoke(app, ["query", TEXTS[0], "--index", str(tmp_path / "idx"), "-k", "3", "--json"])
     assert r.exit_code == 0, r.output
     assert len(json.loads(r.stdout)["results"]) == 3
+
+    # a video query reads its crops, from the library and through the server's upload alike
+    from fastapi.testclient import TestClient
+
+    from slsearch.index.search import Searcher
+    from slsearch.serve.app import create_app
+
+    s = Searcher(tmp_path / "idx")
+    with_crops = s.search_video(clips[0].path, k=3, target="clips")
+    masked = s.search_video(load_pose(clips[0]), k=3, target="clips")  # the same pose without its crops
+    assert [h.score for h in with_crops] != pytest.approx([h.score for h in masked], abs=1e-4)
+    with TestClient(create_app(tmp_path / "idx")) as client, open(clips[0].path, "rb") as f:
+        r = client.post("/api/search/clip", params={"target": "clips", "k": 3}, files={"file": ("c.mp4", f, "video/mp4")})
+    assert r.status_code == 200, r.text
+    assert [h["score"] for h in r.json()["results"]] == pytest.approx([h.score for h in with_crops], abs=1e-4)

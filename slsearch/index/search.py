@@ -487,8 +487,9 @@ class Searcher:
 
     def search_video(self, video: Any, k: int = 10, target: str = "texts", n_candidates: int = DEFAULT_CANDIDATES,
                      rerank: bool = True) -> list[SearchHit]:
-        """A clip (path, Clip or pose array (T, 543, 3)) -> ranked corpus sentences (V2T, target="texts")
-        or similar clips (V2V, target="clips")."""
+        """A clip (path, Clip, pose array (T, 543, 3) or PoseSequence read already) -> ranked corpus sentences
+        (V2T, target="texts") or similar clips (V2V, target="clips")."""
+        from slsearch.data.pose_files import PoseSequence
         from slsearch.data.poses import load_pose
         from slsearch.encode import encode_videos
 
@@ -501,7 +502,8 @@ class Searcher:
                                 "search clips instead (--clips)")
         if isinstance(video, (str, Path)) and not Path(video).exists():
             raise InputError(video, "file not found")
-        pose = load_pose(video, crops=self.model.net.video.front_end.needs_crops)
+        pose = video if isinstance(video, PoseSequence) else \
+            load_pose(video, crops=self.model.net.video.front_end.needs_crops)
         with _threads(self.threads):
             try:
                 enc = encode_videos(self.model.net, [pose])

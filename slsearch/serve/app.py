@@ -189,9 +189,9 @@ def create_app(index_dir: str | Path, model: RetrievalModel | str | Path | None 
         def work():
             up = SavedUpload(file.file, file.filename, settings.max_upload_bytes)
             try:
-                pose = up.pose()
+                pose = up.pose(crops=v.searcher.model.net.video.front_end.needs_crops)
                 try:
-                    return up.shown, v.searcher.search_video(pose.data, k=k, target=target)
+                    return up.shown, v.searcher.search_video(pose, k=k, target=target)
                 except SlsearchError as e:
                     raise HTTPException(422, up.message(e)) from None
             finally:

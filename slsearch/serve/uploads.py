@@ -128,12 +128,13 @@ class SavedUpload:
         text = text.replace("<array>", self.shown)  # Searcher's name for a pose array
         return text if len(text) <= 500 else text[:500] + "..."
 
-    def pose(self) -> PoseSequence:
-        """The upload as a pose sequence at 25 fps; HTTPException 422 (one sentence) when it cannot be read."""
+    def pose(self, crops: bool = False) -> PoseSequence:
+        """The upload as a pose sequence at 25 fps (with a video's crops: for a model with an RGB stream);
+        HTTPException 422 (one sentence) when it cannot be read."""
         from slsearch.data.poses import load_pose
 
         try:
-            return load_pose(self.path)
+            return load_pose(self.path, crops=crops)
         except SlsearchError as e:
             raise HTTPException(422, self.message(e)) from None
 
