@@ -285,7 +285,8 @@ def train(
 @app.command()
 def lexicon(
     model: str = typer.Option(..., "--model", help="Checkpoint with a gloss head (its lexicon.npz is replaced)."),
-    manifest: str = typer.Option(..., "--manifest", help="Training manifest with a gloss column."),
+    manifest: str = typer.Option(..., "--manifest", help="Training manifest with a gloss column (or its sentences' "
+                                 "pseudo-glosses, for a model trained on them; any with --from-readings)."),
     dev: str = typer.Option(..., "--dev", help="Dev manifest: picks the fusion weights (never test)."),
     prefix: int = typer.Option(5, "--prefix", help="Cut sentence words to this many characters (0 = whole words)."),
     iterations: int = typer.Option(5, "--iterations", help="EM iterations (IBM Model 1, then the diagonal model)."),
@@ -293,6 +294,9 @@ def lexicon(
     alignment: str = typer.Option("diagonal", "--alignment",
                                   help="diagonal: words and glosses at similar positions align; ibm1: any order."),
     tension: float = typer.Option(4.0, "--tension", help="Diagonal alignment: how sharply it prefers equal positions."),
+    from_readings: bool = typer.Option(False, "--from-readings", help="Pair each training sentence with the model's "
+                                       "own reading of its clip, not the manifest's glosses: the table learns "
+                                       "what the readings it scores say, errors included."),
     as_json: bool = typer.Option(False, "--json", help="Print the lexicon's summary as JSON on stdout."),
 ) -> None:
     """Learn a checkpoint's gloss lexicon again (what `train` does at the end of a joint run with glosses)."""
@@ -305,7 +309,7 @@ def lexicon(
         raise SlsearchError(f"--alignment must be 'ibm1' or 'diagonal', not {alignment!r}")
     config = LexiconConfig(True, prefix, iterations, smoothing, alignment, tension)
     with progress_if(not as_json) as progress:
-        lex = relearn_lexicon(model, manifest, dev, config, progress=progress).lexicon
+        lex = relearn_lexicon(model, manifest, dev, config, progress=progress, from_readings=from_readings).lexicon
     summary = {"model": model, **lex.describe()}
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))

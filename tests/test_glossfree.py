@@ -121,3 +121,16 @@ def test_a_corpus_without_glosses_trains_with_pseudo_glosses_and_is_searched_by_
     hits = json.loads(r.stdout)["results"]
     said = sum("regen" in h["text"].split() for h in hits)
     assert said >= 4, hits
+
+    # the lexicon learnt again: from the sentences' pseudo-glosses (the model was trained on them, so a manifest
+    # without glosses will do), or from what the model reads in the training clips
+    r = runner.invoke(app, ["lexicon", "--model", str(run), "--manifest", str(train_m), "--dev", str(dev_m),
+                            "--alignment", "ibm1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["glosses"] == len(model.config.glosses)
+    r = runner.invoke(app, ["lexicon", "--model", str(run), "--manifest", str(train_m), "--dev", str(dev_m),
+                            "--alignment", "ibm1", "--from-readings", "--json"])
+    assert r.exit_code == 0, r.output
+    readings = json.loads(runner.invoke(app, ["recognize", str(train_m), "--model", str(run), "--beam", "1",
+                                              "--json"]).stdout)["recognitions"]
+    assert sorted(Lexicon.load(run).glosses) == sorted({g for x in readings for g in x["glosses"].split()})

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from slsearch.data.manifest import Clip
+from slsearch.data.pseudo_glosses import use_pseudo_glosses
 from slsearch.errors import SlsearchError
 from slsearch.models.lexicon import Lexicon
 from slsearch.progress import Progress
@@ -47,16 +48,32 @@ def _encoded_dev(model: RetrievalModel, dev: str | Path, progress: Progress | No
 
 
 def relearn_lexicon(checkpoint: str | Path, manifest: str | Path, dev: str | Path, config: LexiconConfig,
-                    progress: Progress | None = None) -> RetrievalModel:
-    """(Re)learn the lexicon of an existing checkpoint from a training manifest with glosses and fit its
-    weights on `dev`; the likelihood stage, which re-ranks the lexicon's order, is fitted again too."""
+                    progress: Progress | None = None, from_readings: bool = False) -> RetrievalModel:
+    """(Re)learn the lexicon of an existing checkpoint from a training manifest with glosses (a model trained
+    on pseudo-glosses: the sentences' pseudo-glosses, as in training) and fit its weights on `dev`; the
+    likelihood stage, which re-ranks the lexicon's order, is fitted again too.
+
+    `from_readings`: pair each training sentence with what the model itself reads in its clip instead of
+    the manifest's glosses. The table then learns what the readings the lexicon will score actually say,
+    errors included (a reading that confuses two signs, or spots a word the signing does not show), and a
+    manifest without glosses will do."""
     model = load_retrieval_model(checkpoint)
     if not model.reads_glosses:
         raise SlsearchError(f"{checkpoint}: this model has no gloss head, so there are no gloss readings for a "
                             "lexicon to score; train with loss.gloss_weight > 0 on a manifest with glosses")
-    lexicon = learn_lexicon(read_training_manifest(manifest), config)
+    clips = read_training_manifest(manifest)
+    if from_readings:
+        net = model.net
+        train_set = load_features(clips, net.video.front_end, net.temporal_stride, manifest, progress)
+        readings = encode_dev(net, train_set.features, train_set.texts, progress=progress)[0].readings
+        for clip, reading in zip(clips, readings):
+            clip.gloss = reading or None
+    elif (model.recipe.get("loss") or {}).get("pseudo_glosses"):
+        use_pseudo_glosses(clips)
+    lexicon = learn_lexicon(clips, config)
     if lexicon is None:
-        raise SlsearchError(f"{manifest}: no clip has glosses (a 'gloss' column) to learn a lexicon from")
+        raise SlsearchError(f"{manifest}: no clip has glosses (a 'gloss' column) to learn a lexicon from" +
+                            ("" if from_readings else "; --from-readings learns from the model's own readings"))
     depth = model.likelihood.depth if model.likelihood is not None else None
     calibrate_stages(model, _encoded_dev(model, dev, progress), lexicon, depth)
     return model
