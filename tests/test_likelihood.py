@@ -81,7 +81,7 @@ def _toy_pipeline(monkeypatch, stage: LikelihoodStage, previous: np.ndarray, raw
     with raw[k]; every candidate the decoder is asked about lands in `calls`."""
     monkeypatch.setattr(pipeline_module, "cico_matrix", lambda clips, texts, temperature, progress=None: previous)
 
-    def raw_scores(net, direction, clip_tokens, texts, priors=None, progress=False):
+    def raw_scores(net, direction, clip_tokens, texts, priors=None, progress=False, t2v_decoder=None, group=None):
         calls.extend((direction, int(t[0, 0])) for t in clip_tokens)
         return np.array([raw[int(t[0, 0])] for t in clip_tokens], np.float32)
 
@@ -155,7 +155,7 @@ def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_
     full = pipeline.score_matrix(clip_side, text_side, "full")
     # the full matrix is the stage before re-ranked on each query's first `depth`
     for d in ("t2v", "v2t"):
-        raw = model.likelihood.pair_scores(net, stage2[d], videos.tokens, texts, d)
+        raw = model.likelihood.pair_scores(net, stage2[d], videos.tokens, texts, d, t2v_decoder=model.t2v_decoder)
         assert (~np.isnan(raw)).sum() == model.likelihood.depth * stage2[d].shape[0 if d == "v2t" else 1]
         assert np.allclose(model.likelihood.combine(stage2[d], raw, d), full[d], atol=1e-5)
     # the evaluation matrix re-ranks each query's first `depth` like search does

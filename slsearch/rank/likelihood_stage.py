@@ -23,6 +23,7 @@ from slsearch.progress import Progress
 
 LIKELIHOOD_FILE = "likelihood.json"
 DEFAULT_DEPTH = 20
+_ONE_CALL = 256  # pairs per decoder call when they are not grouped by query
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # picked on dev
 
 
@@ -41,12 +42,16 @@ class LikelihoodStage:
     # --- scores ---------------------------------------------------------------------------------
     @staticmethod
     def raw_scores(net, direction: str, clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
-                   priors: np.ndarray | None = None, progress: Progress | None = None) -> np.ndarray:
+                   priors: np.ndarray | None = None, progress: Progress | None = None,
+                   t2v_decoder=None, group: int | None = None) -> np.ndarray:
         """The raw score of aligned (clip, sentence) pairs: log p(s | c) for T2V, minus log p(s) for V2T
-        (`priors` aligned with `texts`, computed here when not given)."""
-        ll = sentence_loglik(net, clip_tokens, texts, progress)  # one task: "decoder likelihood"
+        (`priors` aligned with `texts`, computed here when not given). `t2v_decoder`: the decoder T2V reads
+        with (RetrievalModel.t2v_decoder); V2T reads with the network's own, as the priors an index stores
+        were computed with it and the two must cancel exactly. `group`: T2V pairs come in runs of this many
+        per query, each read in one call (an int8 decoder's scores depend on what is read with them)."""
         if direction == "t2v":
-            return ll
+            return sentence_loglik(net, clip_tokens, texts, progress, t2v_decoder, group or _ONE_CALL)
+        ll = sentence_loglik(net, clip_tokens, texts, progress)  # one task: "decoder likelihood"
         if direction != "v2t":
             raise ValueError(f"direction must be 't2v' or 'v2t', not {direction!r}")
         return ll - (sentence_prior(net, texts) if priors is None else priors)
@@ -63,7 +68,7 @@ class LikelihoodStage:
 
     def pair_scores(self, net, previous: np.ndarray, clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
                     direction: str, text_priors: np.ndarray | None = None,
-                    progress: Progress | None = None) -> np.ndarray:
+                    progress: Progress | None = None, t2v_decoder=None) -> np.ndarray:
         """Raw scores of each query's first `depth` candidates in a (clips, texts) matrix; NaN elsewhere.
         `text_priors`: the sentences' log p(s) where already known (an index stores them)."""
         clips, sents = self.heads(previous, direction)
@@ -72,7 +77,8 @@ class LikelihoodStage:
             priors = (sentence_prior(net, texts) if text_priors is None else np.asarray(text_priors))[sents]
         raw = np.full(previous.shape, np.nan, np.float32)
         raw[clips, sents] = self.raw_scores(net, direction, [clip_tokens[i] for i in clips],
-                                            [texts[j] for j in sents], priors, progress)
+                                            [texts[j] for j in sents], priors, progress, t2v_decoder,
+                                            min(self.depth, previous.shape[0]))
         return raw
 
     def combine(self, previous: np.ndarray, raw: np.ndarray, direction: str) -> np.ndarray:
@@ -89,7 +95,7 @@ class LikelihoodStage:
 
     # --- calibration ----------------------------------------------------------------------------
     def fit(self, net, previous: dict[str, np.ndarray], clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
-            weights: Sequence[float] = WEIGHTS) -> dict[str, dict[str, float]]:
+            weights: Sequence[float] = WEIGHTS, t2v_decoder=None) -> dict[str, dict[str, float]]:
         """Pick each direction's weight by R@1 on a paired dev set (clip i says texts[i]);
         `previous[direction]` is the (clips, texts) matrix of the stage before. V2T is calibrated only
         when the model has a sentence prior."""
@@ -101,7 +107,7 @@ class LikelihoodStage:
             prev = previous[direction]
             if prev.shape != (n, n):
                 raise ValueError(f"calibration needs a paired square matrix, got {prev.shape} for {n} texts")
-            raw = self.pair_scores(net, prev, clip_tokens, texts, direction)
+            raw = self.pair_scores(net, prev, clip_tokens, texts, direction, t2v_decoder=t2v_decoder)
             stats = {"mean": float(np.nanmean(raw)), "std": float(np.nanstd(raw) or 1.0)}
             best = None
             for w in weights:

@@ -7,7 +7,9 @@ and the hash that names the weights. Search, evaluation, calibration and the ser
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,19 @@ class RetrievalModel:
     def temperature(self) -> float:
         """tau' of the CiCo score."""
         return self.net.config.cico_temperature
+
+    @cached_property
+    def t2v_decoder(self) -> torch.nn.Module:
+        """The decoder the likelihood stage reads T2V candidates with: on a CPU an int8 copy (~3x faster,
+        the same order of candidates; slsearch.models.likelihood.quantized_decoder), else its own.
+        SLSEARCH_LIKELIHOOD_FP32=1 keeps the float32 decoder everywhere."""
+        decoder = getattr(self.net, "decoder", None)
+        if not isinstance(decoder, torch.nn.Module) or os.environ.get("SLSEARCH_LIKELIHOOD_FP32") == "1" \
+                or next(decoder.parameters()).device.type != "cpu":
+            return decoder
+        from slsearch.models.likelihood import quantized_decoder
+
+        return quantized_decoder(decoder)
 
     @property
     def reads_glosses(self) -> bool:
