@@ -8,6 +8,7 @@ weights, and so any index built with them, stay as they are.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +21,13 @@ from slsearch.rank import ClipSide, RetrievalModel, TextSide, fit_stages, load_r
 from slsearch.training.data import load_features, read_training_manifest
 from slsearch.training.dev_eval import encode_dev
 from slsearch.training.recipe import LexiconConfig
+
+
+def with_own_readings(net, clips: Sequence[Clip], features: Sequence, progress: Progress | None = None) -> list[Clip]:
+    """Copies of the training clips whose glosses are what the model reads in them (greedy CTC): a lexicon
+    learnt from these pairs knows what the readings it will score actually say, errors included."""
+    readings = encode_dev(net, features, [c.text for c in clips], progress=progress)[0].readings
+    return [replace(c, gloss=r or None) for c, r in zip(clips, readings)]
 
 
 def learn_lexicon(train_clips: Sequence[Clip], config: LexiconConfig) -> Lexicon | None:
@@ -65,9 +73,7 @@ def relearn_lexicon(checkpoint: str | Path, manifest: str | Path, dev: str | Pat
     if from_readings:
         net = model.net
         train_set = load_features(clips, net.video.front_end, net.temporal_stride, manifest, progress)
-        readings = encode_dev(net, train_set.features, train_set.texts, progress=progress)[0].readings
-        for clip, reading in zip(clips, readings):
-            clip.gloss = reading or None
+        clips = with_own_readings(net, clips, train_set.features, progress)
     elif (model.recipe.get("loss") or {}).get("pseudo_glosses"):
         use_pseudo_glosses(clips)
     lexicon = learn_lexicon(clips, config)

@@ -31,7 +31,7 @@ from slsearch.training import distributed
 from slsearch.training.data import (FeatureSet, collate, epoch_batches, gloss_vocabulary, load_features,
                                     read_training_manifest)
 from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
-from slsearch.training.calibration import calibrate_stages, learn_lexicon
+from slsearch.training.calibration import calibrate_stages, learn_lexicon, with_own_readings
 from slsearch.training.recipe import DERIVED_MODEL_KEYS, Recipe, load_recipe, recipe_from_dict
 
 LAST = "last"  # sub-folder with the resumable state
@@ -476,7 +476,6 @@ def _fit_stages(run: _Run, notify: Notify) -> None:
     if not with_lexicon and not depth:
         return
     t0 = time.perf_counter()
-    lexicon = learn_lexicon(run.train_clips, recipe.lexicon) if with_lexicon else None
     if run.best is not None:
         weights_hash, weights, dev = run.best
         model.load_state_dict(weights)
@@ -485,6 +484,12 @@ def _fit_stages(run: _Run, notify: Notify) -> None:
     else:
         model = load_model(run.out, device=model.device)
         dev = encode_dev(model, run.dev_set.features, run.dev_set.texts, recipe.train.eval_batch_size)
+    lexicon = None
+    if with_lexicon:
+        clips = run.train_clips
+        if recipe.lexicon.from_readings:
+            clips = with_own_readings(model, clips, run.train_set.features)
+        lexicon = learn_lexicon(clips, recipe.lexicon)
     retrieval = RetrievalModel(model, decode=recipe.decode, path=run.out, recipe=recipe.to_dict())
     calibrate_stages(retrieval, dev, lexicon, depth)
     seconds = time.perf_counter() - t0

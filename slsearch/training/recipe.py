@@ -95,6 +95,9 @@ class LexiconConfig:
     smoothing: float = 0.1  # weight of the unit prior in p(unit | candidate)
     alignment: str = "diagonal"  # 'diagonal': words and glosses at similar positions align; 'ibm1': any order
     tension: float = 4.0  # diagonal: how sharply it prefers equal relative positions
+    # learn the table from what the model reads in the training clips, not from the manifest's glosses
+    # (`slsearch lexicon --from-readings`): it then knows the readings' errors
+    from_readings: bool = False
 
 
 @dataclass
