@@ -14,7 +14,7 @@ import math
 import random
 import time
 
-import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn as nn, torch.nn.functional as F
 from slsearch.models.text_tower import TextTower, scratch_text_config
 from slsearch.models.tokenizer import TextTokenizer
 from slsearch.models.similarity import cico_similarity
