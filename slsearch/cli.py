@@ -935,6 +935,11 @@ def manifest(
     pseudo_glosses: bool = typer.Option(False, "--pseudo-glosses", help="Instead: copy one manifest with its "
                                         "gloss column replaced by the content words of each sentence, for "
                                         "training a gloss head on a corpus without glosses."),
+    method: str = typer.Option("lemmas", "--method", help="With --pseudo-glosses: 'lemmas' (the content words' "
+                               "lemmas, by a tagger where one is installed) or 'frequency' (the words without "
+                               "the frequent short ones)."),
+    language: str = typer.Option("", "--language", help="With --pseudo-glosses: the sentences' language (de, en, "
+                                 "...); told from the sentences when not given."),
     out: str = typer.Option("manifest.jsonl", "--out", help="The JSONL manifest to write."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
@@ -945,13 +950,13 @@ def manifest(
 
         if len(paths) != 1:
             raise SlsearchError("--pseudo-glosses takes one manifest")
-        s = pseudo_gloss_manifest(paths[0], out)
+        s = pseudo_gloss_manifest(paths[0], out, method=method, language=language)
         if as_json:
             print(json.dumps(s, ensure_ascii=False))
             return
-        console.print(plain(f"wrote {s['out']}: {s['with_pseudo_glosses']} of {s['rows']} rows with pseudo-glosses "
-                            f"({s['vocabulary']} distinct; left out as function words: "
-                            f"{', '.join(s['function_words']) or 'none'})"), soft_wrap=True)
+        skipped = f"; left out as function words: {', '.join(s['function_words'])}" if s["function_words"] else ""
+        console.print(plain(f"wrote {s['out']}: {s['with_pseudo_glosses']} of {s['rows']} rows with pseudo-glosses, "
+                            f"{s['described']} ({s['vocabulary']} distinct{skipped})"), soft_wrap=True)
         return
     from slsearch.data.subtitles import subtitle_manifest
 

@@ -119,6 +119,35 @@ def test_pseudo_glosses_keep_the_content_words_in_order():
     assert pseudo_gloss("morgen 12 grad", skip) == "MORGEN 12 GRAD"
 
 
+def test_pseudo_glosses_are_lemmas_of_content_words_in_the_sentences_language():
+    """German and English by the tagger (content parts of speech, base forms), another language by its
+    lemmas without the frequent short words, an unknown one by frequency; models from before lemmas
+    existed keep theirs (the method is in the saved recipe)."""
+    from slsearch.data.pseudo_glosses import fit_pseudo_glosser
+
+    de = ["in der nacht regnet es in bayern .", "es schneit in der eifel", "morgen wird es nicht wärmer",
+          "am sonntag scheint die sonne"] * 3
+    g = fit_pseudo_glosser(de)
+    assert (g.method, g.language) == ("lemmas", "de")
+    assert [g(t) for t in de[:4]] == ["NACHT REGNEN BAYERN", "SCHNEIEN EIFEL", "MORGEN NICHT WARM",
+                                      "SONNTAG SCHEINEN SONNE"]
+    en = ["the rain in spain falls mainly on the plain", "tomorrow it will not be sunny"] * 3
+    g = fit_pseudo_glosser(en)
+    assert (g.method, g.language) == ("lemmas", "en") and g(en[0]) == "RAIN SPAIN FALL MAINLY PLAIN"
+    fr = ["il pleut beaucoup dans le nord de la france demain", "les enfants mangent des pommes rouges",
+          "la neige tombe sur les montagnes"] * 3
+    g = fit_pseudo_glosser(fr)
+    assert (g.method, g.language) == ("lemmas", "fr") and {"le", "de"} <= g.skip  # la, les: le
+    assert g(fr[1]) == "ENFANT MANGER POMME ROUGE"
+    assert fit_pseudo_glosser(["xq zzv kkr", "zzv qqw"] * 3).method == "frequency"  # no language found
+    g = fit_pseudo_glosser(de, method="frequency")
+    assert g.method == "frequency" and g(de[0]) == "NACHT REGNET BAYERN"
+    with pytest.raises(SlsearchError, match="pseudo_gloss_method"):
+        fit_pseudo_glosser(de, method="tagger")
+    with pytest.raises(SlsearchError, match="no lemmatiser"):
+        fit_pseudo_glosser(de, language="tlh")
+
+
 def test_pseudo_gloss_manifest_through_the_cli(tmp_path):
     src = tmp_path / "train.jsonl"
     rows = [{"id": f"c{i}", "path": f"c{i}.npz", "text": t, "gloss": "TRUE GLOSS"}
@@ -130,7 +159,12 @@ def test_pseudo_gloss_manifest_through_the_cli(tmp_path):
     s = json.loads(r.stdout)
     assert s["rows"] == 10 and s["with_pseudo_glosses"] == 9 and s["replaced_glosses"] == 9
     out = [json.loads(line) for line in (tmp_path / "pg.jsonl").read_text().splitlines()]
-    assert out[0]["gloss"] == "NACHT REGNET" and out[2]["gloss"] == "SONNE KÖLN" and "gloss" not in out[-1]
+    assert out[0]["gloss"] == "NACHT REGNEN" and out[2]["gloss"] == "SONNE KÖLN" and "gloss" not in out[-1]
+    assert (s["method"], s["language"]) == ("lemmas", "de")
+    r = runner.invoke(app, ["manifest", str(src), "--pseudo-glosses", "--method", "frequency", "--out",
+                            str(tmp_path / "pg.jsonl"), "--json"])
+    assert json.loads(r.stdout)["method"] == "frequency"
+    assert json.loads((tmp_path / "pg.jsonl").read_text().splitlines()[0])["gloss"] == "NACHT REGNET"
     r = runner.invoke(app, ["manifest", str(tmp_path / "none.jsonl"), "--pseudo-glosses", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "none.jsonl" in r.output
 

@@ -74,8 +74,10 @@ def relearn_lexicon(checkpoint: str | Path, manifest: str | Path, dev: str | Pat
         net = model.net
         train_set = load_features(clips, net.video.front_end, net.temporal_stride, manifest, progress)
         clips = with_own_readings(net, clips, train_set.features, progress)
-    elif (model.recipe.get("loss") or {}).get("pseudo_glosses"):
-        use_pseudo_glosses(clips)
+    elif (loss := model.recipe.get("loss") or {}).get("pseudo_glosses"):
+        # as in training; models from before lemmas existed made them by frequency
+        use_pseudo_glosses(clips, method=loss.get("pseudo_gloss_method", "frequency"),
+                           language=loss.get("pseudo_gloss_language", ""))
     lexicon = learn_lexicon(clips, config)
     if lexicon is None:
         raise SlsearchError(f"{manifest}: no clip has glosses (a 'gloss' column) to learn a lexicon from" +

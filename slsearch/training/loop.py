@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from slsearch.data.pseudo_glosses import use_pseudo_glosses
+from slsearch.data.pseudo_glosses import use_pseudo_glosses, vocabulary as pseudo_gloss_vocabulary
 from slsearch.errors import SlsearchError
 from slsearch.models.checkpoint import load_model, read_config, save_model
 from slsearch.models.losses import C2RLLoss
@@ -242,9 +242,10 @@ def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progr
     if len(train_clips) < 2:
         raise SlsearchError(f"{manifest}: training needs at least 2 clips, found {len(train_clips)}")
     if recipe.loss.pseudo_glosses and recipe.loss.gloss_weight:
-        vocabulary = use_pseudo_glosses(train_clips, dev_clips)
-        notify("note", f"{manifest}: the gloss head learns the sentences' content words (pseudo-glosses): "
-                       f"{len(vocabulary)} of them")
+        glosser = use_pseudo_glosses(train_clips, dev_clips, method=recipe.loss.pseudo_gloss_method,
+                                     language=recipe.loss.pseudo_gloss_language)
+        notify("note", f"{manifest}: the gloss head learns pseudo-glosses, {glosser.describe()}: "
+                       f"{len(pseudo_gloss_vocabulary(train_clips))} of them")
     if recipe.loss.gloss_weight and not gloss_vocabulary(train_clips):
         # the recipe's gloss loss applies where there are glosses
         notify("note", f"{manifest}: no clip has glosses (a 'gloss' column): training without the gloss head "

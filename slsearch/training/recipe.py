@@ -42,6 +42,8 @@ class LossConfig:
     # Corpora without glosses: the gloss head learns each sentence's content words instead
     # (slsearch.data.pseudo_glosses), replacing any gloss column of the training manifest
     pseudo_glosses: bool = False
+    pseudo_gloss_method: str = "lemmas"  # lemmas | frequency (slsearch.data.pseudo_glosses)
+    pseudo_gloss_language: str = ""  # e.g. "de"; empty: told from the training sentences
     # ctc: glosses in signing order; set: spotted in any order (for pseudo-glosses, whose order is the
     # spoken sentence's; slsearch.models.losses.gloss_set)
     gloss_objective: str = "ctc"
