@@ -265,3 +265,32 @@ def test_translate_reports_what_the_gloss_head_reads(corpus, tmp_path):
     r = CliRunner().invoke(app, ["translate", str(clips[0].path), "--model", str(out), "--json", "--beam", "1"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output.strip().splitlines()[-1])["translations"][0]["glosses"] == readings[0]
+
+
+def test_features_mapped_from_disk_train_the_same_weights(corpus, trained, tmp_path):
+    """train.features=disk: the loaded features are mapped from a file in the run's folder, unlinked at
+    once (nothing is left behind, whatever stops the run); the steps see the same numbers as from memory."""
+    from slsearch.training.data import load_features
+
+    front_end = load_model(trained[1]).video.front_end
+    clips = read_manifest(corpus[1])
+    in_memory = load_features(clips, front_end, 4, corpus[1])
+    mapped = load_features(clips, front_end, 4, corpus[1], spill_dir=tmp_path / "spill")
+    assert len(mapped) == len(in_memory) and list(mapped.lengths) == list(in_memory.lengths)
+    for a, b in zip(in_memory.features, mapped.features):
+        assert np.array_equal(a, b) and a.dtype == b.dtype == np.float16
+        base = b
+        while base.base is not None and not isinstance(base, np.memmap):
+            base = base.base
+        assert isinstance(base, np.memmap) and not b.flags.writeable
+    assert not list((tmp_path / "spill").iterdir())
+
+    sets = ["train.epochs=2"]
+    train(TINY, *corpus, tmp_path / "memory", overrides=sets + ["train.features=memory"], progress=False)
+    train(TINY, *corpus, tmp_path / "disk", overrides=sets + ["train.features=disk"], progress=False)
+    a = load_file(str(tmp_path / "memory" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "disk" / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list((tmp_path / "disk").glob(".features-*"))
+    with pytest.raises(SlsearchError, match="train.features must be auto, memory or disk"):
+        load_recipe(TINY, ["train.features=ssd"])

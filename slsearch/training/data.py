@@ -6,8 +6,10 @@ temporal stride) is found here, before the first training step, and reported wit
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -35,7 +37,8 @@ def read_training_manifest(path: str | Path) -> list[Clip]:
 
 @dataclass
 class FeatureSet:
-    """Per-frame features of every clip of a manifest, held in memory (float16), and the texts."""
+    """Per-frame features of every clip of a manifest (float16), in memory or mapped from a file on disk
+    (`load_features(..., spill_dir=...)`), and the texts."""
 
     ids: list[str]
     features: list[np.ndarray]  # (T_i, F) float16
@@ -65,12 +68,47 @@ def gloss_ids(gloss: str | None, vocabulary: dict[str, int]) -> list[int]:
     return [] if 0 in ids else ids
 
 
+class _FeatureFile:
+    """Features written one clip after another to an unnamed file in `folder`, then mapped read-only: the
+    page cache holds what the batches touch, not the process. An RGB stream's crops make a frame 18 kB
+    (against 0.3 kB of pose features), so an archive's hours of video would not fit in memory otherwise.
+    The file is unlinked as soon as it is mapped: it goes when the process does, whatever stops it."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.file = tempfile.NamedTemporaryFile(dir=folder, prefix=".features-", suffix=".f16", delete=False)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def add(self, f: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(f, dtype=np.float16).tobytes())
+        self.shapes.append(f.shape)
+
+    def views(self) -> list[np.ndarray]:
+        self.file.close()
+        path = Path(self.file.name)
+        try:
+            if not self.shapes or not path.stat().st_size:
+                return [np.zeros(shape, np.float16) for shape in self.shapes]
+            data = np.memmap(path, dtype=np.float16, mode="r")
+        finally:
+            path.unlink()
+        out, at = [], 0
+        for shape in self.shapes:
+            n = int(np.prod(shape))
+            out.append(data[at:at + n].reshape(shape))
+            at += n
+        return out
+
+
 def load_features(clips: list[Clip], front_end, min_frames: int, source: str | Path,
-                  progress: Progress | None = None, glosses: list[str] | None = None) -> FeatureSet:
+                  progress: Progress | None = None, glosses: list[str] | None = None,
+                  spill_dir: str | Path | None = None) -> FeatureSet:
     """Load each clip's pose once through the model's front end; refuse clips shorter than min_frames.
     With a gloss vocabulary, each clip's glosses come along as ids (for the gloss CTC loss). A model with an
-    RGB stream also loads each video's crops; a manifest without any video is refused before loading."""
+    RGB stream also loads each video's crops; a manifest without any video is refused before loading.
+    With `spill_dir`, the features go to a file there and are read back mapped (_FeatureFile)."""
     feats = []
+    spill = _FeatureFile(Path(spill_dir)) if spill_dir is not None else None
     without_hands = without_video = 0
     crops = getattr(front_end, "needs_crops", False)  # any object with `prepare` will do without
     if crops:
@@ -89,8 +127,13 @@ def load_features(clips: list[Clip], front_end, min_frames: int, source: str | P
         if f.shape[0] < min_frames:
             raise InputError(c.path, f"clip {c.id!r} has {f.shape[0]} frames, fewer than the temporal "
                                      f"stride {min_frames} (listed in {source})")
-        feats.append(f.astype(np.float16))
+        if spill is not None:
+            spill.add(f)
+        else:
+            feats.append(f.astype(np.float16))
         advance(1)
+    if spill is not None:
+        feats = spill.views()
     gloss_table = None
     if glosses:
         vocabulary = {g: i + 1 for i, g in enumerate(glosses)}

@@ -37,7 +37,7 @@ from slsearch.training.recipe import DERIVED_MODEL_KEYS, Recipe, load_recipe, re
 LAST = "last"  # sub-folder with the resumable state
 STATE_FILE = "trainer_state.pt"
 LOG_FILE = "train_log.jsonl"
-RESUMABLE_CHANGES = {"max_minutes", "threads", "device", "eval_batch_size", "log_every"}  # train.* keys
+RESUMABLE_CHANGES = {"max_minutes", "threads", "device", "eval_batch_size", "log_every", "features"}  # train.* keys
 
 
 @dataclass
@@ -308,9 +308,10 @@ def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progr
         if world.rank:  # dropout and null-clip draws: a stream per rank
             torch.manual_seed(tc.seed + 100_003 * world.rank)
     stride = model.temporal_stride
+    spill = out if _features_on_disk(tc.features, model.video.front_end) else None
     train_set = load_features(train_clips, model.video.front_end, stride, manifest, progress,
-                              glosses=model.config.glosses if recipe.loss.gloss_weight else None)
-    dev_set = load_features(dev_clips, model.video.front_end, stride, dev, progress)
+                              glosses=model.config.glosses if recipe.loss.gloss_weight else None, spill_dir=spill)
+    dev_set = load_features(dev_clips, model.video.front_end, stride, dev, progress, spill_dir=spill)
     for name, part in (("training", train_set), ("dev", dev_set)):
         if part.without_hands:
             notify("note", f"{part.without_hands} of {len(part)} {name} clips show no hand in any frame: they get "
@@ -508,6 +509,10 @@ def _fit_stages(run: _Run, notify: Notify) -> None:
         notify("note", f"decoder-likelihood re-ranking of the first {stage.depth}; dev R@1 " + ", ".join(parts)
                + ("" if "v2t" in stage.fusion else "; V2T not re-ranked (no sentence prior: model.lm_prior_rate = 0)"))
     notify("note", f"ranking stages fitted on the best epoch in {seconds:.1f}s")
+
+
+def _features_on_disk(where: str, front_end) -> bool:
+    return where == "disk" or (where == "auto" and front_end.needs_crops)
 
 
 def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:

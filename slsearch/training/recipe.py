@@ -74,6 +74,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     max_frames: int = 400  # longer training clips are subsampled to this many frames
+    # memory | disk | auto: where the loaded features live during training; disk maps them from a file in
+    # the run's folder (slsearch.training.data); auto is disk for a model with an RGB stream (18 kB a frame)
+    features: str = "auto"
     time_stretch: float = 0.2  # augmentation: random speed factor in [1 - x, 1 + x]
     eval_batch_size: int = 64
     log_every: int = 10  # steps between progress-bar updates of the loss
@@ -295,6 +298,10 @@ def _validate(r: Recipe) -> None:
         (r.model.fusion in FUSIONS, f"model.fusion {r.model.fusion!r} is not one of {', '.join(FUSIONS)}"),
         (r.model.stream_window >= 1 and r.model.stream_stride >= 1, "model.stream_window and stream_stride must be >= 1"),
         (r.train.max_frames >= 4, "train.max_frames must be at least the temporal stride 4"),
+        (r.train.features in ("auto", "memory", "disk"),
+         f"train.features must be auto, memory or disk, not {r.train.features!r}"),
+        (r.loss.pseudo_gloss_method in ("lemmas", "frequency"),
+         f"loss.pseudo_gloss_method must be lemmas or frequency, not {r.loss.pseudo_gloss_method!r}"),
         (r.train.stage in ("joint", "translate"), f"train.stage must be joint or translate, not {r.train.stage!r}"),
         (r.train.kind in ("retrieval", "recognizer"), f"train.kind must be retrieval or recognizer, not {r.train.kind!r}"),
         (r.vae.epochs >= 0 and r.vae.batch_size >= 1 and r.vae.lr > 0, "vae: epochs >= 0, batch_size >= 1, lr > 0"),
