@@ -43,7 +43,7 @@ for c in clips:
     exact_reading += s.readings[row_of[c.id]] == " ".join(c.gloss.upper().split())
     right = {row_of[c.id]} | {r for r, t in enumerate(texts) if c.text is not None and t == c.text}
     shipped = [row_of[h.id] for h in s.search_glosses(c.gloss, k=a.k)]
-    bm25 = np.asarray(scorer.bm25.get_scores(known))
+    bm25 = scorer.bm25(known)
     bm25_top = np.lexsort((np.arange(len(bm25)), -bm25))[:a.k].tolist()
     readings = scorer.scores(known)
     rows = [("shipped", shipped), ("bm25 only", bm25_top),

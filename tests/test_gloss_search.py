@@ -184,3 +184,68 @@ def test_gloss_search_over_http_without_a_gloss_head_is_a_422(tiny_checkpoint, t
     with TestClient(create_app(tmp_path / "idx", settings=ServeSettings(preview_dir=tmp_path / "p"))) as client:
         r = client.get("/api/search/gloss", params={"q": "REGEN"})
         assert r.status_code == 422 and "reads no glosses" in r.json()["detail"]
+
+
+def test_bm25_from_postings_scores_as_rank_bm25():
+    """GlossScorer's BM25 is rank_bm25's Okapi (k1 1.5, b 0.75, negative idf floored at 0.25 x the mean idf),
+    computed from postings: the same scores, a gloss in most readings and a repeated query gloss included."""
+    from rank_bm25 import BM25Okapi
+
+    rng = np.random.default_rng(0)
+    vocabulary = [f"G{i}" for i in range(30)]
+    readings = [" ".join(rng.choice(vocabulary, size=rng.integers(0, 9), p=np.r_[0.4, np.full(29, 0.6 / 29)]))
+                for _ in range(300)]
+    scorer, reference = GlossScorer(readings), BM25Okapi([r.split() for r in readings])
+    for query in (["G0"], ["G3", "G7"], ["G5", "G5", "G0"], ["G29", "NOPE"]):
+        assert scorer.bm25(query) == pytest.approx(reference.get_scores(query), rel=1e-9, abs=1e-12)
+        holds = {i for i, r in enumerate(readings) if set(r.split()) & set(query)}
+        assert set(np.flatnonzero(scorer.scores(query)).tolist()) <= holds
+        some = rng.choice(300, size=50, replace=False)
+        assert scorer.scores(query, some) == pytest.approx(scorer.scores(query)[some])
+
+
+def test_spotting_bounds_and_scoring_some_clips():
+    """Posteriors.scores(query, clips) equals the full scoring at those clips, across blocks, and the
+    postings' upper bound is never below a clip's score."""
+    from slsearch.rank.gloss_spotting import Posteriors, pack
+
+    rng = np.random.default_rng(1)
+    blobs = [pack(rng.normal(0, 3, (rng.integers(1, 12), 40)).astype(np.float32)) for _ in range(150)]
+    post = Posteriors(blobs, block=16)  # ten blocks of different lengths
+    for query in ([3], [5, 9], [7, 7, 2], [12, 30, 1, 4]):
+        full = post.scores(query)
+        assert np.all(post.upper_bounds(query) >= full - 1e-4)
+        some = rng.choice(150, size=40, replace=False)  # any subset, in any order
+        assert post.scores(query, some) == pytest.approx(full[some])
+    assert post.scores([3], np.zeros(0, np.int64)).shape == (0,)
+
+
+def test_gloss_search_stops_early_with_the_ranking_of_scoring_every_clip(gloss_index, monkeypatch):
+    """Clips scored in the order of their bounds until none can enter the top k: the same hits as scoring
+    every clip, for a few of them scored."""
+    from slsearch.rank.gloss_spotting import Posteriors
+
+    s = Searcher(gloss_index)
+    vocabulary = s.model.net.config.glosses
+    classes = {g: i + 1 for i, g in enumerate(vocabulary)}
+    post, scorer = s._posteriors(), s._gloss_scorer()
+    import slsearch.index.search as search_module
+
+    monkeypatch.setattr(search_module, "GLOSS_SCORE_STEP", 1)  # k clips first, then 2k, 4k, ...
+    scored = []
+    real = Posteriors.scores
+    monkeypatch.setattr(Posteriors, "scores", lambda self, q, clips=None: (scored.append(len(clips)), real(self, q, clips))[1])
+    queries = [r for r in s.readings.tolist() if len(r.split()) >= 2][:10] + [vocabulary[0], vocabulary[-1] + " " + vocabulary[0]]
+    stopped_early = 0
+    for reading in queries:
+        query = reading.split()
+        dense = real(post, [classes[g] for g in query]) + 0.1 * scorer.scores(query)
+        best = np.lexsort((np.arange(len(dense)), -dense))[:5]
+        scored.clear()
+        hits = s.search_glosses(reading, k=5)
+        assert [h.score for h in hits] == pytest.approx(dense[best].tolist(), rel=1e-5)
+        assert [h.id for h in hits] == [s.clips.labels[r][0] for r in best]
+        stopped_early += sum(scored) < len(s.readings)
+    assert stopped_early >= 5, stopped_early
+    everything = s.search_glosses(vocabulary[0], k=len(s.readings))
+    assert len(everything) == len(s.readings)

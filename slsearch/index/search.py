@@ -33,6 +33,7 @@ DEFAULT_CANDIDATES = 100  # FAISS top-N that the cascade re-ranks
 # gloss search: the BM25 x order score's weight beside the posterior spotting score (nats); it orders
 # clips the posteriors cannot tell apart (picked on the demo's dev split, benchmarks/RESULTS.md)
 BM25_SHARE = 0.1
+GLOSS_SCORE_STEP = 512  # gloss search: clips scored exactly at first, in the order of their bounds (doubling)
 # One query is a few milliseconds of small matrix products: intra-op threads cannot speed that up,
 # and on a busy machine their spin-waiting made it 100x slower (benchmarks/RESULTS.md).
 DEFAULT_THREADS = 1
@@ -551,8 +552,9 @@ class Searcher:
         glosses in order ranks above one that holds them in another order. An index that keeps each
         clip's gloss posteriors ranks by the query spotted in them (slsearch.rank.gloss_spotting: 0 when
         the greedy reading holds it in order, below by how much less likely its glosses were) plus
-        BM25_SHARE x the readings' score, so a gloss the greedy reading dropped still counts. Ties go by
-        index row.
+        BM25_SHARE x the readings' score, so a gloss the greedy reading dropped still counts; clips are
+        scored in the order of a bound of their score until none left can enter the top k
+        (`top_gloss_rows`). Ties go by index row.
         """
         _check_k(k, 1)
         if self.readings is None:
@@ -560,14 +562,17 @@ class Searcher:
                                              "cannot be searched by gloss")
         vocabulary = self.model.net.config.glosses
         known, _ = split_gloss_query(glosses, vocabulary)
-        scores = self._gloss_scorer().scores(known)
+        scorer = self._gloss_scorer()
         posteriors = self._posteriors() if vocabulary else None
-        if posteriors is not None:  # spotted in the posteriors first; BM25 x order orders equal spots
-            classes = {g: i + 1 for i, g in enumerate(vocabulary)}
-            scores = posteriors.scores([classes[g] for g in known]) + BM25_SHARE * scores
-        order = np.lexsort((np.arange(len(scores)), -scores))  # score descending, then row
-        rows = np.arange(len(scores))
-        return self._hits(self.clips, rows, self._distinct_segments(order, k), scores)
+        rows = np.arange(scorer.n)
+        if posteriors is None:
+            scores = scorer.scores(known)
+            order = np.lexsort((rows, -scores))  # score descending, then row
+            return self._hits(self.clips, rows, self._distinct_segments(order, k), scores)
+        classes = {g: i + 1 for i, g in enumerate(vocabulary)}
+        order, scores = top_gloss_rows(posteriors, scorer, known, [classes[g] for g in known], k,
+                                       self._distinct_segments)
+        return self._hits(self.clips, rows, order, scores)
 
     def _distinct_segments(self, order: np.ndarray, k: int) -> np.ndarray:
         """The first k rows of `order`, skipping a clip that shares more than a quarter of its extent with
@@ -666,27 +671,101 @@ def split_gloss_query(glosses: str, vocabulary: Sequence[str] | None) -> tuple[l
     return known, unknown
 
 
+def top_gloss_rows(posteriors, scorer: "GlossScorer", glosses: Sequence[str], classes: Sequence[int], k: int,
+                   distinct=lambda order, k: order[:k]) -> tuple[np.ndarray, np.ndarray]:
+    """The k best rows for a gloss query and the (N,) scores (-inf where not computed): the query spotted
+    in the posteriors (slsearch.rank.gloss_spotting) + BM25_SHARE x the readings' BM25 x order, so BM25 x
+    order orders equal spots. Clips are scored exactly in the order of an upper bound of their score
+    until no unscored clip can enter the top k (`distinct` picks k rows from an order: the search skips
+    overlapping windows of one file); the result is that of scoring every clip, ties by row."""
+    rows = np.arange(scorer.n)
+    bm25 = scorer.bm25(glosses)
+    bound = posteriors.upper_bounds(classes) + BM25_SHARE * 2 * bm25  # (1 + in-order share) <= 2
+    by_bound = np.lexsort((rows, -bound))
+    scores = np.full(scorer.n, -np.inf, np.float32)
+    done, step, order = 0, max(k, GLOSS_SCORE_STEP), rows[:0]
+    while done < scorer.n:
+        batch = by_bound[done:done + step]
+        scores[batch] = posteriors.scores(classes, batch) + BM25_SHARE * scorer.scores(glosses, batch, bm25)
+        done += len(batch)
+        step *= 2
+        scored = by_bound[:done]
+        order = distinct(scored[np.lexsort((scored, -scores[scored]))], k)
+        # (a margin for float16 values summed in another order)
+        if len(order) == k and (done == scorer.n or scores[order[-1]] > bound[by_bound[done]] + 1e-3):
+            break
+    return order, scores
+
+
 class GlossScorer:
-    """Scores gloss queries against every clip's gloss reading: BM25 (Okapi, the `rank_bm25` package,
-    k1=1.5, b=0.75) over gloss tokens, times (1 + LCS(query, reading) / len(query)) with the longest
-    common subsequence over tokens (rapidfuzz), so that order counts as much as BM25 itself."""
+    """Scores gloss queries against every clip's gloss reading: BM25 (Okapi, k1=1.5, b=0.75, negative idf
+    floored at 0.25 x the mean idf, as the `rank_bm25` package scores it) over gloss tokens, times (1 +
+    LCS(query, reading) / len(query)) with the longest common subsequence over tokens (rapidfuzz), so that
+    order counts as much as BM25 itself.
+
+    BM25 is computed here from postings (gloss -> the clips whose reading holds it, with counts): rank_bm25
+    keeps a dict per reading and scores every reading in a Python loop, about a second a query at a million
+    clips; the postings touch only the clips that hold a query gloss (`candidates`). A test checks the
+    scores against rank_bm25's."""
+
+    K1, B, EPSILON = 1.5, 0.75, 0.25
 
     def __init__(self, readings: Sequence[str]):
-        from rank_bm25 import BM25Okapi
+        self.readings = readings
+        term_of: dict[str, int] = {}
+        doc_ids, term_ids = [], []
+        self.doc_len = np.zeros(len(readings), np.float64)
+        for d, reading in enumerate(readings):
+            tokens = (reading or "").split()
+            self.doc_len[d] = len(tokens)
+            for t in tokens:
+                term_ids.append(term_of.setdefault(t, len(term_of)))
+            doc_ids.extend([d] * len(tokens))
+        self.term_of = term_of
+        self.n = len(readings)
+        pairs, tf = np.unique(np.array(term_ids, np.int64) * max(self.n, 1) + np.array(doc_ids, np.int64),
+                              return_counts=True)  # sorted by term, then clip
+        terms = pairs // max(self.n, 1)
+        self.rows = (pairs % max(self.n, 1)).astype(np.int64)
+        self.tf = tf.astype(np.float64)
+        self.ptr = np.searchsorted(terms, np.arange(len(term_of) + 1))
+        df = np.diff(self.ptr).astype(np.float64)
+        idf = np.log(self.n - df + 0.5) - np.log(df + 0.5)
+        self.idf = np.where(idf < 0, self.EPSILON * idf.mean(), idf) if len(idf) else idf
+        self.avgdl = self.doc_len.mean() if self.n and self.doc_len.sum() else 0.0
 
-        self.docs = [(r or "").split() for r in readings]
-        # BM25Okapi divides by the mean reading length: an index whose readings are all empty scores 0
-        self.bm25 = BM25Okapi(self.docs) if any(self.docs) else None
+    def _postings(self, gloss: str) -> slice | None:
+        t = self.term_of.get(gloss)
+        return None if t is None else slice(self.ptr[t], self.ptr[t + 1])
 
-    def scores(self, query: Sequence[str]) -> np.ndarray:
+    def bm25(self, query: Sequence[str]) -> np.ndarray:
+        """(N,) BM25 scores of the query's glosses (a repeated gloss counts each time, as in rank_bm25)."""
+        out = np.zeros(self.n, np.float64)
+        if not self.avgdl:
+            return out
+        for g in query:
+            p = self._postings(g)
+            if p is None:
+                continue
+            rows, tf = self.rows[p], self.tf[p]
+            norm = self.K1 * (1 - self.B + self.B * self.doc_len[rows] / self.avgdl)
+            out[rows] += self.idf[self.term_of[g]] * tf * (self.K1 + 1) / (tf + norm)
+        return out
+
+    def scores(self, query: Sequence[str], rows: np.ndarray | None = None,
+               bm25: np.ndarray | None = None) -> np.ndarray:
+        """(N,) scores of every reading, or (len(rows),) of the given ones (`bm25`: self.bm25(query), if
+        already computed)."""
         from rapidfuzz.distance import LCSseq
 
-        out = np.zeros(len(self.docs), np.float64)
-        if self.bm25 is None or not query:
+        rows = np.arange(self.n) if rows is None else np.asarray(rows, np.int64)
+        out = np.zeros(len(rows), np.float64)
+        if not query:
             return out.astype(np.float32)
-        bm25 = np.asarray(self.bm25.get_scores(list(query)), np.float64)
-        for i in np.flatnonzero(bm25 > 0):
-            out[i] = bm25[i] * (1.0 + LCSseq.similarity(list(query), self.docs[i]) / len(query))
+        bm25 = (self.bm25(query) if bm25 is None else bm25)[rows]
+        for j in np.flatnonzero(bm25 > 0):
+            reading = (self.readings[rows[j]] or "").split()
+            out[j] = bm25[j] * (1.0 + LCSseq.similarity(list(query), reading) / len(query))
         return out.astype(np.float32)
 
 

@@ -66,7 +66,11 @@ class Posteriors:
         self.n = len(parts)
         lengths = np.array([len(ids) for ids, _ in parts], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")
-        self.blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.block_of = np.zeros(self.n, np.int64)  # each clip's block, and its row inside it
+        self.slot_of = np.zeros(self.n, np.int64)
+        self.max_floor = np.full(self.n, -np.inf, np.float32)  # per clip: what an unlisted gloss gets, at best
+        listed_gloss, listed_row, listed_value = [], [], []
         for lo in range(0, self.n, block):
             rows = order[lo:lo + block]
             t = max(int(lengths[rows].max()), 1)
@@ -88,25 +92,83 @@ class Posteriors:
             where = np.nonzero(listed)
             position = (where[0] * t + where[1])[order_g]
             self.blocks.append((rows, floor.astype(np.float32), gloss[order_g], position, r[listed][order_g]))
+            self.block_of[rows], self.slot_of[rows] = len(self.blocks) - 1, np.arange(len(rows))
+            self.max_floor[rows] = floor.max(axis=1)
+            listed_gloss.append(gloss[order_g])
+            listed_row.append(rows[position // t])
+            listed_value.append(r[listed][order_g])
+        # postings for upper bounds: gloss class -> the clips that list it at some token, with the best r
+        # they give it (sorted by gloss, then clip)
+        n = max(self.n, 1)
+        key = (np.concatenate(listed_gloss or [np.zeros(0, np.int32)]).astype(np.int64) * n
+               + np.concatenate(listed_row or [np.zeros(0, np.int64)]))
+        value = np.concatenate(listed_value or [np.zeros(0, np.float32)])
+        by_key = np.argsort(key, kind="stable")
+        key, value = key[by_key], value[by_key]
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+        self.posting_best = np.maximum.reduceat(value, first) if len(key) else value
+        self.posting_clip, self.posting_gloss = key[first] % n, key[first] // n
 
     def __len__(self) -> int:
         return self.n
 
-    def scores(self, query: Sequence[int]) -> np.ndarray:
-        """(N,) spotting scores of a query of gloss classes (1..C), in order; -inf for a clip with fewer
-        tokens than the query has glosses."""
-        out = np.full(self.n, -np.inf, np.float32)
+    def upper_bounds(self, query: Sequence[int]) -> np.ndarray:
+        """(N,) a bound on each clip's spotting score, from postings alone: each query gloss at the token that
+        suits it best, order ignored (max over tokens of r_t(g): its best listed value, or the clip's best
+        floor where that is higher or it is not listed), summed. The ordered path picks one token per gloss,
+        so it scores at most this. Search scores clips exactly in the order of these bounds and stops when
+        the k-th best exact score beats the next bound (a threshold algorithm, Fagin et al.)."""
+        bound = np.zeros(self.n, np.float32)
+        for g in query:
+            bound += self.max_floor
+            lo, hi = np.searchsorted(self.posting_gloss, np.array([g, g + 1], self.posting_gloss.dtype))
+            clips = self.posting_clip[lo:hi]
+            bound[clips] += np.maximum(self.posting_best[lo:hi] - self.max_floor[clips], 0)
+        return bound
+
+    def scores(self, query: Sequence[int], clips: np.ndarray | None = None) -> np.ndarray:
+        """Spotting scores of a query of gloss classes (1..C), in order; -inf for a clip with fewer tokens
+        than the query has glosses. (N,) for every clip, or (len(clips),) for the given clips only (each
+        block then works on those of its rows alone)."""
+        if clips is None:
+            out = np.full(self.n, -np.inf, np.float32)
+            wanted = [slice(None)] * len(self.blocks)
+        else:
+            clips = np.asarray(clips, np.int64)
+            out = np.full(len(clips), -np.inf, np.float32)
+            blocks = self.block_of[clips]
+            by_block = np.argsort(blocks, kind="stable")
+            bounds = np.searchsorted(blocks[by_block], np.arange(len(self.blocks) + 1))
+            wanted = [by_block[bounds[b]:bounds[b + 1]] for b in range(len(self.blocks))]
         if not len(query):
             return out
-        for rows, floor, gloss, position, value in self.blocks:
+        for (rows, floor, gloss, position, value), picked in zip(self.blocks, wanted):
+            if clips is not None and not len(picked):
+                continue
+            t = floor.shape[1]
+            if clips is None:
+                slots, base = None, floor
+            else:
+                slots = self.slot_of[clips[picked]]
+                base = floor[slots]
+                new_slot = np.full(len(rows), -1, np.int64)
+                new_slot[slots] = np.arange(len(slots))
             path = None
             for g in query:
-                lo, hi = np.searchsorted(gloss, [g, g + 1])
-                here = floor.copy()  # (B, T); a class is listed at most once per token
-                here.reshape(-1)[position[lo:hi]] = value[lo:hi]
+                # (the keys in the postings' own dtype: a Python list would make numpy cast the whole array)
+                lo, hi = np.searchsorted(gloss, np.array([g, g + 1], gloss.dtype))
+                here = base.copy()  # (B, T); a class is listed at most once per token
+                at, value_g = position[lo:hi], value[lo:hi]
+                if slots is not None:  # the postings of the picked rows, renumbered
+                    keep = new_slot[at // t]
+                    at, value_g = keep[keep >= 0] * t + at[keep >= 0] % t, value_g[keep >= 0]
+                here.reshape(-1)[at] = value_g
                 if path is not None:  # the best path through the previous glosses ending strictly before
                     before = np.maximum.accumulate(path, axis=1)[:, :-1]
                     here = np.concatenate([np.full((len(here), 1), -np.inf, np.float32), before], axis=1) + here
                 path = here
-            out[rows] = path.max(axis=1)
+            if clips is None:
+                out[rows] = path.max(axis=1)
+            else:
+                out[picked] = path.max(axis=1)
         return out
