@@ -340,3 +340,34 @@ def test_gloss_hits_from_overlapping_windows_are_one_hit():
     order = np.array([1, 0, 2, 4, 5, 3])  # window 1 best; 0 and 2 overlap it by half; 3 does not
     assert Searcher._distinct_segments(fake, order, 10).tolist() == [1, 4, 5, 3]
     assert Searcher._distinct_segments(fake, order, 2).tolist() == [1, 4]
+
+
+def test_segments_of_a_real_video_get_their_own_crops_for_an_rgb_stream(how2sign_programme, tiny_corpus, tmp_path,
+                                                                        monkeypatch):
+    """A model with the RGB stream indexes a long video's segments with crops cut for each segment's frames
+    (not masked, and not the whole programme's at once)."""
+    from slsearch.data import crops as crops_module
+    from slsearch.models.checkpoint import save_model
+    from slsearch.training.loop import build_for_recipe
+    from slsearch.training.recipe import load_recipe
+
+    recipe = load_recipe("tiny", ['model.streams=["pose", "rgb_crops"]'])
+    texts = [json.loads(line)["text"] for line in tiny_corpus[0].read_text().splitlines()]
+    model_dir = tmp_path / "rgb-model"
+    save_model(build_for_recipe(recipe, texts), model_dir, recipe=recipe.to_dict())
+    cut = []
+    real = crops_module.cached_crops
+
+    def spy(path, pose, fps, start, end, cache_dir=None):
+        crops = real(path, pose, fps, start, end, cache_dir)
+        cut.append((start, end, len(pose), bool(crops.present.any())))
+        return crops
+
+    monkeypatch.setattr(crops_module, "cached_crops", spy)
+    folder, video, cues = how2sign_programme
+    s = _index([folder], model_dir, tmp_path / "idx")
+    assert s["failures"] == 0 and s["clips_added"] == H2S_CLIPS, s
+    assert len(cut) == H2S_CLIPS
+    for (start, end, frames, seen), (a, b, _) in zip(sorted(cut), cues):
+        assert start == pytest.approx(a, abs=0.05) and end == pytest.approx(b, abs=0.05)
+        assert frames == pytest.approx((b - a) * 25, abs=2) and seen

@@ -145,7 +145,18 @@ class _PoseSource:
         if self.held is None or self.held[0] != media_id:
             self.held = None  # free the last media's pose before loading the next
             self.held = (media_id, load_long_pose(self.media[media_id]))
-        return segment_pose(self.held[1], clip)
+        part = segment_pose(self.held[1], clip)
+        if not (crops and self.media[media_id].is_video):
+            return part
+        # an RGB stream: the segment's crops, cut (and cached) for its frames alone, not for the whole
+        # programme (an hour's crops are ~1.6 GB); the times are those of the frames `cut` took
+        from dataclasses import replace
+
+        from slsearch.data.crops import cached_crops
+
+        first = int(round((clip.start or 0.0) * part.fps))
+        start, end = first / part.fps, (first + part.frames) / part.fps
+        return replace(part, crops=cached_crops(Path(clip.path), part.data, part.fps, start, end))
 
 
 @dataclass
@@ -174,7 +185,7 @@ def embed_batch(model, clips: Sequence[Clip], load_pose: Any = None,
         from slsearch.data.poses import load_pose
     failures: dict[str, Failure] = {}
     batch, poses = [], []
-    crops = model.video.front_end.needs_crops  # an RGB stream: videos with their crops (segments: masked)
+    crops = model.video.front_end.needs_crops  # an RGB stream: videos (and their segments) with their crops
     for clip in clips:
         try:
             poses.append(load_pose(clip, crops=True) if crops else load_pose(clip))
