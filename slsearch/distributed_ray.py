@@ -90,10 +90,10 @@ class ExtractActor(_Worker):
     """`extract` is the built-in pool's per-clip body; MediaPipe Holistic is loaded by the first clip that
     needs it and kept for the actor's life (one tracker per process, reset per video)."""
 
-    def extract(self, clip, fps, cache_dir):
+    def extract(self, clip, fps, cache_dir, crops=False):
         from slsearch.data.extract import extract_one
 
-        return extract_one(clip, fps, cache_dir)
+        return extract_one(clip, fps, cache_dir, crops)
 
 
 class EmbedActor(_Worker):
@@ -179,7 +179,7 @@ def run_pool(make_actor: Callable[[], Any], size: int, items: Sequence[Any], cal
 
 def extract_many_ray(clips: Sequence[Any], workers: int | None = None, fps: float | None = 25.0,
                      cache_dir: str | Path | None = None, on_result: Callable[[Any], None] | None = None,
-                     address: str | None = None) -> list[Any]:
+                     address: str | None = None, crops: bool = False) -> list[Any]:
     """`slsearch.data.extract.extract_many` on Ray: the same results (in the order of `clips`), the same
     cache entries, `on_result` as each clip finishes. `workers`: actors (default: the cluster's CPUs)."""
     from slsearch.data.extract import crashed, default_cache_dir
@@ -190,7 +190,7 @@ def extract_many_ray(clips: Sequence[Any], workers: int | None = None, fps: floa
     actor_cls = ray.remote(num_cpus=1)(ExtractActor)
     results: list[Any] = [None] * len(clips)
     pool = run_pool(lambda: actor_cls.remote(cwd, cache_root), _actors(ray, workers), clips,
-                    lambda actor, clip: actor.extract.remote(clip, fps, cache), crashed)
+                    lambda actor, clip: actor.extract.remote(clip, fps, cache, crops), crashed)
     for i, r in pool:
         r.clip = clips[i]  # the caller's own object (the actor returns a copy)
         results[i] = r

@@ -184,3 +184,29 @@ def test_real_how2sign_clips_feed_the_rgb_stream_end_to_end(shared_data, tmp_pat
         r = client.post("/api/search/clip", params={"target": "clips", "k": 3}, files={"file": ("c.mp4", f, "video/mp4")})
     assert r.status_code == 200, r.text
     assert [h["score"] for h in r.json()["results"]] == pytest.approx([h.score for h in with_crops], abs=1e-4)
+
+
+def test_extraction_workers_cut_the_crops_so_loading_only_reads_them(shared_data, tmp_path, monkeypatch):
+    """extract_many(crops=True), as `index` and `train` call it for a model with an RGB stream, caches the
+    crops in the worker processes; loading then cuts none in the main process."""
+    from slsearch.data import crops as crops_module
+    from slsearch.data.extract import cache_key, extract_many
+    from slsearch.data.manifest import Clip
+    from slsearch.data.poses import load_pose
+
+    video = shared_data / "video/signer_58frames.mp4"
+    clip = Clip(id="signer", path=video, text="x")
+    [result] = extract_many([clip], workers=1, cache_dir=tmp_path, crops=True)
+    assert result.error is None and result.frames > 0
+    assert crops_path(cache_key(video, 25.0, None, None), tmp_path).exists()
+    monkeypatch.setattr(crops_module, "video_crops", lambda *a, **k: pytest.fail("crops cut in the main process"))
+    seq = load_pose(clip, cache_dir=tmp_path, crops=True)
+    assert seq.crops is not None and len(seq.crops.images) == seq.frames == result.frames
+    assert seq.crops.present[:, 2].any()  # the face
+    # cut from the frames MediaPipe saw (one decoding), they equal those cut later from the cached pose
+    [again] = extract_many([clip], workers=1, cache_dir=tmp_path / "pose-only")
+    monkeypatch.undo()
+    later = load_pose(clip, cache_dir=tmp_path / "pose-only", crops=True)
+    assert np.array_equal(later.data, seq.data, equal_nan=True)
+    assert np.array_equal(later.crops.images, seq.crops.images)
+    assert np.array_equal(later.crops.present, seq.crops.present)

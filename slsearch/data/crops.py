@@ -6,8 +6,10 @@ per crop saying whether that part was seen. A box spans its landmarks' extent pl
 smaller than a share of the shoulder width, so a hand seen edge-on or a fist still shows its surroundings;
 what of a box lies off the frame is black.
 
-Crops are cut from the cached landmarks in a second decoding pass, only when a model with an RGB stream
-asks for them (`load_pose(..., crops=True)`), and cached beside the pose under the same key
+Crops are cut only when a model with an RGB stream asks for them: by the extraction workers from the frames
+MediaPipe sees (`extract_many(..., crops=True)`, as `index` and `train` call it), or from the cached
+landmarks in a second decoding pass (a pose extracted before, `load_pose(..., crops=True)`), and cached
+beside the pose under the same key
 (`<key>.<CROPS_VERSION>.npz`): pose-only work pays nothing, pose caches written before stay valid and
 MediaPipe never runs twice for a clip. Pose files and synthetic corpora have no video, hence no crops.
 """
@@ -119,8 +121,12 @@ def cached_crops(path: Path, pose: np.ndarray, fps: float | None, start: float |
             pass
         target.unlink(missing_ok=True)
     crops = video_crops(path, pose, fps, start, end)
+    save_crops(target, crops)
+    return crops
+
+
+def save_crops(target: Path, crops: Crops) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp.npz")  # atomic: an interrupted run leaves no half entry
     np.savez(tmp, images=crops.images, present=crops.present)
     tmp.replace(target)
-    return crops

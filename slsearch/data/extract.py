@@ -83,8 +83,9 @@ def _landmarks(lm, n: int) -> np.ndarray:
 
 
 def extract_pose(path: str | Path, fps: float | None = None, start: float | None = None,
-                 end: float | None = None) -> PoseSequence:
-    """Run MediaPipe Holistic on every (resampled) frame of a video file or frame folder.
+                 end: float | None = None, crops: bool = False) -> PoseSequence:
+    """Run MediaPipe Holistic on every (resampled) frame of a video file or frame folder; `crops`: cut each
+    frame's hand and face crops (slsearch.data.crops) from the same decoded frame, too.
 
     A clip longer than MAX_FRAMES frames at the output rate is refused with an InputError before
     any extraction when its declared length says so, else at the first frame past the cap.
@@ -100,7 +101,9 @@ def extract_pose(path: str | Path, fps: float | None = None, start: float | None
     if duration > 0 and span * rate > MAX_FRAMES + 1:  # 0: the container does not say; the loop checks
         raise too_long(int(span * rate), rate, path)
     holistic = _tracker()
-    rows = []
+    rows, cut = [], []
+    if crops:
+        from slsearch.data.crops import cut_crops
     with _quiet_stderr():  # the graph's threads log warnings each time the tracker restarts
         for frame in iter_frames(path, fps=fps, start=start, end=end):
             if len(rows) == MAX_FRAMES:
@@ -110,11 +113,17 @@ def extract_pose(path: str | Path, fps: float | None = None, start: float | None
                 _landmarks(r.pose_landmarks, L.N_POSE), _landmarks(r.face_landmarks, L.N_FACE),
                 _landmarks(r.left_hand_landmarks, L.N_HAND), _landmarks(r.right_hand_landmarks, L.N_HAND),
             ]))
+            if crops:
+                cut.append(cut_crops(frame, rows[-1]))
     if not rows:
         raise InputError(path, "no frames in the selected range")
     data = np.stack(rows)
     if not np.isfinite(data[:, L.POSE, 0]).any():
         raise InputError(path, f"no person detected in any of its {len(rows)} frames")
+    if crops:
+        from slsearch.data.pose_files import Crops
+
+        return PoseSequence(data, float(rate), Crops(np.stack([c[0] for c in cut]), np.stack([c[1] for c in cut])))
     return PoseSequence(data, float(rate))
 
 
@@ -131,16 +140,30 @@ def cache_path(key: str, cache_dir: str | Path | None = None) -> Path:
 
 
 def _cached_or_extract(path: Path, fps: float | None, start: float | None, end: float | None,
-                       cache_dir: str | Path | None) -> tuple[PoseSequence, bool, Path]:
-    """Read the cache entry, or extract in this process and write it. Returns (pose, was_cached, entry)."""
-    target = cache_path(cache_key(path, fps, start, end), cache_dir)
+                       cache_dir: str | Path | None, crops: bool = False) -> tuple[PoseSequence, bool, Path]:
+    """Read the cache entry, or extract in this process and write it. Returns (pose, was_cached, entry).
+    `crops`: the crops are cached too, cut from the frames MediaPipe sees when it runs, else (a pose cached
+    before) from a second decoding."""
+    key = cache_key(path, fps, start, end)
+    target = cache_path(key, cache_dir)
+    seq = None
     if target.exists():
         try:
-            return read_npz(target), True, target
+            seq = read_npz(target)
         except InputError:
             target.unlink(missing_ok=True)  # a damaged cache entry is recomputed, not trusted
-    seq = extract_pose(path, fps=fps, start=start, end=end)
+    if seq is not None:
+        if crops:
+            from slsearch.data.crops import cached_crops
+
+            cached_crops(path, seq.data, fps, start, end, cache_dir)
+        return seq, True, target
+    seq = extract_pose(path, fps=fps, start=start, end=end, crops=crops)
     save_pose_npz(target, seq.data, seq.fps)
+    if crops:
+        from slsearch.data.crops import crops_path, save_crops
+
+        save_crops(crops_path(key, cache_dir), seq.crops)
     return seq, False, target
 
 
@@ -181,15 +204,17 @@ def silence_worker() -> None:
     os.close(devnull)
 
 
-def extract_one(clip: Clip, fps: float | None, cache_dir: str | None) -> ExtractResult:
-    """Worker body: never raises for bad input, so one corrupt file cannot stop a batch."""
+def extract_one(clip: Clip, fps: float | None, cache_dir: str | None, crops: bool = False) -> ExtractResult:
+    """Worker body: never raises for bad input, so one corrupt file cannot stop a batch. `crops`: the
+    clip's hand and face crops are cut and cached too (slsearch.data.crops), here in the worker rather than
+    later, one clip at a time, in the process that reads them (a model with an RGB stream)."""
     try:
         path = Path(clip.path) if clip.path is not None else None
         if path is None:
             raise InputError(clip.id, "manifest row has no file path")
         if not path.exists():
             raise InputError(path, "file not found")
-        seq, cached, target = _cached_or_extract(path, fps, clip.start, clip.end, cache_dir)
+        seq, cached, target = _cached_or_extract(path, fps, clip.start, clip.end, cache_dir, crops)
         return ExtractResult(clip, frames=seq.frames, cached=cached, cache_file=target)
     except InputError as e:
         return ExtractResult(clip, error=str(e))
@@ -205,8 +230,9 @@ def crashed(clip: Clip) -> ExtractResult:
 def extract_many(clips: Sequence[Clip], workers: int | None = None, fps: float | None = 25.0,
                  cache_dir: str | Path | None = None,
                  on_result: Callable[[ExtractResult], None] | None = None,
-                 ray: str | None = None) -> list[ExtractResult]:
-    """Extract (or find cached) poses of many video clips in parallel worker processes.
+                 ray: str | None = None, crops: bool = False) -> list[ExtractResult]:
+    """Extract (or find cached) poses of many video clips in parallel worker processes (`crops`: and cut
+    their hand and face crops, for a model with an RGB stream).
 
     Results come back in the order of `clips`; failures carry a one-line `error`. `on_result`
     is called as each finishes (progress bars). A worker that dies (a decoder crash) is
@@ -217,7 +243,7 @@ def extract_many(clips: Sequence[Clip], workers: int | None = None, fps: float |
         from slsearch.distributed_ray import extract_many_ray
 
         return extract_many_ray(clips, workers=workers, fps=fps, cache_dir=cache_dir, on_result=on_result,
-                                address=ray)
+                                address=ray, crops=crops)
     workers = max(1, workers or os.cpu_count() or 1)
     cache = str(cache_dir) if cache_dir else None
     results: dict[int, ExtractResult] = {}
@@ -239,7 +265,7 @@ def extract_many(clips: Sequence[Clip], workers: int | None = None, fps: float |
                     # At most `workers` clips in flight, so a crash has few suspects.
                     while pending and len(in_flight) < workers:
                         i = pending.pop(0)
-                        in_flight[pool.submit(extract_one, clips[i], fps, cache)] = i
+                        in_flight[pool.submit(extract_one, clips[i], fps, cache, crops)] = i
                     finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         done(in_flight.pop(fut), fut.result())

@@ -71,9 +71,9 @@ def _load_model(model_dir: str | Path | None, model: Any) -> tuple[Any, str | No
 
 
 def _extract_videos(clips: list[Clip], failures: dict[str, Failure], progress: Progress | None,
-                    ray: str | None = None) -> None:
-    """Run MediaPipe over video / frame-folder clips in parallel (`ray`: on Ray actors); the poses land in
-    the cache."""
+                    ray: str | None = None, crops: bool = False) -> None:
+    """Run MediaPipe over video / frame-folder clips in parallel (`ray`: on Ray actors); the poses (`crops`:
+    and their crops, for a model with an RGB stream) land in the cache."""
     videos = [c for c in clips if c.path is not None and (Path(c.path).is_dir()
                                                           or Path(c.path).suffix.lower() in VIDEO_EXTENSIONS)]
     if not videos:
@@ -81,7 +81,7 @@ def _extract_videos(clips: list[Clip], failures: dict[str, Failure], progress: P
     from slsearch.data.extract import extract_many
 
     advance = track(progress, "extracting poses", len(videos))
-    for r in extract_many(videos, on_result=lambda r: advance(1), ray=ray):
+    for r in extract_many(videos, on_result=lambda r: advance(1), ray=ray, crops=crops):
         if r.error:
             failures[r.clip.id] = Failure(str(r.clip.path), r.error)
 
@@ -435,7 +435,12 @@ def build_index(paths: Sequence[str | Path], model_dir: str | Path | None, out: 
         known = set(prev.clips.column("source_hash").tolist()) if prev is not None else set()
         todo = [c for c in clips if c.id in hashes and hashes[c.id] not in known]
         unchanged = sum(1 for c in clips if c.id in hashes and hashes[c.id] in known)
-        _extract_videos(todo + [c for m in long_media for c in m.chunks], failures, progress, ray)
+        chunks = [c for m in long_media for c in m.chunks]
+        if net.video.front_end.needs_crops:  # whole clips' crops are cut by the extraction workers too
+            _extract_videos(todo, failures, progress, ray, crops=True)
+            _extract_videos(chunks, failures, progress, ray)
+        else:
+            _extract_videos(todo + chunks, failures, progress, ray)
         segments, segment_hashes, resegmented = _segment_long_media(long_media, segmenting, known, failures,
                                                                     notes, progress)
         hashes.update(segment_hashes)

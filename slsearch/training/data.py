@@ -113,6 +113,7 @@ def load_features(clips: list[Clip], front_end, min_frames: int, source: str | P
     crops = getattr(front_end, "needs_crops", False)  # any object with `prepare` will do without
     if crops:
         check_videos(clips, source)
+    _extract_videos(clips, crops, source, progress)
     advance = track(progress, f"loading {Path(source).name}", len(clips))
     for c in clips:
         try:
@@ -140,6 +141,21 @@ def load_features(clips: list[Clip], front_end, min_frames: int, source: str | P
         gloss_table = [gloss_ids(c.gloss, vocabulary) for c in clips]
     return FeatureSet([c.id for c in clips], feats, [str(c.text).strip() for c in clips], gloss_table, without_hands,
                       without_video)
+
+
+def _extract_videos(clips: list[Clip], crops: bool, source: str | Path, progress: Progress | None) -> None:
+    """Poses (and, for an RGB stream, crops) of the manifest's videos extracted into the cache by parallel
+    workers before loading, which then reads them clip by clip; the first failure stops training, naming
+    the clip (as loading would, after its turn)."""
+    videos = [c for c in clips if has_video(c)]
+    if not videos:
+        return
+    from slsearch.data.extract import extract_many
+
+    advance = track(progress, f"extracting {Path(source).name}", len(videos))
+    for r in extract_many(videos, crops=crops, on_result=lambda r: advance(1)):
+        if r.error:
+            raise InputError(source, f"clip {r.clip.id!r}: {r.error}")
 
 
 def has_video(clip: Clip) -> bool:
