@@ -70,7 +70,7 @@ class Posteriors:
         self.block_of = np.zeros(self.n, np.int64)  # each clip's block, and its row inside it
         self.slot_of = np.zeros(self.n, np.int64)
         self.max_floor = np.full(self.n, -np.inf, np.float32)  # per clip: what an unlisted gloss gets, at best
-        listed_gloss, listed_row, listed_value = [], [], []
+        listed_key, listed_best = [], []
         for lo in range(0, self.n, block):
             rows = order[lo:lo + block]
             t = max(int(lengths[rows].max()), 1)
@@ -94,20 +94,20 @@ class Posteriors:
             self.blocks.append((rows, floor.astype(np.float32), gloss[order_g], position, r[listed][order_g]))
             self.block_of[rows], self.slot_of[rows] = len(self.blocks) - 1, np.arange(len(rows))
             self.max_floor[rows] = floor.max(axis=1)
-            listed_gloss.append(gloss[order_g])
-            listed_row.append(rows[position // t])
-            listed_value.append(r[listed][order_g])
+            # this block's (gloss, clip) pairs with the best r the clip gives the gloss, reduced here so
+            # that the whole index's pairs are never held token by token
+            key = gloss[order_g].astype(np.int64) * max(self.n, 1) + rows[position // t]
+            by_key = np.argsort(key, kind="stable")
+            key, value = key[by_key], r[listed][order_g][by_key]
+            first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+            listed_key.append(key[first])
+            listed_best.append(np.maximum.reduceat(value, first) if len(key) else value)
         # postings for upper bounds: gloss class -> the clips that list it at some token, with the best r
-        # they give it (sorted by gloss, then clip)
-        n = max(self.n, 1)
-        key = (np.concatenate(listed_gloss or [np.zeros(0, np.int32)]).astype(np.int64) * n
-               + np.concatenate(listed_row or [np.zeros(0, np.int64)]))
-        value = np.concatenate(listed_value or [np.zeros(0, np.float32)])
+        # they give it (sorted by gloss, then clip; a pair belongs to one block, so the keys are unique)
+        key = np.concatenate(listed_key or [np.zeros(0, np.int64)])
         by_key = np.argsort(key, kind="stable")
-        key, value = key[by_key], value[by_key]
-        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
-        self.posting_best = np.maximum.reduceat(value, first) if len(key) else value
-        self.posting_clip, self.posting_gloss = key[first] % n, key[first] // n
+        self.posting_best = np.concatenate(listed_best or [np.zeros(0, np.float32)])[by_key]
+        self.posting_clip, self.posting_gloss = key[by_key] % max(self.n, 1), key[by_key] // max(self.n, 1)
 
     def __len__(self) -> int:
         return self.n
