@@ -678,22 +678,40 @@ def top_gloss_rows(posteriors, scorer: "GlossScorer", glosses: Sequence[str], cl
     order orders equal spots. Clips are scored exactly in the order of an upper bound of their score
     until no unscored clip can enter the top k (`distinct` picks k rows from an order: the search skips
     overlapping windows of one file); the result is that of scoring every clip, ties by row."""
-    rows = np.arange(scorer.n)
+    n = scorer.n
+    rows = np.arange(n)
     bm25 = scorer.bm25(glosses)
     bound = posteriors.upper_bounds(classes) + BM25_SHARE * 2 * bm25  # (1 + in-order share) <= 2
-    by_bound = np.lexsort((rows, -bound))
-    scores = np.full(scorer.n, -np.inf, np.float32)
-    done, step, order = 0, max(k, GLOSS_SCORE_STEP), rows[:0]
-    while done < scorer.n:
+    step = max(k, GLOSS_SCORE_STEP)
+    # only the best bounds ordered at first (a full sort of a million is most of a query's time); all of
+    # them if the search gets that far
+    head = min(n, 8 * step)
+    if head < n:
+        part = np.argpartition(-bound, head)
+        by_bound, after = part[:head], bound[part[head]]  # `after`: no row outside the head is bound higher
+        by_bound = by_bound[np.lexsort((by_bound, -bound[by_bound]))]
+    else:
+        by_bound, after = np.lexsort((rows, -bound)), None
+    scores = np.full(n, -np.inf, np.float32)
+    scored_mask = np.zeros(n, bool)
+    done, order = 0, rows[:0]
+    while True:
         batch = by_bound[done:done + step]
+        batch = batch[~scored_mask[batch]]
         scores[batch] = posteriors.scores(classes, batch) + BM25_SHARE * scorer.scores(glosses, batch, bm25)
-        done += len(batch)
+        scored_mask[batch] = True
+        done = min(done + step, len(by_bound))
         step *= 2
         scored = by_bound[:done]
         order = distinct(scored[np.lexsort((scored, -scores[scored]))], k)
+        following = bound[by_bound[done]] if done < len(by_bound) else after
         # (a margin for float16 values summed in another order)
-        if len(order) == k and (done == scorer.n or scores[order[-1]] > bound[by_bound[done]] + 1e-3):
+        if len(order) == k and (following is None or scores[order[-1]] > following + 1e-3):
             break
+        if done == len(by_bound):
+            if after is None:  # every row scored
+                break
+            by_bound, after, done = np.lexsort((rows, -bound)), None, 0  # the rest too, in order; scored rows kept
     return order, scores
 
 
