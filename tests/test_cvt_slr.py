@@ -97,6 +97,46 @@ def test_visual_module_from_a_retrieval_video_tower():
     torch.testing.assert_close(model.blocks[1].conv.weight, tower.blocks[1].conv.weight)
 
 
+TOWER = {"streams": ["pose", "pose_windows"], "input_dim": 12, "video_dim": 16, "video_layers": 1, "video_heads": 2,
+         "video_ffn": 32, "token_dim": 16, "embed_dim": 16, "dropout": 0.0, "stream_window": 4, "stream_stride": 2}
+
+
+def test_tower_mode_reads_what_the_retrieval_gloss_head_reads():
+    """recognizer.visual = tower: the whole video tower (both streams, the encoder) is copied, and the shared
+    classifier starts from the gloss head row by row by name, so the visual logits equal the head's."""
+    from slsearch.models.cvt_slr import TOWER_KEYS
+    from slsearch.models.model import ModelConfig, build_video_tower
+
+    torch.manual_seed(2)
+    theirs = ["G3", "G0", "X", "G1", "G5", "G2", "G4"]  # another order, and a gloss the recogniser lacks
+    retrieval = build_video_tower(ModelConfig(**TOWER, glosses=theirs)).eval()
+    ours = [f"G{i}" for i in range(6)] + ["NEW"]
+    cfg = RecognizerModelConfig(ours, input_dim=12, dim=16, dropout=0.0,
+                                vae={"layers": 1, "heads": 2, "ffn": 32, "lstm_hidden": 8, "lstm_layers": 1,
+                                     "dropout": 0.0}, tower={k: v for k, v in TOWER.items() if k in TOWER_KEYS})
+    model = CVTSLR(cfg).eval()
+    assert model.load_visual(retrieval, theirs) == 6  # NEW has no row in the head
+    x = torch.randn(2, 23, 12)
+    lengths = torch.tensor([23, 11])
+    x[1, 11:] = 0
+    with torch.no_grad():
+        head = retrieval(x, lengths)
+        r = model.encode_video(x, lengths)
+    assert torch.equal(r["mask"], head["mask"])
+    cols = [0] + [theirs.index(g) + 1 for g in ours[:6]]
+    torch.testing.assert_close(r["visual_logits"][..., :7][r["mask"]], head["gloss_logits"][..., cols][r["mask"]])
+    assert torch.all(r["visual"][1, 3:] == 0) and r["gloss_logits"].shape == (2, 6, 8)
+    # the prepared input feeds both streams; a checkpoint round trip rebuilds the tower
+    assert model.front_end.feeds and model.front_end is model.tower.front_end
+    again = CVTSLR(RecognizerModelConfig(**json.loads(json.dumps(cfg.__dict__))))
+    again.load_state_dict(model.state_dict())
+
+
+def test_tower_mode_needs_a_retrieval_model():
+    with pytest.raises(Exception, match="--init"):
+        load_recipe("recognizer", ["recognizer.visual=tower"])
+
+
 def test_alignment_loss_by_hand():
     v = torch.tensor([[[2.0, 0.0]], [[0.0, 3.0]]])  # (B=2, T=1, d=2): normalised to e1, e2
     mask = torch.ones(2, 1, dtype=torch.bool)
@@ -252,3 +292,48 @@ def test_an_index_can_store_a_recognisers_readings(recognizer_run, tiny_corpus, 
     r = runner.invoke(app, ["index", str(more), "--model", str(model), "--out", str(tmp_path / "idx"), "--add",
                             "--readings", str(model)])
     assert r.exit_code == 2 and "one index keeps one reader" in r.output
+
+
+def test_a_recogniser_on_a_dual_stream_retrieval_tower(tiny_corpus, tmp_path):
+    """`train --recipe recognizer --init RUN --set recognizer.visual=tower` on a two-stream retrieval model with a
+    gloss head: it starts from the head's reading (its first dev WER is the head's, near it after one epoch of
+    a small learning rate), and `recognize` and `eval --wer` read with both streams."""
+    from slsearch.eval.recognition import word_errors
+    from slsearch.models.checkpoint import load_model
+    from slsearch.models.cvt_slr import load_recognizer
+    from slsearch.recognition import read_poses
+    from slsearch.data.poses import load_pose
+    from slsearch.training.loop import train
+
+    retrieval = tmp_path / "retrieval"
+    train("tiny", *tiny_corpus, retrieval, overrides=["loss.lm_weight=0", "loss.gloss_weight=4.0", "train.epochs=8",
+                                                      'model.streams=["pose", "pose_windows"]'], progress=False)
+    clips = read_manifest(tiny_corpus[1])
+    refs = [c.gloss for c in clips]
+    head = load_model(retrieval)
+    head_wer = word_errors(refs, read_poses(head, [load_pose(c).data for c in clips]))["wer"]
+    out = tmp_path / "rec"
+    r = runner.invoke(app, ["train", "--recipe", "recognizer", "--manifest", str(tiny_corpus[0]), "--dev",
+                            str(tiny_corpus[1]), "--out", str(out), "--init", str(retrieval), "--json",
+                            "--set", "recognizer.visual=tower", "--set", "vae.heads=2", "--set", "vae.epochs=10",
+                            "--set", "train.epochs=2", "--set", "train.batch_size=8", "--set", "optim.lr=1e-4"])
+    assert r.exit_code == 0, r.output
+    assert "the classifier from its gloss head" in " ".join(r.stderr.split())
+    model = load_recognizer(out)
+    assert model.config.tower["streams"] == ["pose", "pose_windows"] and model.front_end.feeds
+    # the visual branch is the head itself before step 2: equal WER
+    from slsearch.training.data import load_features
+    from slsearch.training.recognizer import dev_readings
+
+    fresh = CVTSLR(model.config)
+    fresh.load_visual(head.video, head.config.glosses)
+    feats = load_features(clips, fresh.front_end, 4, tiny_corpus[1]).features
+    assert word_errors(refs, dev_readings(fresh, feats, fresh.config.glosses, key="visual_logits"))["wer"] == \
+        pytest.approx(head_wer)
+    e = runner.invoke(app, ["eval", "--wer", "--manifest", str(tiny_corpus[1]), "--model", str(out), "--json",
+                            "--beam", "1"])  # greedy, as the dev WER that picked the epoch
+    assert e.exit_code == 0, e.output
+    assert json.loads(e.stdout)["metrics"]["wer"] == pytest.approx(json.loads(r.stdout.strip().splitlines()[-1])
+                                                                   ["best_dev"]["dev_wer"])
+    rec = runner.invoke(app, ["recognize", str(tiny_corpus[1]), "--model", str(out), "--json"])
+    assert rec.exit_code == 0 and len(json.loads(rec.stdout)["recognitions"]) == len(clips)

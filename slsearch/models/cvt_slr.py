@@ -170,6 +170,15 @@ class RecognizerModelConfig:
     dropout: float = 0.1
     adapter_hidden: int = 0  # width of the adapter's two hidden layers; 0 = the gloss vocabulary + 1
     vae: dict[str, Any] = field(default_factory=dict)  # VAEShape of the textual module
+    # None: the visual module is a pose front end + temporal convolution. Else the video tower of the
+    # retrieval model this config (ModelConfig keys of TOWER_KEYS) describes, all its streams and its
+    # transformer encoder: recognizer.visual = "tower" with --init
+    tower: dict[str, Any] | None = None
+
+
+# the retrieval ModelConfig keys that shape a video tower (its gloss head is the recogniser's classifier)
+TOWER_KEYS = ("streams", "fusion", "stream_window", "stream_stride", "input_dim", "video_dim", "video_layers",
+              "video_heads", "video_ffn", "conv_kernel", "dropout", "token_dim", "embed_dim")
 
 
 class Adapter(nn.Module):
@@ -210,8 +219,17 @@ class CVTSLR(nn.Module):
         C = len(config.glosses)
         d = config.dim
         shape = VAEShape(**{**config.vae, "glosses": C, "dim": d})
-        self.front_end = PoseFrontEnd(d, config.input_dim, config.dropout)
-        self.blocks = nn.ModuleList([TemporalBlock(d, config.conv_kernel), TemporalBlock(d, config.conv_kernel)])
+        if config.tower is not None:
+            from slsearch.models.model import ModelConfig, build_video_tower
+
+            tower = ModelConfig(**config.tower)
+            if tower.video_dim != d:
+                raise SlsearchError(f"recogniser width {d} differs from its video tower's {tower.video_dim}")
+            self.tower = build_video_tower(tower)
+        else:
+            self.tower = None
+            self.front_end = PoseFrontEnd(d, config.input_dim, config.dropout)
+            self.blocks = nn.ModuleList([TemporalBlock(d, config.conv_kernel), TemporalBlock(d, config.conv_kernel)])
         self.classifier = nn.Linear(d, C + 1)  # shared by the visual and the textual features
         self.adapter = Adapter(C + 1, d, config.adapter_hidden)
         self.textual = GlossEncoder(shape)
@@ -222,26 +240,61 @@ class CVTSLR(nn.Module):
     def device(self) -> torch.device:
         return self.classifier.weight.device
 
+    @property
+    def front_end(self):
+        """What prepares a clip's features (slsearch.recognition and training read it): the tower's front end
+        makes every stream's input. A property, so the tower's is not saved twice."""
+        return self.tower.front_end if self.tower is not None else self._modules["front_end"]
+
     def load_vae(self, vae: GlossVAE) -> None:
         """Transfer the pretrained textual module: its encoder, and its word embeddings into the adapter."""
         self.textual.load_state_dict(vae.encoder.state_dict())
         self.adapter.init_from_embeddings(self.textual.embed.weight)
 
-    def load_visual(self, video_tower) -> None:
-        """Start the visual module from a retrieval model's video tower (front end + temporal conv)."""
-        self.front_end.load_state_dict(video_tower.front_end.state_dict())
-        self.blocks.load_state_dict(video_tower.blocks.state_dict())
+    def load_visual(self, video_tower, glosses: list[str] | None = None) -> int:
+        """Start the visual module from a retrieval model's video tower: its front end and temporal conv, or
+        (tower mode) all of it, and then the shared classifier from its gloss head, row by row for the glosses
+        both know (`glosses`: the head's vocabulary). Returns how many gloss rows were copied."""
+        if self.tower is not None:
+            state = {k: v for k, v in video_tower.state_dict().items() if not k.startswith("gloss_head.")}
+            self.tower.load_state_dict(state, strict=False)
+            missing = set(self.tower.state_dict()) - set(state)
+            if missing:
+                raise SlsearchError(f"the retrieval video tower lacks {len(missing)} weights of the recogniser's "
+                                    f"(e.g. {sorted(missing)[0]})")
+        else:
+            self.front_end.load_state_dict(video_tower.front_end.state_dict())
+            self.blocks.load_state_dict(video_tower.blocks.state_dict())
+            return 0
+        head = getattr(video_tower, "gloss_head", None)
+        if head is None or not glosses or head.weight.shape[1] != self.classifier.weight.shape[1]:
+            return 0
+        row = {g: i + 1 for i, g in enumerate(glosses)}
+        pairs = [(0, 0)] + [(i + 1, row[g]) for i, g in enumerate(self.config.glosses) if g in row]
+        ours, theirs = (torch.tensor(x) for x in zip(*pairs))
+        with torch.no_grad():
+            self.classifier.weight[ours] = head.weight[theirs]
+            self.classifier.bias[ours] = head.bias[theirs]
+        return len(pairs) - 1
 
-    def encode_video(self, features: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        """features (B, T, F), lengths (B,) -> gloss_logits (textual, B, T', C+1), visual_logits, mask (B, T'),
-        visual / textual features (B, T', d), zero on padding."""
+    def visual_features(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, T, F), lengths (B,) -> the visual module's features (B, T', d), mask (B, T')."""
+        if self.tower is not None:
+            out = self.tower(features, lengths)
+            return out["states"], out["mask"]
         x = self.front_end(features) * _mask(lengths, features.shape[1])[..., None]
         x = x.transpose(1, 2)
         for block in self.blocks:
             x, lengths = block(x, lengths)
         v = x.transpose(1, 2)  # (B, T', d)
-        mask = _mask(lengths, v.shape[1]).bool()
+        return v, _mask(lengths, v.shape[1]).bool()
+
+    def encode_video(self, features: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """features (B, T, F), lengths (B,) -> gloss_logits (textual, B, T', C+1), visual_logits, mask (B, T'),
+        visual / textual features (B, T', d), zero on padding."""
+        v, mask = self.visual_features(features, lengths)
         m = mask[..., None].to(v.dtype)
+        v = v * m
         visual_logits = self.classifier(v)
         a = self.adapter(visual_logits.softmax(-1)) * m
         s, _ = self.textual.encode(a, mask)  # the mean only: no noise after transfer

@@ -78,12 +78,7 @@ class SignTextModel(nn.Module):
             raise ValueError(f"config vocab_size {config.vocab_size} != tokenizer's {tokenizer.vocab_size}")
         self.config = config
         self.tokenizer = tokenizer
-        front, *more = [make_front_end(s, config.video_dim, config.input_dim, config.dropout, config.stream_window,
-                                       config.stream_stride) for s in config.streams]
-        self.video = VideoTower(front, config.video_dim, config.conv_kernel, config.video_layers,
-                                config.video_heads, config.video_ffn, config.dropout, config.token_dim,
-                                config.embed_dim, gloss_classes=len(config.glosses or []), more_streams=more,
-                                fusion=config.fusion)
+        self.video = build_video_tower(config)
         self.text = TextTower(config.text_config(), config.token_dim, config.embed_dim)
         self.decoder = TextDecoder(decoder_config(config.vocab_size, config.token_dim, config.decoder_layers,
                                                   config.decoder_heads, config.decoder_ffn, config.dropout,
@@ -152,6 +147,15 @@ class SignTextModel(nn.Module):
         mask = torch.zeros(batch, length, dtype=torch.bool, device=self.device)
         mask[:, 0] = True
         return memory, mask
+
+
+def build_video_tower(config: ModelConfig) -> VideoTower:
+    """The video tower a config describes: its streams' front ends, the shared encoder, the gloss head."""
+    front, *more = [make_front_end(s, config.video_dim, config.input_dim, config.dropout, config.stream_window,
+                                   config.stream_stride) for s in config.streams]
+    return VideoTower(front, config.video_dim, config.conv_kernel, config.video_layers, config.video_heads,
+                      config.video_ffn, config.dropout, config.token_dim, config.embed_dim,
+                      gloss_classes=len(config.glosses or []), more_streams=more, fusion=config.fusion)
 
 
 def build_model(config: ModelConfig, tokenizer: TextTokenizer) -> SignTextModel:

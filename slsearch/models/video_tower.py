@@ -296,8 +296,8 @@ class VideoTower(nn.Module):
         return tokens, F.normalize(self.to_global((tokens * m).sum(1) / m.sum(1)), dim=-1)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        """features (B, T, F) zero-padded, lengths (B,) -> tokens (B, T', token_dim), mask (B, T'), global (B, D);
-        with several streams also "streams": each stream's own {"tokens", "global"}."""
+        """features (B, T, F) zero-padded, lengths (B,) -> tokens (B, T', token_dim), mask (B, T'), global (B, D),
+        states (B, T', d: the encoder's (fused) output the heads read); with several streams also "streams": each stream's own {"tokens", "global"}."""
         assert features.ndim == 3, features.shape
         n = 1 + len(self.more_streams)
         inputs = [features[..., c] for c in self.columns] if self.columns else [features] * n
@@ -311,7 +311,7 @@ class VideoTower(nn.Module):
         xs = list(h.split(B))
         x = self.fusion(xs, mask) if self.fusion is not None else xs[0]
         tokens, pooled = self._heads(x, mask)
-        out = {"tokens": tokens, "mask": mask, "global": pooled}
+        out = {"tokens": tokens, "mask": mask, "global": pooled, "states": x}
         if self.fusion is not None:
             out["streams"] = [dict(zip(("tokens", "global"), self._heads(xi, mask))) for xi in xs]
         if self.gloss_head is not None:

@@ -134,6 +134,10 @@ class RecognizerConfig:
     # CVT-SLR step 2. The ablation rows: pretrained_vae=false, align_weight=0 (neither); pretrained_vae=true,
     # align_weight=0 (VAE only); both (the full model).
     pretrained_vae: bool = True  # transfer the step-1 VAE (else its architecture from scratch)
+    # the visual module: "conv" = a pose front end + temporal convolution (the paper's shape); "tower" = the
+    # --init retrieval model's whole video tower (its streams and transformer), its gloss head as the
+    # shared classifier's start
+    visual: str = "conv"
     align_weight: float = 1.0  # contrastive visual-textual alignment loss; 0 = off
     align_temperature: float = 0.1  # of the alignment's softmax over the batch
     visual_ctc_weight: float = 1.0  # CTC on the visual features through the shared classifier
@@ -309,6 +313,9 @@ def _validate(r: Recipe) -> None:
         (r.recognizer.align_weight >= 0 and r.recognizer.align_temperature > 0,
          "recognizer.align_weight must be >= 0 and recognizer.align_temperature > 0"),
         (r.recognizer.lm_k > 0, "recognizer.lm_k must be positive"),
+        (r.recognizer.visual in ("conv", "tower"), "recognizer.visual must be conv or tower"),
+        (r.recognizer.visual == "conv" or bool(r.train.init),
+         "recognizer.visual = tower starts from a retrieval model's video tower: give --init RUN"),
         (r.recognizer.dev_beam >= 1, "recognizer.dev_beam must be at least 1"),
         (r.train.stage == "joint" or bool(r.train.init), "train.stage translate needs train.init (a joint checkpoint)"),
         (r.train.stage == "translate" or r.loss.cico_weight + r.loss.global_weight > 0,

@@ -23,9 +23,9 @@ import torch
 from slsearch.data.manifest import Clip, read_manifest
 from slsearch.errors import InputError, SlsearchError
 from slsearch.models.ctc import BigramLM, greedy, log_softmax, prefix_beam_search
-from slsearch.models.cvt_slr import (CONFIG_FILE, LM_FILE, VAE_DIR, CVTSLR, GlossVAE, RecognizerModelConfig,
-                                     VAEShape, alignment_loss, ctc_loss, is_recognizer_folder, load_vae, pad_ids,
-                                     reconstruction_accuracy, save_recognizer, save_vae, vae_loss)
+from slsearch.models.cvt_slr import (CONFIG_FILE, LM_FILE, TOWER_KEYS, VAE_DIR, CVTSLR, GlossVAE,
+                                     RecognizerModelConfig, VAEShape, alignment_loss, ctc_loss, is_recognizer_folder,
+                                     load_vae, pad_ids, reconstruction_accuracy, save_recognizer, save_vae, vae_loss)
 from slsearch.models.padding import pad
 from slsearch.progress import Progress, track
 from slsearch.training.recipe import Recipe
@@ -193,8 +193,12 @@ def train_recognizer(recipe: Recipe, manifest: str | Path, dev: str | Path, out:
 
         retrieval = load_model(tc.init)
         mc = retrieval.config
+        if rc.visual == "conv" and mc.streams[0] != "pose":
+            raise SlsearchError(f"{tc.init}: its first stream is {mc.streams[0]}; a conv visual module starts from "
+                                f"a pose stream (recognizer.visual = tower takes the whole video tower)")
+        tower = {k: getattr(mc, k) for k in TOWER_KEYS} if rc.visual == "tower" else None
         config = RecognizerModelConfig(glosses, mc.input_dim, mc.video_dim, mc.conv_kernel, recipe.model.dropout,
-                                       rc.adapter_hidden)
+                                       rc.adapter_hidden, tower=tower)
     else:
         m = recipe.model
         config = RecognizerModelConfig(glosses, m.input_dim, m.video_dim, m.conv_kernel, m.dropout, rc.adapter_hidden)
@@ -211,8 +215,9 @@ def train_recognizer(recipe: Recipe, manifest: str | Path, dev: str | Path, out:
     if vae is not None:
         model.load_vae(vae.cpu())
     if retrieval is not None:
-        model.load_visual(retrieval.video)
-        notify("note", f"visual module from {tc.init} ({retrieval.checkpoint_hash})")
+        rows = model.load_visual(retrieval.video, mc.glosses)
+        notify("note", f"visual module from {tc.init} ({retrieval.checkpoint_hash})"
+               + (f"; the classifier from its gloss head ({rows} of {len(glosses)} glosses)" if rows else ""))
         del retrieval
     model = model.to(device).train()
 
