@@ -894,9 +894,14 @@ def serve(
                                    "--add http://HOST:PORT`): this index's metadata rows, with their folders, and "
                                    "token states; for the machines of one deployment, not the public. Beyond this "
                                    "machine it needs a shared key in SLSEARCH_SHARD_KEY, the same on the front."),
+    tls_cert: Optional[str] = typer.Option(None, "--tls-cert", help="Serve HTTPS with this PEM certificate (chain); "
+                                           "with --tls-key. A front trusts a private authority's certificates "
+                                           "through SLSEARCH_SHARD_CA."),
+    tls_key: Optional[str] = typer.Option(None, "--tls-key", help="The PEM private key of --tls-cert."),
 ) -> None:
     """Serve an index over HTTP: the search page at /, the JSON API documented at /docs (Ctrl-C stops)."""
     import logging
+    from pathlib import Path
 
     import uvicorn
 
@@ -909,19 +914,30 @@ def serve(
         raise SlsearchError(f"--port must be between 0 and 65535, got {port}")
     if not max_upload_mb > 0:
         raise SlsearchError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    if (tls_cert is None) != (tls_key is None):
+        raise SlsearchError("--tls-cert and --tls-key go together: the certificate and its private key")
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path is not None and not Path(path).is_file():
+            raise SlsearchError(f"{path}: no such file ({flag})")
     shard_key = os.environ.get(SHARD_KEY_ENV) or None
-    if shard_api and shard_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+    local = host in ("127.0.0.1", "localhost", "::1")
+    if shard_api and shard_key is None and not local:
         raise SlsearchError(f"--shard-api on {host} answers raw token states and file paths to the network: set "
                             f"{SHARD_KEY_ENV} to a shared secret (the same on the front), or listen on 127.0.0.1")
+    if shard_api and not local and tls_cert is None:
+        err_console.print(plain(f"note: without --tls-cert the shard key and token states cross the network "
+                                f"unencrypted; fine on a private network only"), soft_wrap=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     application = create_app(resolve("index", index_dir), model=model,
                              settings=ServeSettings(max_upload_mb=max_upload_mb), shard_api=shard_api,
                              shard_key=shard_key)
     v = application.state.live.current()
     shown_host = f"[{host}]" if ":" in host else host
+    scheme = "https" if tls_cert else "http"
     err_console.print(plain(f"serving {application.state.live.index_dir} ({v.clips} clips, version {v.name}) at "
-                            f"http://{shown_host}:{port}/  (API docs: /docs; Ctrl-C stops)"), soft_wrap=True)
-    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+                            f"{scheme}://{shown_host}:{port}/  (API docs: /docs; Ctrl-C stops)"), soft_wrap=True)
+    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5,
+                ssl_certfile=tls_cert, ssl_keyfile=tls_key)
 
 
 @app.command()

@@ -213,8 +213,9 @@ def test_the_server_answers_from_a_set_and_follows_a_new_shard(one_and_set, tiny
         assert live.current().searcher.model is model  # same checkpoint: the model is reused
 
 
-def _serve(app):
-    """A uvicorn server for `app` on a free local port, in a thread: (base URL, stop)."""
+def _serve(app, tls: tuple[str, str] | None = None):
+    """A uvicorn server for `app` on a free local port, in a thread: (base URL, stop). `tls`: (certificate,
+    key) PEM files, served as `serve --tls-cert --tls-key` does."""
     import socket
     import threading
     import time
@@ -224,7 +225,8 @@ def _serve(app):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    ssl = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **ssl))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -236,7 +238,7 @@ def _serve(app):
         server.should_exit = True
         thread.join(timeout=10)
 
-    return f"http://127.0.0.1:{port}", stop
+    return f"{'https' if tls else 'http'}://127.0.0.1:{port}", stop
 
 
 def test_shards_served_by_other_processes_rank_as_one_index(one_and_set, tiny_corpus, model, tmp_path):
@@ -338,3 +340,47 @@ def test_a_shard_served_with_a_key_answers_only_a_front_that_has_it(tiny_corpus,
     monkeypatch.delenv(SHARD_KEY_ENV, raising=False)
     r = runner.invoke(app, ["serve", "--index", str(tmp_path / "served"), "--host", "0.0.0.0", "--shard-api"])
     assert r.exit_code == 2 and SHARD_KEY_ENV in r.stderr and "127.0.0.1" in r.stderr
+
+
+def test_a_shard_served_over_tls_answers_a_front_that_trusts_its_authority(tiny_corpus, tiny_checkpoint, model,
+                                                                           tmp_path, monkeypatch):
+    """`serve --tls-cert --tls-key`: the front checks the shard's certificate against SLSEARCH_SHARD_CA (a private
+    authority) and says so in one line when it cannot; with the authority, the shard searches as a local one."""
+    import trustme
+
+    from slsearch.index.remote import SHARD_CA_ENV, SHARD_KEY_ENV
+    from slsearch.serve.app import create_app
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(tmp_path / "shard.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "shard.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    build_index([tiny_corpus[1]], tiny_checkpoint, tmp_path / "served", progress=False, model=model)
+    one = Searcher(tmp_path / "served", model=model)
+    url, stop = _serve(create_app(tmp_path / "served", model=model, shard_api=True, shard_key="k"),
+                       tls=(str(tmp_path / "shard.pem"), str(tmp_path / "shard.key")))
+    try:
+        assert url.startswith("https://")
+        monkeypatch.setenv(SHARD_KEY_ENV, "k")
+        monkeypatch.delenv(SHARD_CA_ENV, raising=False)
+        r = runner.invoke(app, ["shards", str(tmp_path / "set"), "--add", url, "--name", "dev"])
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+        assert "not trusted" in r.stderr and SHARD_CA_ENV in r.stderr
+        monkeypatch.setenv(SHARD_CA_ENV, str(tmp_path / "nowhere.pem"))
+        r = runner.invoke(app, ["shards", str(tmp_path / "set"), "--add", url, "--name", "dev"])
+        assert r.exit_code == 2 and "nowhere.pem" in r.stderr and "names no file" in r.stderr
+        monkeypatch.setenv(SHARD_CA_ENV, str(tmp_path / "ca.pem"))
+        r = runner.invoke(app, ["shards", str(tmp_path / "set"), "--add", url, "--name", "dev", "--json"])
+        assert r.exit_code == 0, r.output
+        remote = Searcher(tmp_path / "set", model=model)
+        texts = [c.text for c in read_manifest(tiny_corpus[1])]
+        assert [_ranked(h) for h in remote.search_text(texts, k=5)] == [_ranked(h) for h in one.search_text(texts, k=5)]
+    finally:
+        stop()
+    # the CLI's own checks, before anything loads
+    r = runner.invoke(app, ["serve", "--index", str(tmp_path / "served"), "--tls-cert", str(tmp_path / "shard.pem")])
+    assert r.exit_code == 2 and "--tls-key" in r.stderr
+    r = runner.invoke(app, ["serve", "--index", str(tmp_path / "served"), "--tls-cert", str(tmp_path / "no.pem"),
+                            "--tls-key", str(tmp_path / "shard.key")])
+    assert r.exit_code == 2 and "no.pem" in r.stderr and "no such file" in r.stderr

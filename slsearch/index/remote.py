@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import ssl
 import struct
 import urllib.error
 import urllib.request
@@ -39,6 +40,9 @@ VERSION_TIMEOUT_S = 2.0  # asking which version a shard serves: a front asks eve
 COLLECTIONS = ("clips", "texts")
 # the deployment's shared secret: a shard served with it answers only requests that carry it
 SHARD_KEY_ENV = "SLSEARCH_SHARD_KEY"
+# a PEM file of the certificate authority that signed the shards' TLS certificates (`serve --tls-cert`), when
+# it is the deployment's own rather than one the system trusts
+SHARD_CA_ENV = "SLSEARCH_SHARD_CA"
 
 
 def is_url(source: str | Path) -> bool:
@@ -53,7 +57,7 @@ def _call(url: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT
         headers["Authorization"] = f"Bearer {key}"
     req = urllib.request.Request(url, data=data, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=_tls_context(url)) as r:
             return r.read()
     except urllib.error.HTTPError as e:
         try:
@@ -64,8 +68,30 @@ def _call(url: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT
             raise ShardMoved(f"{url}: {detail or 'the shard serves another version now'}") from None
         raise SlsearchError(f"{url}: the shard answered {e.code}: {detail or e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise SlsearchError(f"{url}: the shard's TLS certificate is not trusted ({reason.verify_message}); set "
+                                f"{SHARD_CA_ENV} to the PEM file of the authority that signed it") from None
         raise SlsearchError(f"{url}: the shard does not answer ({getattr(e, 'reason', e)}); is "
                             "`slsearch serve ... --shard-api` running there?") from None
+
+
+_contexts: dict[str | None, ssl.SSLContext] = {}
+
+
+def _tls_context(url: str) -> ssl.SSLContext | None:
+    """The certificate check of an https shard: the system's authorities, or the deployment's own CA."""
+    if not url.startswith("https://"):
+        return None
+    ca = os.environ.get(SHARD_CA_ENV) or None
+    if ca not in _contexts:
+        if ca is not None and not Path(ca).is_file():
+            raise SlsearchError(f"{ca}: {SHARD_CA_ENV} names no file (the PEM of the shards' certificate authority)")
+        try:
+            _contexts[ca] = ssl.create_default_context(cafile=ca)
+        except ssl.SSLError as e:
+            raise SlsearchError(f"{ca}: not a PEM certificate authority ({e.reason or e})") from None
+    return _contexts[ca]
 
 
 class ShardMoved(SlsearchError):
