@@ -925,8 +925,8 @@ def serve(
         raise SlsearchError(f"--shard-api on {host} answers raw token states and file paths to the network: set "
                             f"{SHARD_KEY_ENV} to a shared secret (the same on the front), or listen on 127.0.0.1")
     if shard_api and not local and tls_cert is None:
-        err_console.print(plain(f"note: without --tls-cert the shard key and token states cross the network "
-                                f"unencrypted; fine on a private network only"), soft_wrap=True)
+        err_console.print(plain("note: without --tls-cert the shard key and token states cross the network "
+                                "unencrypted; fine on a private network only"), soft_wrap=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     application = create_app(resolve("index", index_dir), model=model,
                              settings=ServeSettings(max_upload_mb=max_upload_mb), shard_api=shard_api,
