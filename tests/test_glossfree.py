@@ -61,7 +61,7 @@ def test_a_recipe_may_start_from_another(tmp_path):
 
     cpu, glossfree = load_recipe("cpu"), load_recipe("cpu-glossfree")
     assert glossfree.train.epochs == cpu.train.epochs and glossfree.optim.lr == cpu.optim.lr  # from cpu
-    assert glossfree.model.streams == ["pose", "pose_windows"] and glossfree.loss.pseudo_glosses
+    assert glossfree.model.streams == ["pose"] and glossfree.loss.pseudo_glosses
     assert glossfree.loss.gloss_objective == "set" and glossfree.lexicon.alignment == "ibm1"
     assert glossfree.lexicon.from_readings and not cpu.lexicon.from_readings
     mine = tmp_path / "mine.toml"
