@@ -677,7 +677,8 @@ def recognize(
     lm: Optional[str] = typer.Option(None, "--lm", help="The gloss LM: a training manifest (its gloss column) or "
                                      "an lm.json (default: a recogniser run's own)."),
     lm_bonus: float = typer.Option(0.0, "--lm-bonus", help="With --lm-weight: a score bonus per gloss (offsets the "
-                                   "LM's cost of each gloss, which else favours deletions)."),
+                                   "LM's cost of each gloss, which else favours deletions; negative: a penalty "
+                                   "against insertions). Pick it on dev."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
     """Read the glosses each clip signs (a CVT-SLR recogniser run or a retrieval model's gloss CTC head), with
@@ -791,7 +792,8 @@ def evaluate(
                                     "search with this weight (0 = off)."),
     lm: Optional[str] = typer.Option(None, "--lm", help="--wer: the gloss LM, a training manifest (its gloss "
                                      "column) or an lm.json (default: a recogniser run's own)."),
-    lm_bonus: float = typer.Option(0.0, "--lm-bonus", help="--wer with --lm-weight: a score bonus per gloss."),
+    lm_bonus: float = typer.Option(0.0, "--lm-bonus", help="--wer with --lm-weight: a score bonus per gloss "
+                                   "(negative: a penalty against insertions)."),
     as_json: bool = typer.Option(False, "--json", help="Print every number and the settings as JSON on stdout "
                                                        "(no table)."),
     json_out: Optional[str] = typer.Option(None, "--json-out", help="Also write every number and the settings "

@@ -321,6 +321,13 @@ def test_a_recogniser_on_a_dual_stream_retrieval_tower(tiny_corpus, tmp_path):
     assert "the classifier from its gloss head" in " ".join(r.stderr.split())
     model = load_recognizer(out)
     assert model.config.tower["streams"] == ["pose", "pose_windows"] and model.front_end.feeds
+    # recognizer.read = auto: each epoch's dev WER is its better branch's, and the kept epoch's branch is read
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    for row in log:
+        assert row["dev_wer"] == min(row["dev_wer_textual"], row["dev_wer_visual"])
+        assert row["dev_wer"] == row[f"dev_wer_{row['reads']}"]
+    kept = min(log, key=lambda row: row["dev_wer"])
+    assert model.config.reads == kept["reads"]
     # the visual branch is the head itself before step 2: equal WER
     from slsearch.training.data import load_features
     from slsearch.training.recognizer import dev_readings

@@ -174,6 +174,9 @@ class RecognizerModelConfig:
     # retrieval model this config (ModelConfig keys of TOWER_KEYS) describes, all its streams and its
     # transformer encoder: recognizer.visual = "tower" with --init
     tower: dict[str, Any] | None = None
+    # the branch recognition reads: "textual" (the contextual module's output, the paper's) or "visual" (the
+    # shared classifier on the visual module); training keeps the one with the better dev WER
+    reads: str = "textual"
 
 
 # the retrieval ModelConfig keys that shape a video tower (its gloss head is the recogniser's classifier)
@@ -290,8 +293,9 @@ class CVTSLR(nn.Module):
         return v, _mask(lengths, v.shape[1]).bool()
 
     def encode_video(self, features: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        """features (B, T, F), lengths (B,) -> gloss_logits (textual, B, T', C+1), visual_logits, mask (B, T'),
-        visual / textual features (B, T', d), zero on padding."""
+        """features (B, T, F), lengths (B,) -> textual_logits and visual_logits (B, T', C+1), gloss_logits (the
+        branch config.reads names: what recognition reads), mask (B, T'), visual / textual features (B, T', d),
+        zero on padding."""
         v, mask = self.visual_features(features, lengths)
         m = mask[..., None].to(v.dtype)
         v = v * m
@@ -299,7 +303,9 @@ class CVTSLR(nn.Module):
         a = self.adapter(visual_logits.softmax(-1)) * m
         s, _ = self.textual.encode(a, mask)  # the mean only: no noise after transfer
         s = s * m
-        return {"gloss_logits": self.classifier(s), "visual_logits": visual_logits, "mask": mask,
+        textual_logits = self.classifier(s)
+        return {"gloss_logits": visual_logits if self.config.reads == "visual" else textual_logits,
+                "textual_logits": textual_logits, "visual_logits": visual_logits, "mask": mask,
                 "visual": v, "textual": s}
 
     forward = encode_video

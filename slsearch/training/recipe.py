@@ -138,6 +138,10 @@ class RecognizerConfig:
     # --init retrieval model's whole video tower (its streams and transformer), its gloss head as the
     # shared classifier's start
     visual: str = "conv"
+    # what recognition reads: "textual" (the contextual module, as the paper), "visual" (the shared classifier
+    # on the visual module, which the textual module and the alignment loss train too), or "auto": the better
+    # on dev, epoch by epoch
+    read: str = "auto"
     align_weight: float = 1.0  # contrastive visual-textual alignment loss; 0 = off
     align_temperature: float = 0.1  # of the alignment's softmax over the batch
     visual_ctc_weight: float = 1.0  # CTC on the visual features through the shared classifier
@@ -314,6 +318,7 @@ def _validate(r: Recipe) -> None:
          "recognizer.align_weight must be >= 0 and recognizer.align_temperature > 0"),
         (r.recognizer.lm_k > 0, "recognizer.lm_k must be positive"),
         (r.recognizer.visual in ("conv", "tower"), "recognizer.visual must be conv or tower"),
+        (r.recognizer.read in ("auto", "textual", "visual"), "recognizer.read must be auto, textual or visual"),
         (r.recognizer.visual == "conv" or bool(r.train.init),
          "recognizer.visual = tower starts from a retrieval model's video tower: give --init RUN"),
         (r.recognizer.dev_beam >= 1, "recognizer.dev_beam must be at least 1"),

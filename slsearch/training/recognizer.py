@@ -143,21 +143,29 @@ def _batch(features, idx, rng, tc) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def dev_readings(model: CVTSLR, features, vocabulary: list[str], batch_size: int = 64, beam: int = 1,
-                 key: str = "gloss_logits") -> list[str]:
+def branch_readings(model: CVTSLR, features, vocabulary: list[str], batch_size: int = 64, beam: int = 1,
+                    keys: tuple[str, ...] = ("gloss_logits",)) -> dict[str, list[str]]:
+    """The readings of every clip from each of the model's outputs `keys`, one forward pass per batch."""
     was = model.training
     model.eval()
-    out = []
+    out: dict[str, list[str]] = {k: [] for k in keys}
     for s in range(0, len(features), batch_size):
         x, lengths = pad([f.astype(np.float32) for f in features[s:s + batch_size]])
         r = model.encode_video(x.to(model.device), lengths.to(model.device))
-        logits, mask = r[key].float().cpu().numpy(), r["mask"].cpu().numpy()
-        for row in range(len(logits)):
-            logp = log_softmax(logits[row, mask[row]])
-            labels = greedy(logp) if beam == 1 else prefix_beam_search(logp, beam)[0]
-            out.append(" ".join(vocabulary[c - 1] for c in labels))
+        mask = r["mask"].cpu().numpy()
+        for key in keys:
+            logits = r[key].float().cpu().numpy()
+            for row in range(len(logits)):
+                logp = log_softmax(logits[row, mask[row]])
+                labels = greedy(logp) if beam == 1 else prefix_beam_search(logp, beam)[0]
+                out[key].append(" ".join(vocabulary[c - 1] for c in labels))
     model.train(was)
     return out
+
+
+def dev_readings(model: CVTSLR, features, vocabulary: list[str], batch_size: int = 64, beam: int = 1,
+                 key: str = "gloss_logits") -> list[str]:
+    return branch_readings(model, features, vocabulary, batch_size, beam, (key,))[key]
 
 
 def train_recognizer(recipe: Recipe, manifest: str | Path, dev: str | Path, out: str | Path,
@@ -237,6 +245,8 @@ def train_recognizer(recipe: Recipe, manifest: str | Path, dev: str | Path, out:
                       f"visual CTC x{rc.visual_ctc_weight:g}"])
     notify("note", f"step 2: recogniser ({what}) on {len(train_clips)} clips, {tc.epochs} epochs")
 
+    # which branch recognition reads: the recipe's, or (auto) the better on dev at the kept epoch
+    branches = ("textual", "visual") if rc.read == "auto" else (rc.read,)
     best = {"wer": float("inf"), "epoch": 0, "metrics": {}}
     bad, stopped, train_seconds = 0, "epochs", 0.0
     epoch = 0
@@ -251,7 +261,7 @@ def train_recognizer(recipe: Recipe, manifest: str | Path, dev: str | Path, out:
             x, lengths = _batch(train_set.features, idx, rng, tc)
             targets = [sequences[i] for i in idx]
             r = model.encode_video(x.to(device), lengths.to(device))
-            losses = {"ctc": ctc_loss(r["gloss_logits"], r["mask"], targets)}
+            losses = {"ctc": ctc_loss(r["textual_logits"], r["mask"], targets)}
             if rc.visual_ctc_weight:
                 losses["visual_ctc"] = rc.visual_ctc_weight * ctc_loss(r["visual_logits"], r["mask"], targets)
             if rc.align_weight:
@@ -273,20 +283,27 @@ def train_recognizer(recipe: Recipe, manifest: str | Path, dev: str | Path, out:
                 break
         seconds = time.perf_counter() - t0
         train_seconds += seconds
-        hyps = dev_readings(model, dev_set.features, glosses, tc.eval_batch_size, rc.dev_beam)
-        dev_m = word_errors(dev_refs, hyps)
+        readings = branch_readings(model, dev_set.features, glosses, tc.eval_batch_size, rc.dev_beam,
+                                   tuple(f"{b}_logits" for b in branches))
+        by_branch = {b: word_errors(dev_refs, readings[f"{b}_logits"]) for b in branches}
+        branch = min(branches, key=lambda b: by_branch[b]["wer"])  # ties: the textual branch, the paper's
+        dev_m = by_branch[branch]
         row = {"epoch": epoch, "lr": sched.get_last_lr()[0], **{k: v / (step + 1) for k, v in sums.items()},
                "epoch_seconds": round(seconds, 2), "clips_per_s": round(sum(len(i) for i in batches) / seconds, 1),
-               "dev_wer": dev_m["wer"], "dev_del": dev_m["del_rate"], "dev_ins": dev_m["ins_rate"]}
+               "dev_wer": dev_m["wer"], "dev_del": dev_m["del_rate"], "dev_ins": dev_m["ins_rate"], "reads": branch,
+               **{f"dev_wer_{b}": by_branch[b]["wer"] for b in branches}}
         with open(log_path, "a") as f:
             f.write(json.dumps(row) + "\n")
         better = dev_m["wer"] < best["wer"]
         notify("note", f"epoch {epoch}/{tc.epochs}: " + " ".join(f"{k} {sums[k] / (step + 1):.3f}" for k in sums)
-               + f"; dev WER {dev_m['wer']:.2f} (DEL {dev_m['del_rate']:.2f} INS {dev_m['ins_rate']:.2f})"
+               + f"; dev WER {dev_m['wer']:.2f} (DEL {dev_m['del_rate']:.2f} INS {dev_m['ins_rate']:.2f}"
+               + (f"; textual {by_branch['textual']['wer']:.2f}, visual {by_branch['visual']['wer']:.2f}"
+                  if len(branches) > 1 else "") + ")"
                + (" *" if better else "") + f" [{seconds:.0f}s, {row['clips_per_s']:.0f} clips/s]")
         if better:
             best = {"wer": dev_m["wer"], "epoch": epoch, "metrics": dev_m}
             bad = 0
+            model.config.reads = branch
             save_recognizer(model, out, recipe.to_dict(), {
                 "best_epoch": epoch, "dev": {"wer": dev_m["wer"], "del_rate": dev_m["del_rate"],
                                              "ins_rate": dev_m["ins_rate"], "beam": rc.dev_beam},
@@ -299,7 +316,8 @@ def train_recognizer(recipe: Recipe, manifest: str | Path, dev: str | Path, out:
         if tc.patience and bad >= tc.patience:
             stopped = "early_stopping"
             break
-    notify("note", f"best dev epoch {best['epoch']}: WER {best['wer']:.2f}; recogniser in {out}")
+    notify("note", f"best dev epoch {best['epoch']}: WER {best['wer']:.2f}, reading the {model.config.reads} "
+           f"branch; recogniser in {out}")
     dev_best = {"dev_wer": best["wer"], "dev_del": best["metrics"].get("del_rate"),
                 "dev_ins": best["metrics"].get("ins_rate")}
     return TrainResult(out, best["epoch"], dev_best, epoch, train_seconds / 60, stopped)
