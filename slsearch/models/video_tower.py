@@ -297,7 +297,8 @@ class VideoTower(nn.Module):
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """features (B, T, F) zero-padded, lengths (B,) -> tokens (B, T', token_dim), mask (B, T'), global (B, D),
-        states (B, T', d: the encoder's (fused) output the heads read); with several streams also "streams": each stream's own {"tokens", "global"}."""
+        states (B, T', d: the encoder's (fused) output the heads read); with several streams also "streams": each
+        stream's own {"tokens", "global"}."""
         assert features.ndim == 3, features.shape
         n = 1 + len(self.more_streams)
         inputs = [features[..., c] for c in self.columns] if self.columns else [features] * n
