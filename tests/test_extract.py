@@ -73,3 +73,33 @@ def test_second_run_comes_from_the_cache_unchanged(batch):
 def test_load_pose_of_a_video_resamples_to_25_fps(shared_data, tmp_path):
     seq = load_pose(shared_data / "video/signer_58frames.mp4", cache_dir=tmp_path)  # 58 frames at 29.9 fps = 1.94 s
     assert seq.fps == 25 and seq.frames == 49
+
+
+def _own_cores(_):
+    import os
+
+    return sorted(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="core affinity is Linux only")
+def test_extraction_workers_take_a_core_each(monkeypatch):
+    """The pool pins each of its workers to its own core when there are enough (and not when told not to)."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from slsearch.data.extract import start_worker, worker_cores
+
+    cores = sorted(os.sched_getaffinity(0))
+    assert worker_cores(1) is None and worker_cores(len(cores) + 1) is None
+    if len(cores) < 2:
+        pytest.skip("one core: nothing to pin")
+    assert worker_cores(2) == cores[:2]
+    monkeypatch.setenv("SLSEARCH_PIN_WORKERS", "0")
+    assert worker_cores(2) is None
+    context = get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context, initializer=start_worker,
+                             initargs=(context.Value("i", 0), cores[:2])) as pool:
+        # slow enough tasks that both workers start and take some
+        seen = {tuple(c) for c in pool.map(_own_cores, range(8))}
+    assert seen <= {(cores[0],), (cores[1],)} and len(seen) >= 1
