@@ -325,15 +325,18 @@ def lexicon(
 def calibrate(
     model: str = typer.Option(..., "--model", help="Joint-run checkpoint (its likelihood.json is replaced)."),
     dev: str = typer.Option(..., "--dev", help="Dev manifest: picks the re-ranking weights (never test)."),
-    depth: int = typer.Option(20, "--depth", help="Re-rank this many of each query's first candidates."),
+    depth: Optional[int] = typer.Option(None, "--depth", help="Re-rank this many of each query's first candidates "
+                                                               "(default 10, the stage's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the weights and dev R@1 as JSON on stdout."),
 ) -> None:
     """Pick the decoder-likelihood re-ranking weights of a checkpoint on dev (what `train` does at the end
     of a joint run)."""
     from rich.table import Table
 
+    from slsearch.rank.likelihood_stage import DEFAULT_DEPTH
     from slsearch.training.calibration import recalibrate
 
+    depth = DEFAULT_DEPTH if depth is None else depth
     if depth < 1:
         raise SlsearchError(f"--depth must be at least 1, got {depth}")
     with progress_if(not as_json) as progress:

@@ -81,7 +81,7 @@ def _toy_pipeline(monkeypatch, stage: LikelihoodStage, previous: np.ndarray, raw
     with raw[k]; every candidate the decoder is asked about lands in `calls`."""
     monkeypatch.setattr(pipeline_module, "cico_matrix", lambda clips, texts, temperature, progress=None: previous)
 
-    def raw_scores(net, direction, clip_tokens, texts, priors=None, progress=False, t2v_decoder=None, group=None):
+    def raw_scores(net, direction, clip_tokens, texts, priors=None, progress=False, decoder=None, group=None):
         calls.extend((direction, int(t[0, 0])) for t in clip_tokens)
         return np.array([raw[int(t[0, 0])] for t in clip_tokens], np.float32)
 
@@ -155,7 +155,7 @@ def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_
     full = pipeline.score_matrix(clip_side, text_side, "full")
     # the full matrix is the stage before re-ranked on each query's first `depth`
     for d in ("t2v", "v2t"):
-        raw = model.likelihood.pair_scores(net, stage2[d], videos.tokens, texts, d, t2v_decoder=model.t2v_decoder)
+        raw = model.likelihood.pair_scores(net, stage2[d], videos.tokens, texts, d, fast_decoder=model.fast_decoder)
         assert (~np.isnan(raw)).sum() == model.likelihood.depth * stage2[d].shape[0 if d == "v2t" else 1]
         assert np.allclose(model.likelihood.combine(stage2[d], raw, d), full[d], atol=1e-5)
     # the evaluation matrix re-ranks each query's first `depth` like search does
@@ -210,6 +210,37 @@ def test_new_weights_leave_out_a_stale_likelihood_stage(prior_run, tmp_path):
     assert RankingPipeline(model).resolve_score(None, True, "run") != "full"
 
 
+def test_v2t_reads_with_the_fast_decoder_only_in_stages_fitted_with_it(tmp_path):
+    """A stage saved before V2T could read in int8 (no `v2t_fast` in its file) reads V2T with the network's
+    own decoder, as its weights were fitted; T2V and newer stages read with the fast one, a query's
+    candidates in one call (`group`: the depth, or fewer candidates)."""
+    fusion = {d: {"mean": 0.0, "std": 1.0, "weight": 1.0} for d in ("t2v", "v2t")}
+    (tmp_path / LIKELIHOOD_FILE).write_text(json.dumps({"depth": 3, "fusion": fusion, "fitted_on": "x"}))
+    old = LikelihoodStage.load(tmp_path)
+    assert not old.v2t_fast
+    old.save(tmp_path)
+    assert json.loads((tmp_path / LIKELIHOOD_FILE).read_text())["v2t_fast"] is False  # kept as it was
+    calls = []
+
+    def raw_scores(net, direction, clip_tokens, texts, priors=None, progress=None, decoder=None, group=None):
+        calls.append((direction, decoder, group))
+        return np.zeros(len(texts), np.float32)
+
+    previous = np.arange(12, dtype=np.float32).reshape(3, 4)  # 3 clips x 4 sentences
+    clip_tokens, texts, fast = [np.zeros((2, 4), np.float32)] * 3, ["a", "b", "c", "d"], object()
+    for stage in (old, LikelihoodStage(depth=3, fusion=fusion)):
+        stage.raw_scores = raw_scores
+        for direction in ("t2v", "v2t"):
+            stage.pair_scores(None, previous, clip_tokens, texts, direction, np.zeros(4), fast_decoder=fast)
+    assert calls == [("t2v", fast, 3), ("v2t", None, 3), ("t2v", fast, 3), ("v2t", fast, 3)]
+    calls.clear()
+    deep = LikelihoodStage(depth=8, fusion=fusion)  # deeper than the candidates a query has
+    deep.raw_scores = raw_scores
+    for direction in ("t2v", "v2t"):
+        deep.pair_scores(None, previous, clip_tokens, texts, direction, np.zeros(4), fast_decoder=fast)
+    assert [c[2] for c in calls] == [3, 4]  # T2V: 3 clips a query, V2T: 4 sentences
+
+
 def test_cli_calibrate(prior_run, tiny_corpus, tiny_checkpoint, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(prior_run, run)
@@ -220,9 +251,10 @@ def test_cli_calibrate(prior_run, tiny_corpus, tiny_checkpoint, tmp_path):
     assert out["depth"] == 5 and set(out["fusion"]) == {"t2v", "v2t"}
     calibrated = load_retrieval_model(run)
     assert calibrated.likelihood.depth == 5 and calibrated.likelihood.fitted_on == calibrated.hash
-    assert calibrated.likelihood.fusion == out["fusion"]
+    assert calibrated.likelihood.fusion == out["fusion"] and calibrated.likelihood.v2t_fast
     r = runner.invoke(app, ["calibrate", "--model", str(run), "--dev", str(tiny_corpus[1])])
     assert r.exit_code == 0 and "T2V" in r.stdout
+    assert load_retrieval_model(run).likelihood.depth == 10  # the default
     # a checkpoint whose decoder never trained is refused with the reason
     r = runner.invoke(app, ["calibrate", "--model", str(tiny_checkpoint), "--dev", str(tiny_corpus[1])])
     assert r.exit_code == 2 and "decoder was not trained" in r.stderr

@@ -5,6 +5,10 @@ is standardised with dev statistics and added to the previous stage's score with
 weight picked on dev (`fit`). It runs on the first `depth` candidates of the previous stage only: one
 decoder pass per candidate is ~1 ms, and deeper candidates are rarely right. The same per-query rule
 applies to one search and to a whole evaluation matrix, so both rank alike.
+
+On a CPU both directions read their candidates with an int8 copy of the decoder (`RetrievalModel.fast_decoder`);
+stages fitted before V2T read that way (no `v2t_fast` in their file) keep reading V2T in float32, as their
+weights were fitted.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from slsearch.models.likelihood import has_prior, sentence_loglik, sentence_prio
 from slsearch.progress import Progress
 
 LIKELIHOOD_FILE = "likelihood.json"
-DEFAULT_DEPTH = 20
+# Dev R@1 (SynPhoenix) at depth 10 against 20: the same within two queries of 519 for four models with and
+# without glosses, for half the decoder's work (benchmarks/RESULTS.md, "The likelihood stage: depth 10").
+DEFAULT_DEPTH = 10
 _ONE_CALL = 256  # pairs per decoder call when they are not grouped by query
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # picked on dev
 
@@ -35,6 +41,7 @@ class LikelihoodStage:
     # direction ('t2v' / 'v2t') -> {"mean", "std", "weight", "dev_R@1", "dev_R@1_before"}
     fusion: dict[str, dict[str, float]] = field(default_factory=dict)
     fitted_on: str | None = None  # hash of the checkpoint whose dev scores picked the weights
+    v2t_fast: bool = True  # V2T read with the fast (int8) decoder too; False for stages fitted before it was
 
     def applies(self, direction: str) -> bool:
         return bool(self.fusion.get(direction, {}).get("weight"))
@@ -43,17 +50,18 @@ class LikelihoodStage:
     @staticmethod
     def raw_scores(net, direction: str, clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
                    priors: np.ndarray | None = None, progress: Progress | None = None,
-                   t2v_decoder=None, group: int | None = None) -> np.ndarray:
+                   decoder=None, group: int | None = None) -> np.ndarray:
         """The raw score of aligned (clip, sentence) pairs: log p(s | c) for T2V, minus log p(s) for V2T
-        (`priors` aligned with `texts`, computed here when not given). `t2v_decoder`: the decoder T2V reads
-        with (RetrievalModel.t2v_decoder); V2T reads with the network's own, as the priors an index stores
-        were computed with it and the two must cancel exactly. `group`: T2V pairs come in runs of this many
-        per query, each read in one call (an int8 decoder's scores depend on what is read with them)."""
-        if direction == "t2v":
-            return sentence_loglik(net, clip_tokens, texts, progress, t2v_decoder, group or _ONE_CALL)
-        ll = sentence_loglik(net, clip_tokens, texts, progress)  # one task: "decoder likelihood"
-        if direction != "v2t":
+        (`priors` aligned with `texts`, computed here when not given). `decoder`: a copy of the network's
+        decoder to read with (RetrievalModel.fast_decoder; None: its own). The priors are always the
+        network's own decoder's, as an index stores them: an int8 reading of log p(s | c) against them cost
+        at most one dev query in 519 at depth 10 (benchmarks/RESULTS.md). `group`: pairs come in runs of this
+        many per query, each read in one call (an int8 decoder's scores depend on what is read with them)."""
+        if direction not in ("t2v", "v2t"):
             raise ValueError(f"direction must be 't2v' or 'v2t', not {direction!r}")
+        ll = sentence_loglik(net, clip_tokens, texts, progress, decoder, group or _ONE_CALL)
+        if direction == "t2v":
+            return ll
         return ll - (sentence_prior(net, texts) if priors is None else priors)
 
     def heads(self, previous: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
@@ -68,17 +76,20 @@ class LikelihoodStage:
 
     def pair_scores(self, net, previous: np.ndarray, clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
                     direction: str, text_priors: np.ndarray | None = None,
-                    progress: Progress | None = None, t2v_decoder=None) -> np.ndarray:
+                    progress: Progress | None = None, fast_decoder=None) -> np.ndarray:
         """Raw scores of each query's first `depth` candidates in a (clips, texts) matrix; NaN elsewhere.
-        `text_priors`: the sentences' log p(s) where already known (an index stores them)."""
+        `text_priors`: the sentences' log p(s) where already known (an index stores them); `fast_decoder`:
+        what to read with (RetrievalModel.fast_decoder), V2T only when the stage was fitted with it."""
         clips, sents = self.heads(previous, direction)
         priors = None
         if direction == "v2t":
             priors = (sentence_prior(net, texts) if text_priors is None else np.asarray(text_priors))[sents]
+        decoder = fast_decoder if direction == "t2v" or self.v2t_fast else None
+        per_query = previous.shape[0 if direction == "t2v" else 1]  # candidates a query has
         raw = np.full(previous.shape, np.nan, np.float32)
         raw[clips, sents] = self.raw_scores(net, direction, [clip_tokens[i] for i in clips],
-                                            [texts[j] for j in sents], priors, progress, t2v_decoder,
-                                            min(self.depth, previous.shape[0]))
+                                            [texts[j] for j in sents], priors, progress, decoder,
+                                            min(self.depth, per_query))
         return raw
 
     def combine(self, previous: np.ndarray, raw: np.ndarray, direction: str) -> np.ndarray:
@@ -95,11 +106,12 @@ class LikelihoodStage:
 
     # --- calibration ----------------------------------------------------------------------------
     def fit(self, net, previous: dict[str, np.ndarray], clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
-            weights: Sequence[float] = WEIGHTS, t2v_decoder=None) -> dict[str, dict[str, float]]:
+            weights: Sequence[float] = WEIGHTS, fast_decoder=None) -> dict[str, dict[str, float]]:
         """Pick each direction's weight by R@1 on a paired dev set (clip i says texts[i]);
         `previous[direction]` is the (clips, texts) matrix of the stage before. V2T is calibrated only
         when the model has a sentence prior."""
         n = len(texts)
+        self.v2t_fast = True
         fusion: dict[str, dict[str, float]] = {}
         for direction in ("t2v", "v2t"):
             if direction == "v2t" and not has_prior(net):
@@ -107,7 +119,7 @@ class LikelihoodStage:
             prev = previous[direction]
             if prev.shape != (n, n):
                 raise ValueError(f"calibration needs a paired square matrix, got {prev.shape} for {n} texts")
-            raw = self.pair_scores(net, prev, clip_tokens, texts, direction, t2v_decoder=t2v_decoder)
+            raw = self.pair_scores(net, prev, clip_tokens, texts, direction, fast_decoder=fast_decoder)
             stats = {"mean": float(np.nanmean(raw)), "std": float(np.nanstd(raw) or 1.0)}
             best = None
             for w in weights:
@@ -124,7 +136,8 @@ class LikelihoodStage:
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / LIKELIHOOD_FILE
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"depth": self.depth, "fusion": self.fusion, "fitted_on": self.fitted_on}, indent=2))
+        tmp.write_text(json.dumps({"depth": self.depth, "fusion": self.fusion, "fitted_on": self.fitted_on,
+                                   "v2t_fast": self.v2t_fast}, indent=2))
         tmp.replace(path)
         return path
 
@@ -134,7 +147,8 @@ class LikelihoodStage:
         path = Path(folder) / LIKELIHOOD_FILE
         try:
             d = json.loads(path.read_text())
-            return cls(depth=int(d["depth"]), fusion=dict(d["fusion"]), fitted_on=d.get("fitted_on"))
+            return cls(depth=int(d["depth"]), fusion=dict(d["fusion"]), fitted_on=d.get("fitted_on"),
+                       v2t_fast=bool(d.get("v2t_fast", False)))
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as e:

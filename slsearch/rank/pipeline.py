@@ -137,7 +137,7 @@ class RankingPipeline:
             return stage, None
         net = self.model.net
         raw = {d: self.likelihood.pair_scores(net, stage[d], clips.tokens, texts.texts, d, texts.priors, progress,
-                                              self.model.t2v_decoder)
+                                              self.model.fast_decoder)
                for d in directions if self.likelihood.applies(d)}
         return stage, raw
 
@@ -188,7 +188,7 @@ def fit_stages(model: RetrievalModel, clips: ClipSide, texts: TextSide, lexicon:
         below = "fused" if pipeline.lexicon is not None and clips.readings is not None else "cico"
         stage, _ = pipeline.cascade(clips, texts, below, None, None, cico=cico)
         likelihood = LikelihoodStage(depth=likelihood_depth)
-        likelihood.fit(model.net, stage, clips.tokens, texts.texts, t2v_decoder=model.t2v_decoder)
+        likelihood.fit(model.net, stage, clips.tokens, texts.texts, fast_decoder=model.fast_decoder)
         model.likelihood = likelihood
         report["likelihood"] = likelihood.fusion
     return report

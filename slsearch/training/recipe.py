@@ -20,6 +20,7 @@ from slsearch.models.losses import GLOSS_OBJECTIVES
 from slsearch.models.model import ModelConfig
 from slsearch.models.video_tower import FUSIONS, STREAMS
 from slsearch.models.translator import DecodeConfig
+from slsearch.rank.likelihood_stage import DEFAULT_DEPTH
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -110,7 +111,7 @@ class LikelihoodConfig:
     # The decoder-likelihood re-ranking stage (slsearch.models.likelihood), calibrated on dev after a
     # joint run with the LM loss: it re-scores the first `depth` candidates of CiCo + lexicon.
     enabled: bool = True
-    depth: int = 20
+    depth: int = DEFAULT_DEPTH  # why 10 is said there
 
 
 @dataclass
