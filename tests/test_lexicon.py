@@ -82,6 +82,34 @@ def test_lexicon_learns_which_gloss_signs_which_word():
     assert np.ptp(lex.text_given_readings(["völlig unbekannt"], test_glosses)) == 0
 
 
+def test_ibm1_scores_equal_the_dense_formula():
+    """The IBM-1 channel, computed from sparse counts on the query's own units only, equals the textbook
+    formula written out densely: mean over target units of log((1 - s) * mean(NULL row, source rows) + s * prior),
+    repeats counted, unknown units left out, a target without known units 0."""
+    texts, glosses = toy_pairs(200, seed=3)
+    lex = Lexicon.train(texts, glosses, prefix=0, alignment="ibm1")
+    queries = ["regen regen im norden", "völlig unbekannt", "sonne morgen und wind ."] + texts[:5]
+    readings = ["REGEN NORD REGEN", "", "SONNE UNBEKANNT", "MORGEN"] + glosses[5:10]
+
+    def dense(targets, sources, table, prior):
+        out = np.zeros((len(targets), len(sources)))
+        for i, t in enumerate(targets):
+            for j, src in enumerate(sources):
+                if len(t):
+                    p = (table[0] + table[src + 1].sum(0)) / (1 + len(src))
+                    out[i, j] = np.log((1 - lex.smoothing) * p[t] + lex.smoothing * prior[t]).mean()
+        return out
+
+    unit_ids, gloss_ids = [lex._unit_ids(t) for t in queries], [lex._gloss_ids(r) for r in readings]
+    assert len(unit_ids[1]) == 0 and len(gloss_ids[1]) == 0 and len(gloss_ids[2]) == 1
+    np.testing.assert_allclose(lex.text_given_readings(queries, readings),
+                               dense(unit_ids, gloss_ids, lex.unit_given_gloss, lex.unit_prior), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(lex.readings_given_texts(readings, queries),
+                               dense(gloss_ids, unit_ids, lex.gloss_given_unit, lex.gloss_prior), rtol=1e-5, atol=1e-5)
+    # one query against many readings (a search) reads as its row of the whole matrix
+    np.testing.assert_allclose(lex.text_given_readings(queries[:1], readings), lex.text_given_readings(queries, readings)[:1])
+
+
 def test_diagonal_alignment_tells_apart_sentences_that_differ_in_order():
     texts, glosses = ordered_pairs(400, seed=0)
     test_texts, test_glosses = ordered_pairs(60, seed=1)

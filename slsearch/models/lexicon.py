@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse
 
 from slsearch.errors import SlsearchError
 
@@ -62,6 +63,13 @@ def text_units(text: str, prefix: int = 5) -> list[str]:
 
 def gloss_units(glosses: str | Sequence[str]) -> list[str]:
     return glosses.split() if isinstance(glosses, str) else list(glosses)
+
+
+def _sparse_counts(rows: Sequence[np.ndarray], width: int) -> scipy.sparse.csr_matrix:
+    """(len(rows), width) how often each id occurs in each row, as a sparse matrix (repeats add up)."""
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    indices = np.concatenate([np.zeros(0, int), *rows]).astype(np.int64)
+    return scipy.sparse.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(rows), width))
 
 
 def _position_prior(m: int, n: int, tension: float) -> np.ndarray:
@@ -207,36 +215,24 @@ class Lexicon:
                    null_probability=null_probability, bank=[u for u, _ in ids])
 
     # --- scores -----------------------------------------------------------------------------------
-    def _unit_counts(self, texts: Sequence[str]) -> np.ndarray:
-        """(N, U) how often each known unit occurs in each sentence."""
-        out = np.zeros((len(texts), len(self.units)), np.float32)
-        for i, t in enumerate(texts):
-            for u in text_units(t, self.prefix):
-                j = self._unit_id.get(u)
-                if j is not None:
-                    out[i, j] += 1
-        return out
-
-    def _gloss_counts(self, readings: Sequence[str | Sequence[str]]) -> np.ndarray:
-        out = np.zeros((len(readings), len(self.glosses)), np.float32)
-        for i, r in enumerate(readings):
-            for g in gloss_units(r):
-                j = self._gloss_id.get(g)
-                if j is not None:
-                    out[i, j] += 1
-        return out
-
-    @staticmethod
-    def _mixture(counts: np.ndarray, table: np.ndarray) -> np.ndarray:
-        """counts (N, S) of source units, table (S + 1, T) with NULL row 0 -> (N, T): the mean of the
-        NULL row and the rows of each source unit occurrence (IBM Model 1's uniform alignment)."""
-        return (table[0][None] + counts @ table[1:]) / (1.0 + counts.sum(1, keepdims=True))
-
-    def _likelihood(self, query_counts: np.ndarray, mixture: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        """query_counts (Q, T), mixture (C, T) -> (Q, C) mean log p(query unit | candidate)."""
-        logp = np.log((1.0 - self.smoothing) * mixture + self.smoothing * prior[None]).astype(np.float32)
-        n = np.maximum(query_counts.sum(1, keepdims=True), 1.0)
-        return (query_counts @ logp.T) / n  # a query with no known unit scores 0 everywhere
+    def _channel(self, sources: list[np.ndarray], targets: list[np.ndarray], table: np.ndarray,
+                 prior: np.ndarray) -> np.ndarray:
+        """(len(targets), len(sources)) mean log p(target unit | source sequence) under IBM Model 1's uniform
+        alignment: p(t | source) is the mean of the NULL row and the rows of each source unit occurrence of
+        `table` (S + 1, T), smoothed with `prior`. Only the target units that occur are computed, from
+        sparse counts: a T2V query's ~10 words against 100 readings reads ~10 of the table's thousands of
+        columns (a dense (100, S) x (S, T) product took half of a query's time)."""
+        out = np.zeros((len(targets), len(sources)), np.float32)
+        columns = np.unique(np.concatenate([np.zeros(0, int), *targets]))
+        if len(columns) == 0 or len(sources) == 0:
+            return out  # a target with no known unit scores 0 everywhere
+        sub = table[:, columns]  # (S + 1, k)
+        mixture = sub[0][None] + _sparse_counts(sources, table.shape[0] - 1) @ sub[1:]
+        mixture /= (1.0 + np.array([len(s) for s in sources], np.float32))[:, None]
+        logp = np.log((1.0 - self.smoothing) * mixture + self.smoothing * prior[columns][None]).astype(np.float32)
+        counts = _sparse_counts([np.searchsorted(columns, t) for t in targets], len(columns))
+        lengths = np.maximum(np.array([len(t) for t in targets], np.float32), 1.0)
+        return np.asarray(counts @ logp.T, np.float32) / lengths[:, None]
 
     def _unit_ids(self, text: str) -> np.ndarray:
         """A sentence's known units in order (unknown ones are left out, as in the counts)."""
@@ -324,8 +320,8 @@ class Lexicon:
         if self.alignment == "diagonal":
             return self._aligned_likelihood([self._unit_ids(t) for t in texts], [self._gloss_ids(r) for r in readings],
                                             self.unit_given_gloss, self.unit_prior)
-        mixture = self._mixture(self._gloss_counts(readings), self.unit_given_gloss)
-        return self._likelihood(self._unit_counts(texts), mixture, self.unit_prior)
+        return self._channel([self._gloss_ids(r) for r in readings], [self._unit_ids(t) for t in texts],
+                             self.unit_given_gloss, self.unit_prior)
 
     def readings_given_texts(self, readings: Sequence[str | Sequence[str]], texts: Sequence[str]) -> np.ndarray:
         """(len(readings), len(texts)): how likely each clip's gloss reading is given each sentence.
@@ -333,8 +329,8 @@ class Lexicon:
         if self.alignment == "diagonal":
             return self._aligned_likelihood([self._gloss_ids(r) for r in readings], [self._unit_ids(t) for t in texts],
                                             self.gloss_given_unit, self.gloss_prior)
-        mixture = self._mixture(self._unit_counts(texts), self.gloss_given_unit)
-        return self._likelihood(self._gloss_counts(readings), mixture, self.gloss_prior)
+        return self._channel([self._unit_ids(t) for t in texts], [self._gloss_ids(r) for r in readings],
+                             self.gloss_given_unit, self.gloss_prior)
 
     def lexical_matrix(self, readings: Sequence[str | Sequence[str]], texts: Sequence[str],
                        direction: str, priors: np.ndarray | None = None) -> np.ndarray:
