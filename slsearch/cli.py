@@ -326,7 +326,7 @@ def calibrate(
     model: str = typer.Option(..., "--model", help="Joint-run checkpoint (its likelihood.json is replaced)."),
     dev: str = typer.Option(..., "--dev", help="Dev manifest: picks the re-ranking weights (never test)."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Re-rank this many of each query's first candidates "
-                                                               "(default 10, the stage's)."),
+                                                               "(default 20, the stage's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the weights and dev R@1 as JSON on stdout."),
 ) -> None:
     """Pick the decoder-likelihood re-ranking weights of a checkpoint on dev (what `train` does at the end

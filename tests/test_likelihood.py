@@ -254,7 +254,7 @@ def test_cli_calibrate(prior_run, tiny_corpus, tiny_checkpoint, tmp_path):
     assert calibrated.likelihood.fusion == out["fusion"] and calibrated.likelihood.v2t_fast
     r = runner.invoke(app, ["calibrate", "--model", str(run), "--dev", str(tiny_corpus[1])])
     assert r.exit_code == 0 and "T2V" in r.stdout
-    assert load_retrieval_model(run).likelihood.depth == 10  # the default
+    assert load_retrieval_model(run).likelihood.depth == 20  # the default
     # a checkpoint whose decoder never trained is refused with the reason
     r = runner.invoke(app, ["calibrate", "--model", str(tiny_checkpoint), "--dev", str(tiny_corpus[1])])
     assert r.exit_code == 2 and "decoder was not trained" in r.stderr

@@ -26,9 +26,10 @@ from slsearch.models.likelihood import has_prior, sentence_loglik, sentence_prio
 from slsearch.progress import Progress
 
 LIKELIHOOD_FILE = "likelihood.json"
-# Dev R@1 (SynPhoenix) at depth 10 against 20: the same within two queries of 519 for four models with and
-# without glosses, for half the decoder's work (benchmarks/RESULTS.md, "The likelihood stage: depth 10").
-DEFAULT_DEPTH = 10
+# Deeper than the 10 hits a search shows: at depth 10, dev R@1 stayed within two queries of depth 20 for four
+# SynPhoenix models, but V2T R@10 fell 95.4 -> 93.3 (gloss-free, 18 epochs), as candidates 11-20 could no longer
+# move up (benchmarks/RESULTS.md, "The likelihood stage: depth and V2T in int8"). Depth 10 halves the stage's cost.
+DEFAULT_DEPTH = 20
 _ONE_CALL = 256  # pairs per decoder call when they are not grouped by query
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # picked on dev
 

@@ -111,7 +111,7 @@ class LikelihoodConfig:
     # The decoder-likelihood re-ranking stage (slsearch.models.likelihood), calibrated on dev after a
     # joint run with the LM loss: it re-scores the first `depth` candidates of CiCo + lexicon.
     enabled: bool = True
-    depth: int = DEFAULT_DEPTH  # why 10 is said there
+    depth: int = DEFAULT_DEPTH  # why 20 is said there
 
 
 @dataclass
