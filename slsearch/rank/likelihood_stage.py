@@ -56,7 +56,7 @@ class LikelihoodStage:
         (`priors` aligned with `texts`, computed here when not given). `decoder`: a copy of the network's
         decoder to read with (RetrievalModel.fast_decoder; None: its own). The priors are always the
         network's own decoder's, as an index stores them: an int8 reading of log p(s | c) against them cost
-        at most one dev query in 519 at depth 10 (benchmarks/RESULTS.md). `group`: pairs come in runs of this
+        two dev queries in 519 at depth 20 (benchmarks/RESULTS.md). `group`: pairs come in runs of this
         many per query, each read in one call (an int8 decoder's scores depend on what is read with them)."""
         if direction not in ("t2v", "v2t"):
             raise ValueError(f"direction must be 't2v' or 'v2t', not {direction!r}")
