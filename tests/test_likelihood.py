@@ -54,6 +54,23 @@ def test_sentence_loglik_is_the_decoders_log_probability(prior_run, tiny_corpus,
         assert value == pytest.approx(expected, abs=1e-3)
     with pytest.raises(ValueError, match="aligned"):
         sentence_loglik(model, tokens[:2], texts)
+    # a T2V query reads one sentence against every candidate (tokenized once): the same as pair by pair,
+    # mixed with other sentences in the batch
+    mixed = [texts[0], texts[1], texts[0], texts[0], texts[2]]
+    alone = [sentence_loglik(model, [tok], [text])[0] for tok, text in zip(tokens, mixed)]
+    assert sentence_loglik(model, tokens, mixed) == pytest.approx(alone, abs=1e-4)
+
+
+def test_tokenizer_batch_is_each_sentence_padded(prior_run):
+    tok = load_model(prior_run).tokenizer
+    long = " ".join(["wetter"] * (tok.max_length + 10))
+    texts = ["morgen regen im norden", "", long, "sonne"]
+    ids, mask = tok(texts)
+    for row, text in enumerate(texts):
+        one = tok.ids(text)
+        assert ids[row, : len(one)].tolist() == one and mask[row].sum() == len(one)
+        assert (ids[row, len(one):] == tok.pad_id).all()
+    assert mask[2].sum() == tok.max_length and ids[1, 0] == tok.eos_id
 
 
 def test_a_trained_decoder_explains_its_own_clips_best(prior_run, tiny_corpus):

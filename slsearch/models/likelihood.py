@@ -29,7 +29,14 @@ _BATCH = 256
 
 
 def _loglik(model, memory: torch.Tensor, memory_mask: torch.Tensor, texts: Sequence[str], decoder=None) -> np.ndarray:
-    ids, mask = model.tokenizer(list(texts))
+    # each distinct sentence tokenized once: a T2V query reads one sentence against all its candidates, and
+    # tokenizing it 20 times was ~4 ms of a ~25 ms stage (benchmarks/RESULTS.md)
+    distinct = list(dict.fromkeys(texts))
+    ids, mask = model.tokenizer(distinct)
+    if len(distinct) < len(texts):
+        row = {t: i for i, t in enumerate(distinct)}
+        pick = torch.tensor([row[t] for t in texts])
+        ids, mask = ids[pick], mask[pick]
     ids, mask = ids.to(model.device), mask.to(model.device)
     dec_in, dec_mask, labels = shift_for_lm(ids, mask, model.tokenizer.bos_id, model.tokenizer.pad_id)
     logp = torch.log_softmax((decoder or model.decoder)(memory, memory_mask, dec_in, dec_mask).float(), -1)
@@ -43,7 +50,8 @@ def _batched(model, texts: Sequence[str], memory_of, progress: Progress | None, 
     batch's decoder memory. Eval mode and no_grad, restored after."""
     out = np.zeros(len(texts), np.float32)
     was_training = model.training
-    model.eval()
+    if was_training:  # eval() walks every module: ~3 ms a call, paid by every search when done unconditionally
+        model.eval()
     advance = track(progress, desc, len(texts))
     try:
         with torch.no_grad():

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 
 from slsearch.errors import SlsearchError
@@ -94,18 +95,20 @@ class TextTokenizer:
 
     def ids(self, text: str) -> list[int]:
         """One sentence -> ids ending with </s>, truncated to max_length."""
-        raw = self.hf(text, add_special_tokens=False)["input_ids"][: self.max_length - 1]
-        return [self._map_one(i) for i in raw] + [self.eos_id]
+        return self._ids([text])[0]
+
+    def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+        # one call for the batch: the fast tokenizer's per-call overhead dominates short sentences
+        raws = self.hf(list(texts), add_special_tokens=False)["input_ids"]
+        return [[self._map_one(i) for i in raw[: self.max_length - 1]] + [self.eos_id] for raw in raws]
 
     def __call__(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        seqs = [self.ids(t) for t in texts]
-        L = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), L), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(seqs), L, dtype=torch.bool)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = True
-        return ids, mask
+        seqs = self._ids(texts)
+        lengths = np.array([len(s) for s in seqs])
+        mask = np.arange(lengths.max())[None, :] < lengths[:, None]
+        ids = np.full(mask.shape, self.pad_id, dtype=np.int64)
+        ids[mask] = np.concatenate(seqs)
+        return torch.from_numpy(ids), torch.from_numpy(mask)
 
     def decode(self, ids: Sequence[int]) -> str:
         """Ids (special tokens are dropped) -> sentence."""
