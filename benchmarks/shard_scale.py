@@ -320,7 +320,7 @@ def profile_queries(searcher, texts: list[str]) -> dict:
     return out
 
 
-def measure(set_dir: Path, model_dir: Path, n_queries: int, extra: bool = False) -> dict:
+def measure(set_dir: Path, model_dir: Path, n_queries: int, extra: bool = False, threads: int = 1) -> dict:
     import torch
 
     from slsearch.encode import encode_texts
@@ -336,7 +336,7 @@ def measure(set_dir: Path, model_dir: Path, n_queries: int, extra: bool = False)
     encode_texts(model.net, texts[:2])
     rss_model = vm_status()["VmRSS"]
     t0 = time.perf_counter()
-    searcher = Searcher(set_dir, model=model, threads=1)
+    searcher = Searcher(set_dir, model=model, threads=threads)  # threads > 1: shards searched at once
     load_s = time.perf_counter() - t0
     st_loaded = vm_status()
     rss_loaded = st_loaded["VmRSS"]
@@ -395,7 +395,7 @@ def measure(set_dir: Path, model_dir: Path, n_queries: int, extra: bool = False)
             "rss_end_gb": st["VmRSS"] / 2**30, "hwm_gb": st["VmHWM"] / 2**30,
             "anon_loaded_gb": st_loaded["RssAnon"] / 2**30, "file_loaded_gb": st_loaded["RssFile"] / 2**30,
             "anon_end_gb": st["RssAnon"] / 2**30, "file_end_gb": st["RssFile"] / 2**30,
-            "queries": n_queries, "t2v_p50_ms": p50, "t2v_p99_ms": p99, "t2v_mean_ms": float(np.mean(total)),
+            "queries": n_queries, "threads": threads, "t2v_p50_ms": p50, "t2v_p99_ms": p99, "t2v_mean_ms": float(np.mean(total)),
             "encode_p50_ms": percentiles(enc_ms)[0], "faiss_sum_p50_ms": percentiles(faiss_ms)[0],
             "faiss_sum_p99_ms": percentiles(faiss_ms)[1], "faiss_per_shard_p50_ms": percentiles(faiss_per_shard)[0],
             "candidates_p50_ms": percentiles(cand_ms)[0], "candidates_no_hints_p50_ms": percentiles(nohint_ms)[0],
@@ -403,11 +403,12 @@ def measure(set_dir: Path, model_dir: Path, n_queries: int, extra: bool = False)
             "load_avg_start": la_start, "load_avg_end": la_end, **ab}
 
 
-def run_measure(set_dir: Path, model_dir: Path, n_queries: int, rss_limit: float, extra: bool = False) -> dict:
+def run_measure(set_dir: Path, model_dir: Path, n_queries: int, rss_limit: float, extra: bool = False,
+                threads: int = 1) -> dict:
     """measure() in a fresh process, killed (and reported) if its anonymous RSS (heap; not the token
     files' pages, which the kernel reclaims) passes rss_limit bytes: the machine is shared."""
     cmd = [sys.executable, __file__, "--measure", str(set_dir), "--model", str(model_dir),
-           "--queries", str(n_queries)] + (["--profile"] if extra else [])
+           "--queries", str(n_queries), "--threads", str(threads)] + (["--profile"] if extra else [])
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = peak_rss = 0
@@ -458,12 +459,15 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true",
                     help="also per set: end to end with / without read hints (100 + 100 unseen queries, interleaved) "
                          "and a cProfile breakdown of 100 more")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="Searcher threads: above 1, a set's shards are searched at once (one per thread)")
     ap.add_argument("--measure", default=None, help=argparse.SUPPRESS)  # internal: one set, in a subprocess
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.measure:
-        print(json.dumps(measure(Path(args.measure), Path(args.model), args.queries, args.profile)), flush=True)
+        print(json.dumps(measure(Path(args.measure), Path(args.model), args.queries, args.profile, args.threads)),
+              flush=True)
         return
 
     out = Path(args.out)
@@ -483,7 +487,8 @@ def main() -> None:
         sizes = [args.shards if s == "all" else int(s) for s in args.sets.split(",")]
         for k in sorted({s for s in sizes if 0 < s <= args.shards}):
             set_dir = subset(out, shards, k)
-            row = run_measure(set_dir, Path(log["model_dir"]), args.queries, args.rss_limit_gb * 2**30, args.profile)
+            row = run_measure(set_dir, Path(log["model_dir"]), args.queries, args.rss_limit_gb * 2**30, args.profile,
+                              args.threads)
             row.update(n_shards=k, disk_bytes=sum(per_shard[:k]), clips_per_shard=args.clips)
             results.append(row)
             print(json.dumps(row), flush=True)

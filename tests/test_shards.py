@@ -4,6 +4,8 @@ touches no other; a shard of another model is refused with the reason."""
 import json
 import os
 import shutil
+import threading
+from unittest import mock
 
 import pytest
 import torch
@@ -65,6 +67,22 @@ def test_a_set_ranks_exactly_as_one_index_over_its_clips(one_and_set, tiny_corpu
         for c in clips[::9]:
             assert [round(h.score, 4) for h in shard_set.search_glosses(c.gloss, k=5)] == \
                    [round(h.score, 4) for h in one.search_glosses(c.gloss, k=5)]
+    # with two threads the shards are searched at once (FAISS releases the GIL): the same hits, from two threads
+    parallel = Searcher(one_and_set[1], model=model, threads=2)
+    seen = set()
+    search = type(parallel.clips.parts[0]).search
+
+    def spy(part, *a, **kw):
+        seen.add(threading.current_thread().name)
+        return search(part, *a, **kw)
+
+    expected = [_ranked(h) for h in one.search_text(texts, k=5, n_candidates=8)], \
+        _ranked(one.search_video(clips[3].path, k=6))
+    with mock.patch.object(type(parallel.clips.parts[0]), "search", spy):
+        got = [_ranked(h) for h in parallel.search_text(texts, k=5, n_candidates=8)], \
+            _ranked(parallel.search_video(clips[3].path, k=6))
+    assert got == expected
+    assert seen and all(n.startswith("slsearch-shard") for n in seen)  # never on the query's own thread
     # hits from both shards come back (the dev clips live in the second shard only)
     assert {h.id for h in shard_set.search_text(clips[45].text, k=3)} & {c.id for c in clips[40:]}
     # evaluated as one index too

@@ -131,6 +131,8 @@ class _Target:
         self.labels: _Labels | None = None  # per global row: (id, path, text, gloss reading)
         self.searchable = searchable
         self._columns: dict[str, np.ndarray | TextColumn] = {}
+        self.workers = 1  # threads that search local parts at once (Searcher(threads=N) on a shard set)
+        self._pool = None
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -181,14 +183,18 @@ class _Target:
         return Ragged(np.concatenate(pieces) if len(rows) else np.zeros((0, dim), np.float32), counts)
 
     def _each(self, fn, jobs: list) -> list:
-        """fn over jobs, in order: at once when some part is another process's (their round trips
-        overlap), one after another otherwise (local parts are CPU work on this query's one thread)."""
-        if len(jobs) < 2 or all(type(p) is _Part for p in self.parts):
+        """fn over jobs, in order: at once when some part is another process's (their round trips overlap)
+        or when the searcher has several threads (FAISS releases the GIL, so N local shards search on N
+        cores); one after another on the query's one thread otherwise."""
+        remote = any(type(p) is not _Part for p in self.parts)
+        workers = min(len(jobs), 16 if remote else self.workers)
+        if workers < 2:
             return [fn(job) for job in jobs]
-        from concurrent.futures import ThreadPoolExecutor
+        if self._pool is None or self._pool._max_workers < workers:
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(len(jobs), 16)) as pool:
-            return list(pool.map(fn, jobs))
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slsearch-shard")
+        return list(self._pool.map(fn, jobs))
 
     def prefetch(self, rows: np.ndarray) -> None:
         for i, _, local in self._by_part(np.asarray(rows, dtype=np.int64)):
@@ -330,6 +336,7 @@ class Searcher:
         self.pipeline = RankingPipeline(model)
         parts = [_part(ix, "clips") for _, ix in self.shards]
         self.clips = _Target(parts)
+        self.clips.workers = max(1, threads or 1)
         ids, paths, texts = (self.clips.column(c) for c in ("id", "path", "text"))
         self.clips.labels = _Labels(ids, paths, texts, self.clips.column("gloss_reading"))
         self.readings = _column_or_none(self.clips.column("gloss_reading"))  # None: the model reads no glosses
@@ -351,6 +358,7 @@ class Searcher:
         with_texts = [ix for _, ix in self.shards if ix.texts is not None]
         if with_texts:
             self.texts = _Target([_part(ix, "texts") for ix in with_texts])
+            self.texts.workers = self.clips.workers
             sentences = self.texts.column("text")
             # a sentence result shows the first clip that says it
             first = pc.index_in(sentences.values, value_set=texts.values, skip_nulls=True)
