@@ -68,6 +68,19 @@ def run(clips_dir: Path, worker_counts: list[int], fps: float) -> dict:
             "cpu_count": os.cpu_count(), "rows": rows}
 
 
+def cold_run(clips: list, workers: int, fps: float, cache: Path, video_seconds: float, backend: str, rep: int,
+             ray: str | None = None) -> dict:
+    """One extraction of every clip into an empty cache (the built-in pool, or Ray actors), as a table row."""
+    t0 = time.perf_counter()
+    res = extract_many(clips, workers=workers, fps=fps, cache_dir=cache, ray=ray)
+    wall = time.perf_counter() - t0
+    assert not any(r.cached for r in res), "the cache was not empty"
+    frames = sum(r.frames for r in res)
+    return {"run": f"{backend}, {workers} {'actors' if ray else 'workers'}, round {rep + 1}", "backend": backend,
+            "workers": workers, "frames": frames, "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 1),
+            "real_time_factor": round(video_seconds / wall, 2), "failed": sum(1 for r in res if r.error)}
+
+
 def holistic_only(path: str, fps: float) -> tuple[int, float]:
     """Worker body for --ceiling: decode and resample the clip first (untimed), then time Holistic alone."""
     import numpy as np
@@ -101,66 +114,51 @@ def ceiling(clips: list, workers: int, fps: float) -> tuple[int, float]:
     return sum(n for n, _ in done), sum(s for _, s in done)
 
 
-def compare_ceiling(clips_dir: Path, workers: int, fps: float, repeats: int) -> dict:
+def alternate(clips_dir: Path, fps: float, repeats: int, backends: dict) -> dict:
+    """`repeats` rounds of every backend in turn (a loaded machine hits each alike); `backends`: name ->
+    fn(clips, empty cache folder, video seconds, round) -> table row. Rows and each backend's median."""
     clips = scan_folder(clips_dir)
     video_seconds = sum(probe(c.path).duration for c in clips)
     rows = []
     cache = Path(tempfile.mkdtemp(prefix="slsearch-bench-"))
     try:
         for rep in range(repeats):
-            shutil.rmtree(cache, ignore_errors=True)
-            t0 = time.perf_counter()
-            res = extract_many(clips, workers=workers, fps=fps, cache_dir=cache)
-            wall = time.perf_counter() - t0
-            frames = sum(r.frames for r in res)
-            rows.append({"run": f"built-in pool, {workers} workers, round {rep + 1}", "backend": "built-in pool",
-                         "frames": frames, "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 1),
-                         "real_time_factor": round(video_seconds / wall, 2),
-                         "failed": sum(1 for r in res if r.error)})
-            frames, holistic_s = ceiling(clips, workers, fps)
-            ideal = holistic_s / workers  # the wall time if the cores did nothing but Holistic
-            rows.append({"run": f"MediaPipe alone, {workers} workers, round {rep + 1}", "backend": "MediaPipe alone",
-                         "frames": frames, "wall_s": round(ideal, 2), "frames_per_s": round(frames / ideal, 1),
-                         "real_time_factor": round(video_seconds / ideal, 2), "failed": 0})
+            for run_one in backends.values():
+                shutil.rmtree(cache, ignore_errors=True)
+                rows.append(run_one(clips, cache, video_seconds, rep))
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     median = {b: round(statistics.median(r["real_time_factor"] for r in rows if r["backend"] == b), 2)
-              for b in ("built-in pool", "MediaPipe alone")}
+              for b in backends}
     return {"clips": len(clips), "video_seconds": round(video_seconds, 2), "fps": fps, "cpu_count": os.cpu_count(),
-            "median_real_time_factor": median,
-            "share_of_ceiling": round(median["built-in pool"] / median["MediaPipe alone"], 3), "rows": rows}
+            "median_real_time_factor": median, "rows": rows}
+
+
+def compare_ceiling(clips_dir: Path, workers: int, fps: float, repeats: int) -> dict:
+    def alone(clips, cache, video_seconds, rep):
+        frames, holistic_s = ceiling(clips, workers, fps)
+        ideal = holistic_s / workers  # the wall time if the cores did nothing but Holistic
+        return {"run": f"MediaPipe alone, {workers} workers, round {rep + 1}", "backend": "MediaPipe alone",
+                "frames": frames, "wall_s": round(ideal, 2), "frames_per_s": round(frames / ideal, 1),
+                "real_time_factor": round(video_seconds / ideal, 2), "failed": 0}
+
+    result = alternate(clips_dir, fps, repeats, {
+        "built-in pool": lambda clips, cache, secs, rep: cold_run(clips, workers, fps, cache, secs, "built-in pool", rep),
+        "MediaPipe alone": alone})
+    median = result["median_real_time_factor"]
+    result["share_of_ceiling"] = round(median["built-in pool"] / median["MediaPipe alone"], 3)
+    return result
 
 
 def compare_ray(clips_dir: Path, workers: int, fps: float, address: str, repeats: int) -> dict:
     from slsearch.distributed_ray import connect
 
     ray = connect(address)
-    clips = scan_folder(clips_dir)
-    video_seconds = sum(probe(c.path).duration for c in clips)
-    rows = []
-    cache = Path(tempfile.mkdtemp(prefix="slsearch-bench-"))
-    try:
-        for rep in range(repeats):
-            for backend in ("built-in pool", "ray"):
-                shutil.rmtree(cache, ignore_errors=True)
-                t0 = time.perf_counter()
-                res = extract_many(clips, workers=workers, fps=fps, cache_dir=cache,
-                                   ray=address if backend == "ray" else None)
-                wall = time.perf_counter() - t0
-                assert not any(r.cached for r in res), "the cache was not empty"
-                frames = sum(r.frames for r in res)
-                rows.append({"run": f"{backend}, {workers} {'actors' if backend == 'ray' else 'workers'}, "
-                                    f"round {rep + 1}", "backend": backend, "workers": workers, "frames": frames,
-                             "wall_s": round(wall, 2), "frames_per_s": round(frames / wall, 1),
-                             "real_time_factor": round(video_seconds / wall, 2),
-                             "failed": sum(1 for r in res if r.error)})
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
-    median = {b: round(statistics.median(r["real_time_factor"] for r in rows if r["backend"] == b), 2)
-              for b in ("built-in pool", "ray")}
-    return {"clips": len(clips), "video_seconds": round(video_seconds, 2), "fps": fps, "cpu_count": os.cpu_count(),
-            "ray_cpus": ray.cluster_resources().get("CPU"), "ray_nodes": len(ray.nodes()),
-            "median_real_time_factor": median, "rows": rows}
+    result = alternate(clips_dir, fps, repeats, {
+        backend: (lambda clips, cache, secs, rep, backend=backend:
+                  cold_run(clips, workers, fps, cache, secs, backend, rep, ray=address if backend == "ray" else None))
+        for backend in ("built-in pool", "ray")})
+    return {**result, "ray_cpus": ray.cluster_resources().get("CPU"), "ray_nodes": len(ray.nodes())}
 
 
 def main() -> None:
