@@ -186,6 +186,18 @@ def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_
         h = searcher.search_video(clips[i].path, k=4, n_candidates=len(texts))
         assert [x.text for x in h] == [texts[j] for j in np.argsort(-v2t[i], kind="stable")[:4]]
     assert not np.array_equal(np.argsort(-t2v, 0)[:3], np.argsort(-stage2["t2v"], 0)[:3])  # it did re-rank
+    # a search can skip the decoder (`query --score fused`): it then ranks as the stage before
+    fused = Searcher(out, score="fused")
+    for q, h in zip(queries, fused.search_text([texts[q] for q in queries], k=5, n_candidates=len(clips))):
+        assert [x.id for x in h] == [clips[i].id for i in np.argsort(-stage2["t2v"][:, q], kind="stable")[:5]]
+    r = runner.invoke(app, ["query", texts[3], "--index", str(out), "--score", "fused", "-k", "5",
+                            "--candidates", str(len(clips)), "--json"])
+    assert r.exit_code == 0, r.output
+    assert [x["id"] for x in json.loads(r.stdout)["results"]] == \
+           [clips[i].id for i in np.argsort(-stage2["t2v"][:, 3], kind="stable")[:5]]
+    for bad, why in (("global", "for `slsearch eval`"), ("best", "--score must be one of")):
+        r = runner.invoke(app, ["query", texts[3], "--index", str(out), "--score", bad])
+        assert r.exit_code != 0 and why in r.output and "Traceback" not in r.output
     # the index stores each sentence's prior, so V2T does not recompute it per query (the matrices above
     # computed them: the same rankings)
     stored = dict(zip(searcher.texts.column("text"), searcher.sentence_priors))

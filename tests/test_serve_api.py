@@ -499,6 +499,12 @@ def test_serve_command_binds_localhost_by_default(index_dir, monkeypatch):
                                  "--max-upload-mb", "5"])
     assert r.exit_code == 0 and seen["host"] == "0.0.0.0" and seen["port"] == 8123
     assert seen["app"].state.settings.max_upload_bytes == 5 << 20
+    # what searches rank by, for every version the server loads
+    r = CliRunner().invoke(cli, ["serve", "--index", str(index_dir), "--score", "cico"])
+    assert r.exit_code == 0 and seen["app"].state.live.current().searcher.score == "cico"
+    assert seen["app"].state.live.score == "cico"
+    r = CliRunner().invoke(cli, ["serve", "--index", str(index_dir), "--score", "best"])
+    assert r.exit_code == 2 and "--score must be one of" in r.output and "Traceback" not in r.output
 
 
 def test_serve_command_errors_are_one_line(tmp_path, monkeypatch):

@@ -309,7 +309,7 @@ class Searcher:
     """
 
     def __init__(self, index_dir: str | Path, model: RetrievalModel | str | Path | None = None,
-                 threads: int | None = DEFAULT_THREADS):
+                 threads: int | None = DEFAULT_THREADS, score: str | None = None):
         self.threads = threads  # torch/FAISS threads per query; None leaves the process settings alone
         self.index_dir = Path(index_dir)
         self.is_set = is_shard_set(index_dir)
@@ -352,7 +352,12 @@ class Searcher:
                 ix.clips.column("reading_prior").astype(np.float32) if ok else np.full(len(ix.clips), np.nan, np.float32)
                 for ok, (_, ix) in zip(stored, self.shards)])
         self._reading_prior_memo: dict[int, float] = {}
-        self.score = self.pipeline.resolve_score(None, self.readings is not None, str(index_dir))
+        # what hits are ranked by: the best the model has, or a cheaper cascade asked for (slsearch.rank.SCORES;
+        # 'fused' skips the decoder-likelihood stage, 11-18 ms of a query on one core)
+        if score == "global":
+            raise SlsearchError("--score global is the first stage's order, for `slsearch eval`; a search re-ranks its "
+                                "FAISS candidates with full, fused, cico or lexical")
+        self.score = self.pipeline.resolve_score(score, self.readings is not None, str(index_dir))
         self.texts: _Target | None = None
         self.sentence_priors = None
         with_texts = [ix for _, ix in self.shards if ix.texts is not None]
@@ -829,9 +834,10 @@ def read_queries(path: str | Path) -> list[str]:
 
 def query_index(index_dir: str | Path, text: str | None = None, video: str | None = None,
                 queries_file: str | Path | None = None, k: int = 10, n_candidates: int = DEFAULT_CANDIDATES,
-                clips: bool = False, model: Any = None, glosses: str | None = None) -> list[dict[str, Any]]:
+                clips: bool = False, model: Any = None, glosses: str | None = None,
+                score: str | None = None) -> list[dict[str, Any]]:
     """What `slsearch query` does: one text, a file of texts (batched), one video or one gloss sequence
-    against an index.
+    against an index; `score`: what to rank by (Searcher; None: the best the model has).
 
     Returns one record per query: {"query", "mode" (t2v | v2t | v2v | g2v), "results": [hit dicts]};
     a g2v record also has "unknown_glosses" (the query's glosses the model does not know, left out).
@@ -857,7 +863,7 @@ def query_index(index_dir: str | Path, text: str | None = None, video: str | Non
     if video is not None and not Path(video).exists():
         raise InputError(video, "file not found")
     queries = read_queries(queries_file) if queries_file is not None else None
-    searcher = Searcher(index_dir, model=model)
+    searcher = Searcher(index_dir, model=model, score=score)
     if video is not None:
         mode = "v2v" if clips else "v2t"
         hits = searcher.search_video(video, k=k, target="clips" if clips else "texts", n_candidates=n_candidates)

@@ -64,7 +64,7 @@ def create_app(index_dir: str | Path, model: RetrievalModel | str | Path | None 
     with `shard_key`, only requests that carry that key.
     """
     settings = settings or ServeSettings()
-    live = live or LiveIndex(index_dir, model, threads=settings.threads, poll_s=settings.poll_s)
+    live = live or LiveIndex(index_dir, model, threads=settings.threads, poll_s=settings.poll_s, score=settings.score)
     previews = media_files.Previews(settings.preview_dir)
     metrics = Metrics()
     search_pool = Pool("search", settings.search_workers, settings.search_timeout_s)

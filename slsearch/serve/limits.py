@@ -34,6 +34,7 @@ class ServeSettings:
     search_workers: int = max(1, min(4, os.cpu_count() or 1))  # text queries at once (1 torch thread each)
     upload_workers: int = 1  # uploads processed at once: more queue (extraction is CPU-bound)
     threads: int | None = 1  # torch/FAISS threads per request (slsearch.index.search.DEFAULT_THREADS)
+    score: str | None = None  # what searches rank by (Searcher; None: the best the model has)
     poll_s: float = 1.0  # how often the index link is looked at for a new version
     preview_dir: str | Path | None = None  # skeleton previews (default: $SLSEARCH_CACHE/previews)
 

@@ -61,8 +61,9 @@ class IndexVersion:
     row_of: "RowOfClipId"
 
     @classmethod
-    def load(cls, index_dir: Path, model: RetrievalModel | str | Path | None, threads: int | None) -> "IndexVersion":
-        searcher = Searcher(index_dir, model=model, threads=threads)
+    def load(cls, index_dir: Path, model: RetrievalModel | str | Path | None, threads: int | None,
+             score: str | None = None) -> "IndexVersion":
+        searcher = Searcher(index_dir, model=model, threads=threads, score=score)
         return cls(searcher, searcher.version_key, searcher.version, RowOfClipId(searcher.clips.column("id")))
 
     @property
@@ -93,11 +94,11 @@ class LiveIndex:
     """The current IndexVersion of an index folder, following its commits (see the module notes)."""
 
     def __init__(self, index_dir: str | Path, model: RetrievalModel | str | Path | None = None,
-                 threads: int | None = 1, poll_s: float = 1.0):
+                 threads: int | None = 1, poll_s: float = 1.0, score: str | None = None):
         self.index_dir = Path(index_dir)
         self.model_arg = model if not isinstance(model, RetrievalModel) else None  # a path the user gave
-        self.threads, self.poll_s = threads, poll_s
-        self._current = IndexVersion.load(self.index_dir, model, threads)  # a broken index fails here, at start
+        self.threads, self.poll_s, self.score = threads, poll_s, score
+        self._current = IndexVersion.load(self.index_dir, model, threads, score)  # a broken index fails here, at start
         self._lock = threading.Lock()
         self._loading: threading.Thread | None = None
         self._next_check = time.monotonic() + poll_s
@@ -149,7 +150,7 @@ class LiveIndex:
     def _reload(self, target: str) -> None:
         t0 = time.perf_counter()
         try:
-            new = IndexVersion.load(self.index_dir, self._model_for(), self.threads)
+            new = IndexVersion.load(self.index_dir, self._model_for(), self.threads, self.score)
         except (SlsearchError, OSError, ValueError, RuntimeError, MemoryError) as e:
             self.reload_failures += 1
             self.last_error = str(e).replace(str(self.index_dir), self.name)
