@@ -132,7 +132,7 @@ class _Target:
         self.searchable = searchable
         self._columns: dict[str, np.ndarray | TextColumn] = {}
         self.workers = 1  # threads that search local parts at once (Searcher(threads=N) on a shard set)
-        self._pool = None
+        self._pool = None  # (its size, the ThreadPoolExecutor), made at the first query that needs it
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -190,11 +190,11 @@ class _Target:
         workers = min(len(jobs), 16 if remote else self.workers)
         if workers < 2:
             return [fn(job) for job in jobs]
-        if self._pool is None or self._pool._max_workers < workers:
+        if self._pool is None or self._pool[0] < workers:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slsearch-shard")
-        return list(self._pool.map(fn, jobs))
+            self._pool = workers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slsearch-shard")
+        return list(self._pool[1].map(fn, jobs))
 
     def prefetch(self, rows: np.ndarray) -> None:
         for i, _, local in self._by_part(np.asarray(rows, dtype=np.int64)):

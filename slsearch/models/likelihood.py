@@ -29,8 +29,8 @@ _BATCH = 256
 
 
 def _loglik(model, memory: torch.Tensor, memory_mask: torch.Tensor, texts: Sequence[str], decoder=None) -> np.ndarray:
-    # each distinct sentence tokenized once: a T2V query reads one sentence against all its candidates, and
-    # tokenizing it 20 times was ~4 ms of a ~25 ms stage (benchmarks/RESULTS.md)
+    # each distinct sentence tokenized once: a T2V query reads one sentence against all its candidates
+    # (with eval() below, 12.1 -> 11.3 ms a T2V query's stage; benchmarks/RESULTS.md)
     distinct = list(dict.fromkeys(texts))
     ids, mask = model.tokenizer(distinct)
     if len(distinct) < len(texts):
@@ -50,7 +50,7 @@ def _batched(model, texts: Sequence[str], memory_of, progress: Progress | None, 
     batch's decoder memory. Eval mode and no_grad, restored after."""
     out = np.zeros(len(texts), np.float32)
     was_training = model.training
-    if was_training:  # eval() walks every module: ~3 ms a call, paid by every search when done unconditionally
+    if was_training:  # eval() walks every module: searches, whose model is already in eval mode, skip it
         model.eval()
     advance = track(progress, desc, len(texts))
     try:
