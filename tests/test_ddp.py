@@ -24,9 +24,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-# the run: 2 epochs of 3 steps (40 clips in batches of 13; the last clip is dropped), all four losses
+# the run: 2 epochs of 3 steps (40 clips in batches of 13; the last clip is dropped), all four losses, half
+# the batches of textual neighbours (clips of one sentence meet there: the ranks gather their text keys)
 SETS = ["train.epochs=2", "train.batch_size=13", "loss.gloss_weight=1.0", "likelihood.enabled=false",
-        "lexicon.enabled=false"]
+        "lexicon.enabled=false", "train.neighbour_batches=0.5"]
 LOSS_RTOL = 1e-4  # per-step losses, relative
 WEIGHT_ATOL = 1e-3  # final weights (last/model.safetensors), absolute, on weights of order 0.01-1
 # The biases of the convolutions before batch norm have a gradient of exactly zero in exact arithmetic

@@ -67,3 +67,29 @@ def test_cico_loss_low_when_pairs_match():
     x["text_mask"] = x["text_mask"].roll(1, 0)
     shuffled = float(C2RLLoss(global_weight=0, lm_weight=0)(**x)["cico_loss"])
     assert matched < 0.5 < shuffled
+
+
+def test_clips_of_the_same_sentence_are_no_negatives():
+    # clips 0 and 1 say the same sentence: their cross pairs (0.9 and 0.8) leave the softmax, clip 2's stay
+    s = torch.tensor([[1.0, 0.9, 0.0], [0.8, 1.0, 0.1], [0.2, 0.0, 1.0]])
+    same = torch.tensor([[True, True, False], [True, True, False], [False, False, True]])
+
+    def ce(*others):  # -log softmax of the diagonal score 1.0 against the others
+        return math.log(math.exp(1.0) + sum(math.exp(o) for o in others)) - 1.0
+    rows = [ce(0.0), ce(0.1), ce(0.2, 0.0)]  # each clip against the texts
+    cols = [ce(0.2), ce(0.0), ce(0.0, 0.1)]  # each text against the clips
+    expected = 0.5 * (sum(rows) / 3 + sum(cols) / 3)
+    masked = float(symmetric_infonce(s, torch.tensor(0.0), same))
+    assert masked == pytest.approx(expected, abs=1e-6)
+    assert masked < float(symmetric_infonce(s, torch.tensor(0.0)))  # the twin no longer counts against
+
+
+def test_text_keys_reach_every_contrastive_term():
+    x = _inputs()
+    plain = C2RLLoss(lm_weight=0.0)(**x)
+    distinct = C2RLLoss(lm_weight=0.0)(**x, text_keys=torch.tensor([1, 2, 3]))
+    for k in ("cico_loss", "global_loss"):
+        assert float(distinct[k]) == pytest.approx(float(plain[k]), abs=1e-6)  # all different: no change
+    twins = C2RLLoss(lm_weight=0.0)(**x, text_keys=torch.tensor([7, 7, 3]))
+    for k in ("cico_loss", "global_loss"):
+        assert float(twins[k]) != pytest.approx(float(plain[k]), abs=1e-4)

@@ -294,3 +294,49 @@ def test_features_mapped_from_disk_train_the_same_weights(corpus, trained, tmp_p
     assert not list((tmp_path / "disk").glob(".features-*"))
     with pytest.raises(SlsearchError, match="train.features must be auto, memory or disk"):
         load_recipe(TINY, ["train.features=ssd"])
+
+
+def test_text_neighbours_share_words_and_skip_the_same_sentence():
+    from slsearch.models.tokenizer import TextTokenizer
+    from slsearch.training.data import text_neighbours
+
+    texts = ["regen im norden", "regen im süden", "sonne und wärme", "sonne und hitze", "regen im norden",
+             "im norden regen", "nebel"]
+    tok = TextTokenizer.from_corpus(texts * 5, vocab_size=60)
+    nb = text_neighbours([tok.ids(t) for t in texts], k=3)
+    assert nb.shape == (7, 3)
+    for i, row in enumerate(nb):
+        assert i not in row
+    # the same sentence (4) and its reordering (5) are no neighbours of clip 0; the sentence one word off is
+    assert nb[0][0] == 1 and 4 not in nb[0] and 5 not in nb[0]
+    assert nb[2][0] == 3 and nb[3][0] == 2
+    assert (nb[6] == -1).all()  # "nebel" shares no subword with any other sentence
+
+
+def test_neighbour_batches_keep_seeds_and_draw_their_neighbours():
+    from slsearch.training.data import with_neighbour_batches
+
+    n, size = 64, 8
+    neighbours = np.array([[(i + d) % n for d in range(1, 5)] for i in range(n)])  # clip i's: i+1 .. i+4
+    rng = np.random.default_rng(0)
+    batches = [rng.permutation(n)[k:k + size] for k in range(0, n, size)]
+    state = rng.bit_generator.state
+    assert with_neighbour_batches(batches, neighbours, 0.0, rng) is batches  # share 0: nothing, rng unused
+    assert rng.bit_generator.state == state
+    hard = with_neighbour_batches(batches, neighbours, 1.0, rng, group=4)
+    assert len(hard) == len(batches)
+    for before, after in zip(batches, hard):
+        assert len(after) == size and len(set(after.tolist())) == size
+        seeds = before[:2]  # size // group
+        assert after[:2].tolist() == seeds.tolist()
+        near = {int(c) for s in seeds for c in neighbours[s]} | set(seeds.tolist())
+        # each seed brings up to 3 of its 4 neighbours; only a neighbour shared by both seeds leaves a gap
+        from_neighbours = sum(int(c) in near for c in after)
+        assert from_neighbours >= size - 1
+    half = with_neighbour_batches(batches, neighbours, 0.5, np.random.default_rng(1))
+    assert sum(not np.array_equal(a, b) for a, b in zip(batches, half)) == 4
+
+
+def test_neighbour_batches_share_is_checked():
+    with pytest.raises(SlsearchError, match="neighbour_batches must be between 0 and 1"):
+        load_recipe("tiny", ["train.neighbour_batches=1.5"])

@@ -27,9 +27,14 @@ MAX_LOGIT_SCALE = math.log(100.0)
 GLOSS_OBJECTIVES = ("ctc", "set")
 
 
-def symmetric_infonce(scores: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """scores (B, B) video x text with matching pairs on the diagonal -> mean of both CE directions."""
+def symmetric_infonce(scores: torch.Tensor, logit_scale: torch.Tensor,
+                      same_text: torch.Tensor | None = None) -> torch.Tensor:
+    """scores (B, B) video x text with matching pairs on the diagonal -> mean of both CE directions.
+    same_text (B, B) bool: pairs off the diagonal whose clips say the same sentence are no negatives (left out)."""
     logits = scores * logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+    if same_text is not None:
+        off_diagonal = ~torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(same_text & off_diagonal, float("-inf"))
     target = torch.arange(scores.shape[0], device=scores.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
@@ -54,23 +59,31 @@ class C2RLLoss(nn.Module):
     def forward(self, video_tokens, video_mask, video_global, text_tokens=None, text_mask=None, text_global=None,
                 logit_scale_fine=None, logit_scale_global=None, lm_logits=None, lm_labels=None, gloss_logits=None,
                 gloss_targets=None, gloss_target_lengths=None, stream_tokens=None,
-                stream_globals=None) -> dict[str, torch.Tensor]:
+                stream_globals=None, text_keys=None) -> dict[str, torch.Tensor]:
+        """text_keys (B,) int64 (slsearch.training.data.text_key): clips with equal keys say the same sentence
+        and are not each other's negatives; None treats every other clip of the batch as a negative."""
         losses: dict[str, torch.Tensor] = {}
         if (self.cico_weight or self.global_weight) and text_tokens is None:
             raise ValueError("the contrastive losses need the text tower's outputs (with_text=True)")
         group = self.batch_group
         vt, vm, vg, tt, tm, tg = video_tokens, video_mask, video_global, text_tokens, text_mask, text_global
-        if group is not None and (self.cico_weight or self.global_weight):
-            vt, vm, vg, tt, tm, tg = group.gather(vt, vm, vg, tt, tm, tg)  # every rank's clips, in rank order
+        keys = text_keys
+        if group is not None and (self.cico_weight or self.global_weight or keys is not None):
+            # every rank's clips, in rank order
+            if keys is None:
+                vt, vm, vg, tt, tm, tg = group.gather(vt, vm, vg, tt, tm, tg)
+            else:
+                vt, vm, vg, tt, tm, tg, keys = group.gather(vt, vm, vg, tt, tm, tg, keys)
+        same = None if keys is None else keys[:, None] == keys[None, :]
         if self.cico_weight:
             fine = cico_similarity(vt, vm, tt, tm, self.temperature)  # (B, B)
-            losses["cico_loss"] = self.cico_weight * symmetric_infonce(fine, logit_scale_fine)
+            losses["cico_loss"] = self.cico_weight * symmetric_infonce(fine, logit_scale_fine, same)
         if self.global_weight:
             coarse = vg.float() @ tg.float().T  # (B, B), vectors are unit length
-            losses["global_loss"] = self.global_weight * symmetric_infonce(coarse, logit_scale_global)
+            losses["global_loss"] = self.global_weight * symmetric_infonce(coarse, logit_scale_global, same)
         if stream_tokens is not None and (self.stream_weight or self.inter_weight):
             losses.update(self._streams(stream_tokens, stream_globals, video_mask, text_tokens, text_mask,
-                                        text_global, logit_scale_fine, logit_scale_global))
+                                        text_global, logit_scale_fine, logit_scale_global, same))
         if self.lm_weight and lm_logits is not None:
             if group is None:
                 losses["lm_loss"] = self.lm_weight * F.cross_entropy(
@@ -88,9 +101,9 @@ class C2RLLoss(nn.Module):
 
 
     def _streams(self, stream_tokens, stream_globals, video_mask, text_tokens, text_mask, text_global,
-                 logit_scale_fine, logit_scale_global) -> dict[str, torch.Tensor]:
+                 logit_scale_fine, logit_scale_global, same_text=None) -> dict[str, torch.Tensor]:
         """DVE-SLT's per-stream cross-modal losses (mean over streams) and the inter-stream InfoNCE (mean over
-        pairs), over the global batch when distributed."""
+        pairs; two clips of one sentence are still two clips there), over the global batch when distributed."""
         group = self.batch_group
         cross, inter, gathered = [], [], []
         for st, sg in zip(stream_tokens, stream_globals):
@@ -100,8 +113,8 @@ class C2RLLoss(nn.Module):
             gathered.append(vg.float())
             if self.stream_weight:
                 fine = cico_similarity(vt, vm, tt, tm, self.temperature)
-                cross.append(symmetric_infonce(fine, logit_scale_fine)
-                             + symmetric_infonce(vg.float() @ tg.float().T, logit_scale_global))
+                cross.append(symmetric_infonce(fine, logit_scale_fine, same_text)
+                             + symmetric_infonce(vg.float() @ tg.float().T, logit_scale_global, same_text))
         if self.inter_weight:
             for i in range(len(gathered)):
                 for j in range(i + 1, len(gathered)):

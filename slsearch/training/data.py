@@ -6,17 +6,20 @@ temporal stride) is found here, before the first training step, and reported wit
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from slsearch.data.manifest import VIDEO_EXTENSIONS, Clip, read_manifest
 from slsearch.data.pose_files import hands_seen
 from slsearch.data.poses import load_pose
 from slsearch.errors import InputError, SlsearchError
+from slsearch.eval.metrics import normalise_text
 from slsearch.models.padding import pad
 from slsearch.progress import Progress, track
 
@@ -185,6 +188,81 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
     return [batches[i] for i in order]
 
 
+# A hard batch: groups of a seed clip and GROUP - 1 clips drawn among the seed's NEIGHBOURS nearest sentences
+# (8 groups in a batch of 64: enough seeds that a batch still spans several topics).
+NEIGHBOURS = 32
+GROUP = 8
+
+
+def text_neighbours(token_ids: list[list[int]], k: int = NEIGHBOURS, chunk: int = 512) -> np.ndarray:
+    """Each sentence's k nearest others by TF-IDF cosine over the tokenizer's subword ids (any language, no
+    word splitting) -> (N, k) indices, -1 where there are fewer. Sentences with the same words (cosine ~1:
+    the same sentence, or its words reordered) are left out: they sign alike, so they are no negatives."""
+    n = len(token_ids)
+    rows = np.repeat(np.arange(n), [len(t) for t in token_ids])
+    cols = np.concatenate([np.asarray(t, np.int64) for t in token_ids]) if n else np.zeros(0, np.int64)
+    counts = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(n, int(cols.max(initial=0)) + 1))
+    counts.sum_duplicates()
+    # no +1: a subword in every sentence (the end-of-sentence mark) weighs nothing
+    idf = np.log((1 + n) / (1 + np.bincount(counts.indices, minlength=counts.shape[1])))
+    x = counts.multiply(idf[None, :]).tocsr()
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
+    x = sp.diags(1 / np.maximum(norms, 1e-12)) @ x
+    out = np.full((n, k), -1, np.int64)
+    for s in range(0, n, chunk):  # a dense (chunk, N) block at a time keeps memory flat on large corpora
+        sim = (x[s:s + chunk] @ x.T).toarray()
+        sim[sim > 0.999] = -1.0  # itself and its same-word sentences
+        take = min(k, n - 1)
+        if take <= 0:
+            break
+        top = np.argpartition(-sim, take - 1, axis=1)[:, :take]
+        order = np.argsort(-np.take_along_axis(sim, top, 1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, 1)
+        top[np.take_along_axis(sim, top, 1) <= 0] = -1  # nothing in common: no neighbour
+        out[s:s + len(sim), :take] = top
+    return out
+
+
+def with_neighbour_batches(batches: list[np.ndarray], neighbours: np.ndarray, share: float,
+                           rng: np.random.Generator, group: int = GROUP) -> list[np.ndarray]:
+    """Replace a `share` of an epoch's batches by hard ones: a batch keeps len // group of its clips as seeds
+    and fills up with group - 1 clips drawn among each seed's nearest sentences (no clip twice), so the
+    contrastive losses must tell apart sentences that share most of their words (two weather reports that
+    differ in a region or a number) rather than 64 unrelated ones. share 0 leaves the batches (and the rng)
+    untouched."""
+    if not share:
+        return batches
+    batches = list(batches)
+    for b in rng.choice(len(batches), int(round(share * len(batches))), replace=False):
+        batch = batches[b]
+        seeds = batch[:max(1, len(batch) // group)]
+        taken, seen = list(seeds), set(seeds.tolist())
+        for seed in seeds:
+            found = 0
+            for c in rng.permutation(neighbours[seed][neighbours[seed] >= 0]):
+                if found == group - 1 or len(taken) == len(batch):
+                    break
+                if c not in seen:
+                    taken.append(c)
+                    seen.add(c)
+                    found += 1
+        for c in batch[len(seeds):]:  # seeds short of neighbours: the batch's own clips fill it up
+            if len(taken) == len(batch):
+                break
+            if c not in seen:
+                taken.append(c)
+                seen.add(c)
+        batches[b] = np.asarray(taken, dtype=batch.dtype)
+    return batches
+
+
+def text_key(text: str) -> int:
+    """A stable 63-bit key of a sentence (case and spacing ignored): clips with equal keys say the same, so
+    the contrastive losses do not push them apart. Not Python's hash(): that differs between processes."""
+    digest = hashlib.blake2b(normalise_text(text).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 def _stretched_length(T: int, factor: float, max_frames: int, min_frames: int) -> int:
     return int(np.clip(round(T * factor), min_frames, max_frames))
 
@@ -226,7 +304,8 @@ def collate(data: FeatureSet, idx: np.ndarray, tokenizer, rng: np.random.Generat
     if x.shape[1] < longest:
         x = torch.nn.functional.pad(x, (0, 0, 0, longest - x.shape[1]))
     ids, mask = tokenizer(texts)
-    batch = {"features": x, "lengths": lengths, "input_ids": ids, "attention_mask": mask}
+    batch = {"features": x, "lengths": lengths, "input_ids": ids, "attention_mask": mask,
+             "text_keys": torch.tensor([text_key(t) for t in texts], dtype=torch.long)}
     if data.glosses is not None:
         # a clip without glosses keeps one padding target and length 0: CTC leaves it out
         targets, target_lengths = pad([np.asarray(g or [0], np.int64) for g in glosses], dtype=torch.long)

@@ -29,7 +29,7 @@ from slsearch.models.tokenizer import TextTokenizer
 from slsearch.progress import Progress, track
 from slsearch.training import distributed
 from slsearch.training.data import (FeatureSet, collate, epoch_batches, gloss_vocabulary, load_features,
-                                    read_training_manifest)
+                                    read_training_manifest, text_neighbours, with_neighbour_batches)
 from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
 from slsearch.training.calibration import calibrate_stages, learn_lexicon, with_own_readings
 from slsearch.training.recipe import DERIVED_MODEL_KEYS, Recipe, load_recipe, recipe_from_dict
@@ -181,6 +181,7 @@ class _Run:
     encoded: tuple | None = None  # the dev set as the latest evaluation encoded it (joint runs)
     world: distributed.World | None = None  # under torchrun: this process's rank (training.distributed)
     ddp: torch.nn.Module | None = None  # the model behind DistributedDataParallel, for the training steps
+    neighbours: np.ndarray | None = None  # each training clip's nearest sentences, for train.neighbour_batches
 
 
 def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path, out: str | Path,
@@ -346,8 +347,11 @@ def _start(recipe_path, manifest, dev, out: Path, overrides, resume: bool, progr
             notify("note", f"resuming a run of {len(rng_states)} process(es) with {size}: the same batches, "
                            f"other dropout noise")
         state = {k: saved[k] for k in state}
+    neighbours = None
+    if tc.neighbour_batches:
+        neighbours = text_neighbours([model.tokenizer.ids(t) for t in train_set.texts])
     return _Run(recipe, out, model, opt, sched, loss_fn, train_set, dev_set, train_clips, steps_per_epoch, state,
-                world=world, ddp=ddp)
+                world=world, ddp=ddp, neighbours=neighbours)
 
 
 def _uses_every_parameter(recipe: Recipe, model: SignTextModel) -> bool:
@@ -363,6 +367,8 @@ def _train_epoch(run: _Run, epoch: int, advance, notify: Notify) -> tuple[dict[s
     recipe, model, tc = run.recipe, run.model, run.recipe.train
     rng = np.random.default_rng([tc.seed, epoch])  # per-epoch stream: resuming replays the same batches
     batches = epoch_batches(run.train_set.lengths, tc.batch_size, rng)
+    if run.neighbours is not None:
+        batches = with_neighbour_batches(batches, run.neighbours, tc.neighbour_batches, rng)
     world, forward = run.world, run.ddp or model
     if world is not None:
         batches = world.usable(batches)  # each rank builds its part of every global batch
@@ -375,7 +381,7 @@ def _train_epoch(run: _Run, epoch: int, advance, notify: Notify) -> tuple[dict[s
         part = world.part(len(idx)) if world is not None else None
         batch = {k: v.to(device) for k, v in collate(run.train_set, idx, model.tokenizer, rng, tc.max_frames,
                                                      tc.time_stretch, part=part).items()}
-        targets = {k: batch.pop(k) for k in ("gloss_targets", "gloss_target_lengths") if k in batch}
+        targets = {k: batch.pop(k) for k in ("gloss_targets", "gloss_target_lengths", "text_keys") if k in batch}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
             losses = run.loss_fn(**forward(**batch, with_lm=with_lm, with_text=with_text), **targets)
         total = sum(losses.values())

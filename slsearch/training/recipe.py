@@ -79,6 +79,9 @@ class TrainConfig:
     # the run's folder (slsearch.training.data); auto is disk for a model with an RGB stream (18 kB a frame)
     features: str = "auto"
     time_stretch: float = 0.2  # augmentation: random speed factor in [1 - x, 1 + x]
+    # share of an epoch's batches made of textual neighbours (training.data.with_neighbour_batches): hard
+    # negatives, sentences that differ in a word or two, where a random batch holds unrelated ones
+    neighbour_batches: float = 0.0
     eval_batch_size: int = 64
     log_every: int = 10  # steps between progress-bar updates of the loss
     stage: str = "joint"  # joint: contrastive + LM (C²RL); translate: video encoder + decoder on the LM loss only
@@ -299,6 +302,7 @@ def _validate(r: Recipe) -> None:
         (r.train.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (r.train.batch_size >= 2, "train.batch_size must be at least 2 (contrastive negatives)"),
         (r.train.epochs >= 1, "train.epochs must be at least 1"),
+        (0 <= r.train.neighbour_batches <= 1, "train.neighbour_batches must be between 0 and 1"),
         (r.optim.lr > 0, "optim.lr must be positive"),
         (r.model.front_end == "pose", f"model.front_end {r.model.front_end!r} is not available (pose)"),
         (bool(r.model.streams) and all(isinstance(st, str) and st in STREAMS for st in r.model.streams),
