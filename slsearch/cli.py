@@ -327,10 +327,13 @@ def calibrate(
     dev: str = typer.Option(..., "--dev", help="Dev manifest: picks the re-ranking weights (never test)."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Re-rank this many of each query's first candidates "
                                                                "(default 20, the stage's)."),
+    bank: Optional[str] = typer.Option(None, "--bank", help="Training manifest: fit a new V2T hubness stage on a "
+                                                             "sample of its clips (a model trained before it existed)."),
+    bank_size: int = typer.Option(1000, "--bank-size", help="Clips in the hubness bank (with --bank)."),
     as_json: bool = typer.Option(False, "--json", help="Print the weights and dev R@1 as JSON on stdout."),
 ) -> None:
     """Pick the decoder-likelihood re-ranking weights of a checkpoint on dev (what `train` does at the end
-    of a joint run)."""
+    of a joint run); with --bank, the V2T hubness stage's too."""
     from rich.table import Table
 
     from slsearch.rank.likelihood_stage import DEFAULT_DEPTH
@@ -339,11 +342,19 @@ def calibrate(
     depth = DEFAULT_DEPTH if depth is None else depth
     if depth < 1:
         raise SlsearchError(f"--depth must be at least 1, got {depth}")
+    if bank_size < 1:
+        raise SlsearchError(f"--bank-size must be at least 1, got {bank_size}")
     with progress_if(not as_json) as progress:
-        reranker = recalibrate(model, dev, depth, progress=progress).likelihood
+        fitted = recalibrate(model, dev, depth, bank, bank_size, progress=progress)
+    reranker, hubness = fitted.likelihood, fitted.hubness
+    hub = hubness.fusion.get("v2t") if hubness is not None else None
     if as_json:
-        print(json.dumps({"model": model, "depth": reranker.depth, "fusion": reranker.fusion}))
+        print(json.dumps({"model": model, "depth": reranker.depth, "fusion": reranker.fusion,
+                          "hubness": None if hub is None else {"bank": len(hubness.bank_tokens), **hub}}))
         return
+    if hub is not None:
+        console.print(plain(f"V2T hubness against a bank of {len(hubness.bank_tokens)} training clips: weight share "
+                            f"{hub['share']:g}, dev R@1 {hub['dev_R@1_before']:.1f} -> {hub['dev_R@1']:.1f}"))
     table = Table(title=plain(f"decoder-likelihood re-ranking of the first {reranker.depth} candidates ({model})"))
     for col in ("direction", "weight", "dev R@1 before", "dev R@1 after"):
         table.add_column(col)

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +22,7 @@ from slsearch.models.decoder import shift_for_lm
 from slsearch.models.likelihood import sentence_loglik, sentence_prior
 from slsearch.rank import ClipSide, RankingPipeline, RetrievalModel, TextSide, load_retrieval_model
 from slsearch.rank import pipeline as pipeline_module
+from slsearch.rank.hubness_stage import HUBNESS_FILE
 from slsearch.rank.likelihood_stage import LIKELIHOOD_FILE, LikelihoodStage
 
 runner = CliRunner()
@@ -151,9 +153,14 @@ def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_
     assert model.likelihood.fitted_on == model.hash  # marked with the weights it was fitted on
     for f in model.likelihood.fusion.values():
         assert f["std"] > 0 and f["dev_R@1"] >= f["dev_R@1_before"]  # weight 0 is in the grid
-    # a non-zero weight so the test exercises the stage whatever dev picked
+    # the run fitted a V2T hubness stage on a bank of its training clips (all of them: fewer than the bank)
+    assert model.hubness is not None and model.hubness.fitted_on == model.hash and model.hubness.below == "fused"
+    assert len(model.hubness.bank_tokens) == len(read_manifest(tiny_corpus[0]))
+    # non-zero weights so the test exercises the stages whatever dev picked
     model.likelihood.fusion = {d: {**f, "weight": 2.0} for d, f in model.likelihood.fusion.items()}
     model.likelihood.save(prior_run)
+    model.hubness.fusion["v2t"]["weight"] = 0.5
+    model.hubness.save(prior_run)
 
     out = tmp_path / "idx"
     r = runner.invoke(app, ["index", str(tiny_corpus[0]), "--model", str(prior_run), "--out", str(out), "--json"])
@@ -170,6 +177,11 @@ def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_
     pipeline = RankingPipeline(model)
     stage2 = pipeline.score_matrix(clip_side, text_side, "fused")
     full = pipeline.score_matrix(clip_side, text_side, "full")
+    # V2T's stage before is CiCo + lexicon less each sentence's hub score (T2V's has none)
+    plain = RankingPipeline(replace(model, hubness=None)).score_matrix(clip_side, text_side, "fused")
+    hubs = pipeline.sentence_hubs(text_side)
+    assert np.allclose(stage2["v2t"], plain["v2t"] - 0.5 * hubs[None, :], atol=1e-5) and hubs.std() > 0
+    assert np.allclose(stage2["t2v"], plain["t2v"])
     # the full matrix is the stage before re-ranked on each query's first `depth`
     for d in ("t2v", "v2t"):
         raw = model.likelihood.pair_scores(net, stage2[d], videos.tokens, texts, d, fast_decoder=model.fast_decoder)
@@ -284,6 +296,18 @@ def test_cli_calibrate(prior_run, tiny_corpus, tiny_checkpoint, tmp_path):
     r = runner.invoke(app, ["calibrate", "--model", str(run), "--dev", str(tiny_corpus[1])])
     assert r.exit_code == 0 and "T2V" in r.stdout
     assert load_retrieval_model(run).likelihood.depth == 20  # the default
+    # --bank: a new hubness stage on a sample of a training manifest's clips, then the likelihood on top
+    (run / HUBNESS_FILE).unlink()
+    r = runner.invoke(app, ["calibrate", "--model", str(run), "--dev", str(tiny_corpus[1]), "--bank",
+                            str(tiny_corpus[0]), "--bank-size", "7", "--json"])
+    assert r.exit_code == 0, r.output
+    hub = json.loads(r.stdout.strip().splitlines()[-1])["hubness"]
+    fitted = load_retrieval_model(run)
+    assert hub["bank"] == 7 == len(fitted.hubness.bank_tokens) and fitted.hubness.fusion["v2t"]["share"] == hub["share"]
+    assert fitted.hubness.fitted_on == fitted.hash and hub["dev_R@1"] >= hub["dev_R@1_before"]
+    r = runner.invoke(app, ["calibrate", "--model", str(run), "--dev", str(tiny_corpus[1]), "--bank",
+                            str(tiny_corpus[0]), "--bank-size", "0"])
+    assert r.exit_code != 0 and "--bank-size must be at least 1" in r.output
     # a checkpoint whose decoder never trained is refused with the reason
     r = runner.invoke(app, ["calibrate", "--model", str(tiny_checkpoint), "--dev", str(tiny_corpus[1])])
     assert r.exit_code == 2 and "decoder was not trained" in r.stderr

@@ -19,6 +19,7 @@ from slsearch.errors import SlsearchError
 from slsearch.models.lexicon import LEXICON_FILE, Lexicon
 from slsearch.models.model import SignTextModel
 from slsearch.models.translator import DecodeConfig
+from slsearch.rank.hubness_stage import HubnessStage
 from slsearch.rank.likelihood_stage import LikelihoodStage
 
 
@@ -27,6 +28,7 @@ class RetrievalModel:
     net: SignTextModel  # towers, decoder, tokenizer; `net.checkpoint_hash` names the weights
     lexicon: Lexicon | None = None  # with its fusion weights (slsearch.rank.lexicon_stage), when learnt
     likelihood: LikelihoodStage | None = None  # when calibrated
+    hubness: HubnessStage | None = None  # V2T: sentences discounted by their scores against training clips
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # how it translates by default
     path: Path | None = None  # the checkpoint folder it came from
     recipe: dict[str, Any] = field(default_factory=dict)  # the recipe it was trained with
@@ -58,9 +60,9 @@ class RetrievalModel:
         return self.net.video.gloss_head is not None
 
     def save_stages(self, folder: str | Path | None = None) -> None:
-        """Write the lexicon and the likelihood stage beside the weights, marked with the weights' hash."""
+        """Write the lexicon, hubness and likelihood stages beside the weights, marked with the weights' hash."""
         folder = Path(folder or self.path)
-        for stage in (self.lexicon, self.likelihood):
+        for stage in (self.lexicon, self.hubness, self.likelihood):
             if stage is not None:
                 stage.fitted_on = self.hash
                 stage.save(folder)
@@ -87,5 +89,7 @@ def load_retrieval_model(path: str | Path, device: str | torch.device = "cpu") -
         raise SlsearchError(f"{folder}: {LEXICON_FILE} names glosses the model's gloss head does not read; "
                             "it belongs to another run")
     likelihood = _fitted_here(LikelihoodStage.load(folder), net.checkpoint_hash, cfg["format_version"])
+    hubness = _fitted_here(HubnessStage.load(folder), net.checkpoint_hash, cfg["format_version"])
     recipe = cfg.get("recipe") or {}
-    return RetrievalModel(net, lexicon, likelihood, DecodeConfig.from_dict(recipe.get("decode")), folder, recipe)
+    return RetrievalModel(net, lexicon, likelihood, hubness, DecodeConfig.from_dict(recipe.get("decode")), folder,
+                          recipe)

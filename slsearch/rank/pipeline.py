@@ -1,6 +1,7 @@
 """The ranking cascade, owned in one place:
 
-    query -encode-> FAISS top-N (global vectors) -> CiCo -> gloss lexicon -> decoder likelihood -> top-k
+    query -encode-> FAISS top-N (global vectors) -> CiCo -> gloss lexicon [-> V2T hubness] -> decoder likelihood
+          -> top-k
 
 Every stage scores a block of clips x sentences: a search is the block of one query against its
 candidates, an evaluation the whole dense matrix. So one query and a full evaluation rank alike by
@@ -23,6 +24,7 @@ from slsearch.models.lexicon import Lexicon
 from slsearch.models.similarity import CICO_TEMPERATURE
 from slsearch.progress import Progress, track
 from slsearch.rank.cico import cico_matrix, cico_one_to_many, stacked
+from slsearch.rank.hubness_stage import HubnessStage
 from slsearch.rank.lexicon_stage import LexiconStage
 from slsearch.rank.likelihood_stage import LikelihoodStage
 from slsearch.rank.model import RetrievalModel
@@ -83,6 +85,7 @@ class RankingPipeline:
         self.lexicon = LexiconStage(lexicon) if lexicon is not None and lexicon.fusion else None
         likelihood = model.likelihood if model is not None else None
         self.likelihood: LikelihoodStage | None = likelihood if likelihood is not None and likelihood.fusion else None
+        self.hubness: HubnessStage | None = model.hubness if model is not None else None
 
     # --- which score ----------------------------------------------------------------------------
     def _likelihood_usable(self, readings_known: bool) -> bool:
@@ -126,14 +129,18 @@ class RankingPipeline:
             cico = cico_matrix(clips.tokens, texts.tokens, self.temperature, advance)
         if score == "cico" or (score == "full" and self.lexicon is None):
             stage = {d: cico for d in directions}
+            below = "cico" if score == "full" else None  # CiCo asked for is CiCo alone: no hubness
         else:  # lexical, fused, full with a lexicon
             if clips.readings is None or self.lexicon is None:
                 raise SlsearchError(f"--score {score} needs gloss readings and a calibrated gloss lexicon")
             lexical = {d: self.lexicon.scores(clips.readings, texts.texts, d, clips.reading_priors) for d in directions}
             stage = lexical if score == "lexical" else {d: self.lexicon.combine(cico, lexical[d], d) for d in directions}
+            below = "lexical" if score == "lexical" else "fused"
+        if "v2t" in directions and self.hubness is not None and self.hubness.applies("v2t", below):
+            stage["v2t"] = self.hubness.combine(stage["v2t"], self.sentence_hubs(texts))
         if candidates:
             stage = {d: restrict_to_first_stage(stage[d], first, candidates, d) for d in directions}
-        if score != "full":
+        if score != "full" or self.likelihood is None:
             return stage, None
         net = self.model.net
         raw = {d: self.likelihood.pair_scores(net, stage[d], clips.tokens, texts.texts, d, texts.priors, progress,
@@ -163,6 +170,17 @@ class RankingPipeline:
             ordered = final = previous
         return np.argsort(-ordered, kind="stable"), final.astype(np.float32)
 
+    def sentence_hubs(self, texts: TextSide) -> np.ndarray:
+        """The hubness stage's hub score of each sentence (its best scores against the bank's clips)."""
+        return self.hubness.hubs(texts.texts, texts.tokens, self._bank_stage)
+
+    def _bank_stage(self, tokens, readings, texts, text_tokens) -> np.ndarray:
+        """V2T scores of the stage the hubness stage corrects, for (bank clips, sentences)."""
+        cico = cico_matrix(tokens, text_tokens, self.temperature)
+        if self.hubness.below == "cico":
+            return cico
+        return self.lexicon.combine(cico, self.lexicon.scores(readings, texts, "v2t"), "v2t")
+
     def rank_clips(self, query: np.ndarray, candidates: ClipSide) -> tuple[np.ndarray, np.ndarray]:
         """V2V: a clip's tokens (L, d) against candidate clips, by CiCo (the other stages read sentences)."""
         s = cico_one_to_many(query, *stacked(candidates.tokens), self.temperature)
@@ -170,11 +188,12 @@ class RankingPipeline:
 
 
 def fit_stages(model: RetrievalModel, clips: ClipSide, texts: TextSide, lexicon: Lexicon | None = None,
-               likelihood_depth: int | None = None) -> dict[str, dict]:
+               likelihood_depth: int | None = None, bank: ClipSide | None = None) -> dict[str, dict]:
     """Fit the ranking stages of `model` on a paired dev set (clip i says texts[i]), in place: a new,
-    uncalibrated `lexicon` gets its fusion weights (on the CiCo matrix) and becomes the model's; with
-    `likelihood_depth` the decoder-likelihood stage is fitted on what CiCo + lexicon rank. Returns what
-    was picked per stage. Save with `model.save_stages()`."""
+    uncalibrated `lexicon` gets its fusion weights (on the CiCo matrix) and becomes the model's; a `bank`
+    of training clips makes a new hubness stage (V2T), and one the model has already is fitted again on
+    what is below it now; with `likelihood_depth` the decoder-likelihood stage is fitted on what the
+    stages before it rank. Returns what was picked per stage. Save with `model.save_stages()`."""
     cico = cico_matrix(clips.tokens, texts.tokens, model.temperature)
     report: dict[str, dict] = {}
     if lexicon is not None:
@@ -183,9 +202,18 @@ def fit_stages(model: RetrievalModel, clips: ClipSide, texts: TextSide, lexicon:
         LexiconStage(lexicon).fit(cico, clips.readings, texts.texts)
         model.lexicon = lexicon
         report["lexicon"] = lexicon.fusion
+    below = "fused" if model.lexicon is not None and model.lexicon.fusion and clips.readings is not None else "cico"
+    hubness = model.hubness
+    if bank is not None:
+        hubness = HubnessStage(list(bank.tokens), None if bank.readings is None else list(bank.readings))
+    if hubness is not None:
+        hubness.below, hubness.fusion, hubness._memo = below, {}, {}  # not applied while its weight is picked
+        model.hubness = hubness
+        pipeline = RankingPipeline(model)
+        stage, _ = pipeline.cascade(clips, texts, below, None, None, cico=cico, directions=("v2t",))
+        report["hubness"] = hubness.fit(stage["v2t"], pipeline.sentence_hubs(texts))
     if likelihood_depth:
         pipeline = RankingPipeline(model)
-        below = "fused" if pipeline.lexicon is not None and clips.readings is not None else "cico"
         stage, _ = pipeline.cascade(clips, texts, below, None, None, cico=cico)
         likelihood = LikelihoodStage(depth=likelihood_depth)
         likelihood.fit(model.net, stage, clips.tokens, texts.texts, fast_decoder=model.fast_decoder)

@@ -1,7 +1,7 @@
 """Learn the gloss lexicon and fit the ranking stages' weights on dev.
 
-`train` calls `calibrate_stages` at the end of a joint run with the best weights in memory and the dev
-set it already encoded for that epoch. `slsearch lexicon` (`relearn_lexicon`) and `slsearch calibrate`
+`train` calls `calibrate_stages` at the end of a joint run with the best weights in memory, the dev set it
+already encoded for that epoch and a bank of its training clips for the hubness stage. `slsearch lexicon` (`relearn_lexicon`) and `slsearch calibrate`
 (`recalibrate`) do it again for an existing checkpoint, loading it once and encoding dev once; the
 weights, and so any index built with them, stay as they are.
 """
@@ -12,12 +12,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from slsearch.data.manifest import Clip
 from slsearch.data.pseudo_glosses import use_pseudo_glosses
 from slsearch.errors import SlsearchError
 from slsearch.models.lexicon import Lexicon
 from slsearch.progress import Progress
 from slsearch.rank import ClipSide, RetrievalModel, TextSide, fit_stages, load_retrieval_model
+from slsearch.rank.hubness_stage import BANK_SIZE
 from slsearch.training.data import load_features, read_training_manifest
 from slsearch.training.dev_eval import encode_dev
 from slsearch.training.recipe import LexiconConfig
@@ -40,11 +43,24 @@ def learn_lexicon(train_clips: Sequence[Clip], config: LexiconConfig) -> Lexicon
                          config.smoothing, config.alignment, config.tension)
 
 
+def hubness_bank(net, features: Sequence, size: int, seed: int = 0,
+                 progress: Progress | None = None) -> ClipSide | None:
+    """The hubness stage's bank: a fixed sample of `size` of the training clips (their front-end features),
+    encoded. None for size 0."""
+    from slsearch.encode import encode_videos
+
+    if size <= 0 or not len(features):
+        return None
+    pick = np.sort(np.random.default_rng(seed).choice(len(features), min(size, len(features)), replace=False))
+    v = encode_videos(net, [features[i] for i in pick], progress=progress)
+    return ClipSide(v.tokens, v.readings)
+
+
 def calibrate_stages(model: RetrievalModel, dev: tuple[ClipSide, TextSide], lexicon: Lexicon | None = None,
-                     likelihood_depth: int | None = None) -> dict[str, dict]:
+                     likelihood_depth: int | None = None, bank: ClipSide | None = None) -> dict[str, dict]:
     """Fit the stages on the encoded dev set (see `slsearch.rank.fit_stages`) and save them beside the
     model's weights."""
-    report = fit_stages(model, *dev, lexicon=lexicon, likelihood_depth=likelihood_depth)
+    report = fit_stages(model, *dev, lexicon=lexicon, likelihood_depth=likelihood_depth, bank=bank)
     model.save_stages()
     return report
 
@@ -87,12 +103,21 @@ def relearn_lexicon(checkpoint: str | Path, manifest: str | Path, dev: str | Pat
     return model
 
 
-def recalibrate(checkpoint: str | Path, dev: str | Path, depth: int,
-                progress: Progress | None = None) -> RetrievalModel:
-    """Fit the decoder-likelihood stage of an existing checkpoint whose decoder was trained (loss.lm_weight > 0)."""
+def recalibrate(checkpoint: str | Path, dev: str | Path, depth: int, bank: str | Path | None = None,
+                bank_size: int = BANK_SIZE, progress: Progress | None = None) -> RetrievalModel:
+    """Fit the decoder-likelihood stage of an existing checkpoint whose decoder was trained (loss.lm_weight > 0),
+    and with `bank` (a training manifest) a new hubness stage on a sample of `bank_size` of its clips."""
     model = load_retrieval_model(checkpoint)
     if not (model.recipe.get("loss") or {}).get("lm_weight", 1.0):
         raise SlsearchError(f"{checkpoint}: its decoder was not trained (loss.lm_weight = 0), so its likelihood "
                             "says nothing about the clips; there is nothing to calibrate")
-    calibrate_stages(model, _encoded_dev(model, dev, progress), likelihood_depth=depth)
+    bank_side = None
+    if bank is not None:
+        net = model.net
+        clips = read_training_manifest(bank)
+        seed = (model.recipe.get("train") or {}).get("seed", 0)
+        pick = np.sort(np.random.default_rng(seed).choice(len(clips), min(bank_size, len(clips)), replace=False))
+        bank_set = load_features([clips[i] for i in pick], net.video.front_end, net.temporal_stride, bank, progress)
+        bank_side = hubness_bank(net, bank_set.features, len(pick), seed, progress)
+    calibrate_stages(model, _encoded_dev(model, dev, progress), likelihood_depth=depth, bank=bank_side)
     return model

@@ -31,7 +31,7 @@ from slsearch.training import distributed
 from slsearch.training.data import (FeatureSet, collate, epoch_batches, gloss_vocabulary, load_features,
                                     read_training_manifest, text_neighbours, with_neighbour_batches)
 from slsearch.training.dev_eval import evaluate_retrieval, evaluate_translation
-from slsearch.training.calibration import calibrate_stages, learn_lexicon, with_own_readings
+from slsearch.training.calibration import calibrate_stages, hubness_bank, learn_lexicon, with_own_readings
 from slsearch.training.recipe import DERIVED_MODEL_KEYS, Recipe, load_recipe, recipe_from_dict
 
 LAST = "last"  # sub-folder with the resumable state
@@ -499,7 +499,8 @@ def _fit_stages(run: _Run, notify: Notify) -> None:
             clips = with_own_readings(model, clips, run.train_set.features)
         lexicon = learn_lexicon(clips, recipe.lexicon)
     retrieval = RetrievalModel(model, decode=recipe.decode, path=run.out, recipe=recipe.to_dict())
-    calibrate_stages(retrieval, dev, lexicon, depth)
+    bank = hubness_bank(model, run.train_set.features, recipe.hubness.bank, recipe.train.seed)
+    calibrate_stages(retrieval, dev, lexicon, depth, bank)
     seconds = time.perf_counter() - t0
     best_dev = run.state["best_dev"]
     if retrieval.lexicon is not None:
@@ -508,6 +509,10 @@ def _fit_stages(run: _Run, notify: Notify) -> None:
                        f"with CiCo + lexicon T2V {f['t2v']['dev_R@1']:.1f} V2T {f['v2t']['dev_R@1']:.1f} (CiCo alone "
                        f"{best_dev.get('cico_t2v_R@1', 0):.1f} / {best_dev.get('cico_v2t_R@1', 0):.1f}; weights "
                        f"{f['t2v']['weight']:g} / {f['v2t']['weight']:g})")
+    if retrieval.hubness is not None:
+        f = retrieval.hubness.fusion["v2t"]
+        notify("note", f"hubness (bank of {len(retrieval.hubness.bank_tokens)} training clips): dev V2T R@1 "
+                       f"{f['dev_R@1_before']:.1f} -> {f['dev_R@1']:.1f} (share {f['share']:g})")
     if retrieval.likelihood is not None:
         stage = retrieval.likelihood
         parts = [f"{d.upper()} {f['dev_R@1_before']:.1f} -> {f['dev_R@1']:.1f} (weight {f['weight']:g})"
@@ -527,4 +532,5 @@ def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
     them changes what the steps learn, so a run may resume with them changed (a longer max_minutes)."""
     model = {k: v for k, v in recipe["model"].items() if k not in DERIVED_MODEL_KEYS}
     train = {k: v for k, v in recipe["train"].items() if k not in RESUMABLE_CHANGES}
-    return {**{k: v for k, v in recipe.items() if k not in ("lexicon", "likelihood")}, "model": model, "train": train}
+    return {**{k: v for k, v in recipe.items() if k not in ("lexicon", "likelihood", "hubness")}, "model": model,
+            "train": train}

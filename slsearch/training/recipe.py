@@ -20,6 +20,7 @@ from slsearch.models.losses import GLOSS_OBJECTIVES
 from slsearch.models.model import ModelConfig
 from slsearch.models.video_tower import FUSIONS, STREAMS
 from slsearch.models.translator import DecodeConfig
+from slsearch.rank.hubness_stage import BANK_SIZE
 from slsearch.rank.likelihood_stage import DEFAULT_DEPTH
 
 if TYPE_CHECKING:
@@ -118,6 +119,13 @@ class LikelihoodConfig:
 
 
 @dataclass
+class HubnessConfig:
+    # The V2T hubness stage (slsearch.rank.hubness_stage), fitted on dev after a joint run: a bank of this
+    # many training clips (a fixed sample) tells which sentences score high against any clip. 0: none.
+    bank: int = BANK_SIZE
+
+
+@dataclass
 class VAEConfig:
     # CVT-SLR step 1: the textual module, a VAE pretrained on the training glosses alone (Gloss2Gloss).
     # Its width is the recogniser's (model.video_dim): the two share the gloss classifier.
@@ -164,6 +172,7 @@ class Recipe:
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # how the checkpoint translates by default
     lexicon: LexiconConfig = field(default_factory=LexiconConfig)
     likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+    hubness: HubnessConfig = field(default_factory=HubnessConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
 
@@ -342,6 +351,7 @@ def _validate(r: Recipe) -> None:
         (r.lexicon.alignment in ("ibm1", "diagonal"), "lexicon.alignment must be 'ibm1' or 'diagonal'"),
         (r.lexicon.tension > 0, "lexicon.tension must be positive"),
         (r.likelihood.depth >= 1, "likelihood.depth must be at least 1"),
+        (r.hubness.bank >= 0, "hubness.bank must be 0 (no hubness stage) or positive"),
         (0 <= r.model.lm_prior_rate < 1, "model.lm_prior_rate must be in [0, 1)"),
     ]
     for ok, message in checks:
