@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from slsearch.errors import SlsearchError
-from slsearch.eval.metrics import paired_recall_at_1
+from slsearch.eval.metrics import paired_ranks, paired_recall_at_1
 from slsearch.rank import ClipSide, RankingPipeline, TextSide, fit_stages, load_retrieval_model
 from slsearch.rank.cico import cico_matrix
 from slsearch.rank.hubness_stage import HUBNESS_FILE, HubnessStage
@@ -49,6 +49,7 @@ def test_fit_discounts_a_sentence_every_clip_prefers():
     f = stage.fit(prev, hubs)
     assert paired_recall_at_1(prev, "v2t") == pytest.approx(100 / n)
     assert f["dev_R@1_before"] == pytest.approx(100 / n, abs=0.01) and f["dev_R@1"] == 100.0
+    assert f["dev_MRR"] == 100.0 and f["dev_MRR_before"] < 100.0  # picked by mean reciprocal rank
     assert f["share"] > 0 and f["weight"] == pytest.approx(f["share"] * prev.std() / hubs.std(), rel=1e-5)
     # hub scores that say nothing (no sentence stands out) leave the ranking as it was: weight 0
     assert stage.fit(np.eye(n, dtype=np.float32), np.ones(n, np.float32))["weight"] == 0.0
@@ -90,6 +91,7 @@ def test_the_cascade_applies_the_fitted_stage_to_v2t_only(fitted):
     assert model.hubness.below == "cico" and len(model.hubness.bank_tokens) == 30
     cico = cico_matrix(clips.tokens, sents.tokens, model.temperature)
     assert f["dev_R@1_before"] == pytest.approx(paired_recall_at_1(cico, "v2t"), abs=0.01)
+    assert f["dev_MRR_before"] == pytest.approx(100 * (1 / paired_ranks(cico, "v2t")).mean(), abs=0.01)
     if not f["weight"]:  # the toy must exercise the stage: give it a weight if dev picked none
         model.hubness.fusion["v2t"]["weight"] = 0.5
     w = model.hubness.fusion["v2t"]["weight"]

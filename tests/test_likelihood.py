@@ -304,7 +304,7 @@ def test_cli_calibrate(prior_run, tiny_corpus, tiny_checkpoint, tmp_path):
     hub = json.loads(r.stdout.strip().splitlines()[-1])["hubness"]
     fitted = load_retrieval_model(run)
     assert hub["bank"] == 7 == len(fitted.hubness.bank_tokens) and fitted.hubness.fusion["v2t"]["share"] == hub["share"]
-    assert fitted.hubness.fitted_on == fitted.hash and hub["dev_R@1"] >= hub["dev_R@1_before"]
+    assert fitted.hubness.fitted_on == fitted.hash and hub["dev_MRR"] >= hub["dev_MRR_before"]
     r = runner.invoke(app, ["calibrate", "--model", str(run), "--dev", str(tiny_corpus[1]), "--bank",
                             str(tiny_corpus[0]), "--bank-size", "0"])
     assert r.exit_code != 0 and "--bank-size must be at least 1" in r.output

@@ -1,9 +1,11 @@
 """Ranking: the retrieval model loaded once, and the cascade that every search and evaluation runs.
 
-    model.py             RetrievalModel: network + lexicon + likelihood stage + decode settings + hash
-    pipeline.py          RankingPipeline: FAISS candidates -> CiCo -> lexicon -> likelihood; fit_stages
+    model.py             RetrievalModel: network + lexicon, hubness, likelihood stages + decode settings + hash
+    pipeline.py          RankingPipeline: FAISS candidates -> CiCo -> lexicon -> (V2T) hubness -> likelihood;
+                         fit_stages
     cico.py              the CiCo stage (one query ragged, or a dense matrix)
     lexicon_stage.py     the gloss-lexicon stage (fusion with CiCo, fitted on dev)
+    hubness_stage.py     the V2T hubness stage (hub scores against a bank of training clips, fitted on dev)
     likelihood_stage.py  the decoder-likelihood stage (first `depth` candidates, fitted on dev)
     span.py              match_span: where in a clip a text query matched (T2V hits' `span`)
 """
