@@ -329,6 +329,7 @@ def calibrate(
                                                                "(default 20, the stage's)."),
     bank: Optional[str] = typer.Option(None, "--bank", help="Training manifest: fit a new V2T hubness stage on a "
                                                              "sample of its clips (a model trained before it existed)."),
+    # 1000 = slsearch.rank.hubness_stage.BANK_SIZE, not imported: slsearch.rank loads torch, too slow for --help
     bank_size: int = typer.Option(1000, "--bank-size", help="Clips in the hubness bank (with --bank)."),
     as_json: bool = typer.Option(False, "--json", help="Print the weights and dev R@1 as JSON on stdout."),
 ) -> None:

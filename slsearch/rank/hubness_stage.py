@@ -4,9 +4,10 @@ Some sentences are "hubs": generic, or on a frequent topic, they come near the t
 (the V2T errors left on SynPhoenix are mostly other sentences on the same topic). As in CSLS (Lample et
 al. 2018) and the query-bank normalisation of cross-modal retrieval (QB-Norm, Bogolin et al. 2022), each
 sentence's hub score is the mean of its `k` best scores against a bank of training clips, and V2T ranks
-by score - weight * hub score, with the weight picked on dev (by mean reciprocal rank). The bank is a fixed sample of the training
-clips saved with the model, never the clips being searched: a query set used as its own bank would tell
-each sentence which clip says it (a transductive score, not one a search can have).
+by score - weight * hub score, with the weight picked on dev (by mean reciprocal rank). The bank is a
+fixed sample of the training clips saved with the model, never the clips being searched: a query set used
+as its own bank would tell each sentence which clip says it (a transductive score, not one a search can
+have).
 
 The hub score is the stage below's own score (CiCo, + lexicon when the model has one) of the bank's clips
 against the sentence, so it is on the same scale. It depends only on the sentence: computed once per
@@ -28,7 +29,7 @@ from slsearch.eval.metrics import paired_ranks
 
 HUBNESS_FILE = "hubness.npz"
 BANK_SIZE = 1000  # training clips in the bank: on SynPhoenix dev, 500-2000 gave the same gain, 250 less
-PREFILTER = 100  # bank clips scored per sentence (see `hubs`): its hub scores correlate 0.999 with the whole bank's
+PREFILTER = 100  # bank clips scored per sentence (see `hubs`); hub scores correlate 0.998 with the whole bank's
 K = 5  # the best bank scores a hub score averages (dev: 3-10 alike, 1 noisier, 100 weaker)
 SHARES = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)  # weight in units of std(stage) / std(hub), picked on dev
 
@@ -95,7 +96,8 @@ class HubnessStage:
         before = paired_ranks(previous, "v2t")
         self.fusion = {"v2t": {"weight": picked[1] * unit, "share": picked[1], "dev_R@1": round(picked[2], 2),
                                "dev_R@1_before": round(float(100.0 * (before == 1).mean()), 2),
-                               "dev_MRR": round(picked[0], 2), "dev_MRR_before": round(float(100.0 * (1.0 / before).mean()), 2)}}
+                               "dev_MRR": round(picked[0], 2),
+                               "dev_MRR_before": round(float(100.0 * (1.0 / before).mean()), 2)}}
         return self.fusion["v2t"]
 
     # --- files ----------------------------------------------------------------------------------
@@ -119,6 +121,7 @@ class HubnessStage:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 tokens = np.split(z["tokens"].astype(np.float32), np.cumsum(z["lengths"])[:-1])
-            return cls(tokens, meta["readings"], int(meta["k"]), meta["below"], dict(meta["fusion"]), meta["fitted_on"])
+            return cls(tokens, meta["readings"], int(meta["k"]), meta["below"], dict(meta["fusion"]),
+                       meta["fitted_on"])
         except (ValueError, KeyError, TypeError, OSError) as e:
             raise SlsearchError(f"{path}: unreadable hubness stage ({e}); run `slsearch calibrate --bank` again") from None

@@ -1,9 +1,9 @@
 """Learn the gloss lexicon and fit the ranking stages' weights on dev.
 
 `train` calls `calibrate_stages` at the end of a joint run with the best weights in memory, the dev set it
-already encoded for that epoch and a bank of its training clips for the hubness stage. `slsearch lexicon` (`relearn_lexicon`) and `slsearch calibrate`
-(`recalibrate`) do it again for an existing checkpoint, loading it once and encoding dev once; the
-weights, and so any index built with them, stay as they are.
+already encoded for that epoch and a bank of its training clips for the hubness stage. `slsearch lexicon`
+(`relearn_lexicon`) and `slsearch calibrate` (`recalibrate`) do it again for an existing checkpoint,
+loading it once and encoding dev once; the weights, and so any index built with them, stay as they are.
 """
 
 from __future__ import annotations
