@@ -747,6 +747,9 @@ def _print_recall(report: dict) -> None:
     console.print(table)
     console.print(f"paper: only the paired item counts; dedup: any clip with the same sentence counts "
                   f"({int(m['distinct_texts'])} distinct sentences)", style="dim")
+    if report.get("stages"):
+        console.print(plain("stages: " + "; ".join(f"{d.upper()} {' + '.join(s)}" for d, s in report["stages"].items())),
+                      style="dim")
     if report.get("split_note"):
         console.print(plain(f"clips: {report['split_note']}"), style="dim")
 

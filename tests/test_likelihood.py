@@ -217,6 +217,12 @@ def test_training_calibrates_the_stage_and_search_ranks_as_eval(prior_run, tiny_
 
     full_eval = evaluate_model(prior_run, tiny_corpus[0], progress=False)
     assert full_eval["score"] == "full" and full_eval["metrics"]["paper/t2v_R@1"] >= 80
+    assert full_eval["stages"] == {"t2v": ["cico", "lexicon", "likelihood"],
+                                   "v2t": ["cico", "lexicon", "hubness", "likelihood"]}
+    fused_eval = evaluate_model(prior_run, tiny_corpus[0], score="fused", progress=False)
+    assert fused_eval["stages"] == {"t2v": ["cico", "lexicon"], "v2t": ["cico", "lexicon", "hubness"]}
+    r = runner.invoke(app, ["eval", "--model", str(prior_run), "--manifest", str(tiny_corpus[0]), "--score", "cico"])
+    assert r.exit_code == 0 and "stages: T2V cico; V2T cico" in r.stdout, r.output
     assert evaluate_index(out, progress=False)["score"] == "full"
     assert evaluate_model(prior_run, tiny_corpus[0], score="fused", progress=False)["score"] == "fused"
 

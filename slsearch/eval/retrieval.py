@@ -3,9 +3,9 @@
 Two sources: an index folder (its stored token states and vectors, so nothing is re-encoded; its
 checkpoint, when still there with the same weights, lends the lexicon and the decoder) or a checkpoint
 plus a manifest (encoded here). The matrices come from the ranking cascade (`slsearch.rank`), the same
-code a search ranks with. Scores: `full` (CiCo + gloss lexicon, then the decoder likelihood on each
-query's first candidates: what search ranks by when the model has every stage), `fused` (CiCo + gloss
-lexicon), `cico`, `lexical` (the lexicon alone) and `global` (first-stage vectors). The default is the
+code a search ranks with. Scores: `full` (CiCo + gloss lexicon, V2T less each sentence's hubness, then the
+decoder likelihood on each query's first candidates: what search ranks by when the model has every stage),
+`fused` (CiCo + gloss lexicon, V2T less hubness), `cico`, `lexical` (the lexicon alone) and `global` (first-stage vectors). The default is the
 best the model has.
 """
 
@@ -195,7 +195,7 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
     texts = [str(t) for t in clip_column("text")[rows]]
     metrics = _metrics(pipeline, clip_side, text_side, column, texts, ks, score, progress)
     return {"metrics": metrics, "source": str(index_dir), "checkpoint": (idx.info.get("checkpoint") or {}).get("hash"),
-            "split": split, "score": score, "ks": list(ks), "count": len(rows),
+            "split": split, "score": score, "stages": pipeline.stages(score), "ks": list(ks), "count": len(rows),
             **({"split_note": note} if note else {}), "seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -224,4 +224,5 @@ def evaluate_model(model: RetrievalModel | str | Path, manifest: str | Path, ks:
     metrics = _metrics(pipeline, ClipSide(v.tokens, v.readings, vectors=v.vectors),
                        TextSide(distinct, t.tokens, vectors=t.vectors), column, texts, ks, score, progress)
     return {"metrics": metrics, "source": str(manifest), "checkpoint": model.hash, "split": split,
-            "score": score, "ks": list(ks), "count": len(clips), "seconds": round(time.perf_counter() - t0, 2)}
+            "score": score, "stages": pipeline.stages(score), "ks": list(ks), "count": len(clips),
+            "seconds": round(time.perf_counter() - t0, 2)}

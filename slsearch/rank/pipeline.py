@@ -111,6 +111,21 @@ class RankingPipeline:
             raise SlsearchError(f"{where}: --score {score} is not available: {why}")
         return score
 
+    def stages(self, score: str) -> dict[str, list[str]]:
+        """{direction: the stages a resolved `score` runs, in order}: what an evaluation reports it ranked by."""
+        if score in ("global", "cico"):
+            return {d: [score] for d in DIRECTIONS}
+        if score == "lexical":
+            return {d: ["lexicon"] for d in DIRECTIONS}
+        base = ["cico", "lexicon"] if self.lexicon is not None else ["cico"]
+        below = "fused" if self.lexicon is not None else "cico"
+        out = {}
+        for d in DIRECTIONS:
+            out[d] = base + (["hubness"] if self.hubness is not None and self.hubness.applies(d, below) else [])
+            if score == "full" and self.likelihood is not None and self.likelihood.applies(d):
+                out[d].append("likelihood")
+        return out
+
     # --- scoring --------------------------------------------------------------------------------
     def cascade(self, clips: ClipSide, texts: TextSide, score: str, candidates: int | None,
                 progress: Progress | None, cico: np.ndarray | None = None,
