@@ -331,10 +331,13 @@ def calibrate(
                                                              "sample of its clips (a model trained before it existed)."),
     # 1000 = slsearch.rank.hubness_stage.BANK_SIZE, not imported: slsearch.rank loads torch, too slow for --help
     bank_size: int = typer.Option(1000, "--bank-size", help="Clips in the hubness bank (with --bank)."),
+    reader: Optional[str] = typer.Option(None, "--reader", help="Translate-stage checkpoint (train --recipe "
+                                                                 "translate --init MODEL): it re-reads V2T candidates; "
+                                                                 "copied into the model's folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the weights and dev R@1 as JSON on stdout."),
 ) -> None:
     """Pick the decoder-likelihood re-ranking weights of a checkpoint on dev (what `train` does at the end
-    of a joint run); with --bank, the V2T hubness stage's too."""
+    of a joint run); with --bank, the V2T hubness stage's too; with --reader, a V2T reader stage's."""
     from rich.table import Table
 
     from slsearch.rank.likelihood_stage import DEFAULT_DEPTH
@@ -346,12 +349,14 @@ def calibrate(
     if bank_size < 1:
         raise SlsearchError(f"--bank-size must be at least 1, got {bank_size}")
     with progress_if(not as_json) as progress:
-        fitted = recalibrate(model, dev, depth, bank, bank_size, progress=progress)
+        fitted = recalibrate(model, dev, depth, bank, bank_size, progress=progress, reader=reader)
     reranker, hubness = fitted.likelihood, fitted.hubness
     hub = hubness.fusion.get("v2t") if hubness is not None else None
+    read = fitted.reader.scorer.fusion.get("v2t") if fitted.reader is not None else None
     if as_json:
         print(json.dumps({"model": model, "depth": reranker.depth, "fusion": reranker.fusion,
-                          "hubness": None if hub is None else {"bank": len(hubness.bank_tokens), **hub}}))
+                          "hubness": None if hub is None else {"bank": len(hubness.bank_tokens), **hub},
+                          "reader": read}))
         return
     if hub is not None:
         console.print(plain(f"V2T hubness against a bank of {len(hubness.bank_tokens)} training clips: weight share "
@@ -366,6 +371,10 @@ def calibrate(
         else:
             table.add_row(direction.upper(), f"{f['weight']:g}", f"{f['dev_R@1_before']:.1f}", f"{f['dev_R@1']:.1f}")
     console.print(table)
+    if read is not None:
+        console.print(plain(f"V2T re-read by the translate-stage model ({fitted.reader.folder}): weight "
+                            f"{read['weight']:g}, dev R@1 {read['dev_R@1_before']:.1f} -> {read['dev_R@1']:.1f}, "
+                            f"MRR {read['dev_MRR_before']:.1f} -> {read['dev_MRR']:.1f}"))
 
 
 @app.command()

@@ -195,7 +195,8 @@ def evaluate_index(index_dir: str | Path, ks: Sequence[int] = DEFAULT_KS, split:
     texts = [str(t) for t in clip_column("text")[rows]]
     metrics = _metrics(pipeline, clip_side, text_side, column, texts, ks, score, progress)
     return {"metrics": metrics, "source": str(index_dir), "checkpoint": (idx.info.get("checkpoint") or {}).get("hash"),
-            "split": split, "score": score, "stages": pipeline.stages(score), "ks": list(ks), "count": len(rows),
+            "split": split, "score": score, "stages": pipeline.stages(score, reader_tokens=False), "ks": list(ks),
+            "count": len(rows),
             **({"split_note": note} if note else {}), "seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -221,7 +222,8 @@ def evaluate_model(model: RetrievalModel | str | Path, manifest: str | Path, ks:
     column = np.array([position[t] for t in texts])
     v = encode_videos(model.net, clips, batch_size=batch_size, progress=progress or None)
     t = encode_texts(model.net, distinct, progress=progress or None)
-    metrics = _metrics(pipeline, ClipSide(v.tokens, v.readings, vectors=v.vectors),
+    reader_tokens = model.reader.encode(clips, progress or None) if pipeline.reads_clips_again(score) else None
+    metrics = _metrics(pipeline, ClipSide(v.tokens, v.readings, vectors=v.vectors, reader_tokens=reader_tokens),
                        TextSide(distinct, t.tokens, vectors=t.vectors), column, texts, ks, score, progress)
     return {"metrics": metrics, "source": str(manifest), "checkpoint": model.hash, "split": split,
             "score": score, "stages": pipeline.stages(score), "ks": list(ks), "count": len(clips),

@@ -533,7 +533,9 @@ class Searcher:
                                  None if self.sentence_priors is None else self.sentence_priors[rows])
                 # the lexicon reads the query clip's gloss reading; an index without readings ranks without it
                 query = ClipSide([enc.tokens[0]], self._query_reading(pose.data, enc.readings)
-                                 if self.readings is not None else None)
+                                 if self.readings is not None else None,
+                                 reader_tokens=self.model.reader.encode([pose])
+                                 if self.pipeline.reads_clips_again(self.score) else None)
                 order, scores = self.pipeline.rank("v2t", query, texts, self.score)
             return self._hits(searched, rows, order[:k], scores)
 

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from slsearch.errors import SlsearchError
-from slsearch.eval.metrics import paired_recall_at_1
+from slsearch.eval.metrics import paired_ranks
 from slsearch.models.likelihood import has_prior, sentence_loglik, sentence_prior
 from slsearch.progress import Progress
 
@@ -107,14 +107,15 @@ class LikelihoodStage:
 
     # --- calibration ----------------------------------------------------------------------------
     def fit(self, net, previous: dict[str, np.ndarray], clip_tokens: Sequence[np.ndarray], texts: Sequence[str],
-            weights: Sequence[float] = WEIGHTS, fast_decoder=None) -> dict[str, dict[str, float]]:
-        """Pick each direction's weight by R@1 on a paired dev set (clip i says texts[i]);
-        `previous[direction]` is the (clips, texts) matrix of the stage before. V2T is calibrated only
-        when the model has a sentence prior."""
+            weights: Sequence[float] = WEIGHTS, fast_decoder=None, directions: Sequence[str] = ("t2v", "v2t"),
+            by: str = "R@1") -> dict[str, dict[str, float]]:
+        """Pick each direction's weight by `by` (R@1, or MRR: every rank counts) on a paired dev set (clip i
+        says texts[i]); `previous[direction]` is the (clips, texts) matrix of the stage before. V2T is
+        calibrated only when the model has a sentence prior."""
         n = len(texts)
         self.v2t_fast = True
         fusion: dict[str, dict[str, float]] = {}
-        for direction in ("t2v", "v2t"):
+        for direction in directions:
             if direction == "v2t" and not has_prior(net):
                 continue
             prev = previous[direction]
@@ -125,11 +126,16 @@ class LikelihoodStage:
             best = None
             for w in weights:
                 self.fusion[direction] = {**stats, "weight": float(w)}
-                r1 = paired_recall_at_1(self.combine(prev, raw, direction) if w else prev, direction)
-                if best is None or r1 > best[0] + 1e-9:
-                    best = (r1, w)
-            fusion[direction] = {**stats, "weight": float(best[1]), "dev_R@1": round(best[0], 2),
-                                 "dev_R@1_before": round(paired_recall_at_1(prev, direction), 2)}
+                ranks = paired_ranks(self.combine(prev, raw, direction) if w else prev, direction)
+                measured = {"R@1": 100.0 * float((ranks == 1).mean()), "MRR": 100.0 * float((1.0 / ranks).mean())}
+                if best is None or measured[by] > best[0][by] + 1e-9:
+                    best = (measured, w)
+            before = paired_ranks(prev, direction)
+            fusion[direction] = {**stats, "weight": float(best[1]), "dev_R@1": round(best[0]["R@1"], 2),
+                                 "dev_R@1_before": round(100.0 * float((before == 1).mean()), 2)}
+            if by == "MRR":
+                fusion[direction].update({"dev_MRR": round(best[0]["MRR"], 2),
+                                          "dev_MRR_before": round(100.0 * float((1.0 / before).mean()), 2)})
         self.fusion = fusion
         return fusion
 

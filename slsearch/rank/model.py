@@ -1,7 +1,7 @@
 """The retrieval model: a checkpoint loaded once, with everything that ranks with it.
 
 One typed object instead of attributes hung on the network: the weights and tokenizer (`net`), the
-gloss lexicon and the decoder-likelihood stage with their dev-picked weights, the decoding settings
+gloss lexicon, the hubness, decoder-likelihood and reader stages with their dev-picked weights, the decoding settings
 and the hash that names the weights. Search, evaluation, calibration and the server take it.
 """
 
@@ -21,6 +21,7 @@ from slsearch.models.model import SignTextModel
 from slsearch.models.translator import DecodeConfig
 from slsearch.rank.hubness_stage import HubnessStage
 from slsearch.rank.likelihood_stage import LikelihoodStage
+from slsearch.rank.reader_stage import ReaderStage
 
 
 @dataclass
@@ -32,6 +33,7 @@ class RetrievalModel:
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # how it translates by default
     path: Path | None = None  # the checkpoint folder it came from
     recipe: dict[str, Any] = field(default_factory=dict)  # the recipe it was trained with
+    reader: ReaderStage | None = None  # V2T: a translate-stage checkpoint re-reads the first candidates
 
     @property
     def hash(self) -> str:
@@ -60,9 +62,9 @@ class RetrievalModel:
         return self.net.video.gloss_head is not None
 
     def save_stages(self, folder: str | Path | None = None) -> None:
-        """Write the lexicon, hubness and likelihood stages beside the weights, marked with the weights' hash."""
+        """Write the lexicon, hubness, likelihood and reader stages beside the weights, marked with the weights' hash."""
         folder = Path(folder or self.path)
-        for stage in (self.lexicon, self.hubness, self.likelihood):
+        for stage in (self.lexicon, self.hubness, self.likelihood, self.reader):
             if stage is not None:
                 stage.fitted_on = self.hash
                 stage.save(folder)
@@ -90,6 +92,7 @@ def load_retrieval_model(path: str | Path, device: str | torch.device = "cpu") -
                             "it belongs to another run")
     likelihood = _fitted_here(LikelihoodStage.load(folder), net.checkpoint_hash, cfg["format_version"])
     hubness = _fitted_here(HubnessStage.load(folder), net.checkpoint_hash, cfg["format_version"])
+    reader = _fitted_here(ReaderStage.load(folder), net.checkpoint_hash, cfg["format_version"])
     recipe = cfg.get("recipe") or {}
     return RetrievalModel(net, lexicon, likelihood, hubness, DecodeConfig.from_dict(recipe.get("decode")), folder,
-                          recipe)
+                          recipe, reader)

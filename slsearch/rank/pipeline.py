@@ -1,7 +1,7 @@
 """The ranking cascade, owned in one place:
 
     query -encode-> FAISS top-N (global vectors) -> CiCo -> gloss lexicon [-> V2T hubness] -> decoder likelihood
-          -> top-k
+          [-> V2T reader: the translate-stage model] -> top-k
 
 Every stage scores a block of clips x sentences: a search is the block of one query against its
 candidates, an evaluation the whole dense matrix. So one query and a full evaluation rank alike by
@@ -28,6 +28,7 @@ from slsearch.rank.hubness_stage import HubnessStage
 from slsearch.rank.lexicon_stage import LexiconStage
 from slsearch.rank.likelihood_stage import LikelihoodStage
 from slsearch.rank.model import RetrievalModel
+from slsearch.rank.reader_stage import ReaderStage
 
 SCORES = ("full", "fused", "cico", "lexical", "global")
 DIRECTIONS = ("t2v", "v2t")
@@ -41,6 +42,7 @@ class ClipSide:
     readings: Sequence[str] | None = None  # the gloss head's reading per clip, when the model has one
     reading_priors: np.ndarray | None = None  # the lexicon's log p(reading) per clip, when known for it
     vectors: np.ndarray | None = None  # (N, D) global vectors, for the global score
+    reader_tokens: Sequence[np.ndarray] | None = None  # the reader stage's own token states of each clip (V2T)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -86,6 +88,9 @@ class RankingPipeline:
         likelihood = model.likelihood if model is not None else None
         self.likelihood: LikelihoodStage | None = likelihood if likelihood is not None and likelihood.fusion else None
         self.hubness: HubnessStage | None = model.hubness if model is not None else None
+        reader = model.reader if model is not None else None
+        self.reader: ReaderStage | None = reader if self.likelihood is not None and reader is not None \
+            and reader.applies("v2t") else None
 
     # --- which score ----------------------------------------------------------------------------
     def _likelihood_usable(self, readings_known: bool) -> bool:
@@ -111,8 +116,13 @@ class RankingPipeline:
             raise SlsearchError(f"{where}: --score {score} is not available: {why}")
         return score
 
-    def stages(self, score: str) -> dict[str, list[str]]:
-        """{direction: the stages a resolved `score` runs, in order}: what an evaluation reports it ranked by."""
+    def reads_clips_again(self, score: str) -> bool:
+        """Whether V2T with `score` needs the reader's own token states of the query clips (ClipSide.reader_tokens)."""
+        return score == "full" and self.reader is not None
+
+    def stages(self, score: str, reader_tokens: bool = True) -> dict[str, list[str]]:
+        """{direction: the stages a resolved `score` runs, in order}: what an evaluation reports it ranked by.
+        `reader_tokens`: whether the clips come with the reader's token states (an index does not store them)."""
         if score in ("global", "cico"):
             return {d: [score] for d in DIRECTIONS}
         if score == "lexical":
@@ -124,6 +134,8 @@ class RankingPipeline:
             out[d] = base + (["hubness"] if self.hubness is not None and self.hubness.applies(d, below) else [])
             if score == "full" and self.likelihood is not None and self.likelihood.applies(d):
                 out[d].append("likelihood")
+        if self.reads_clips_again(score) and reader_tokens:
+            out["v2t"].append("reader")
         return out
 
     # --- scoring --------------------------------------------------------------------------------
@@ -170,19 +182,33 @@ class RankingPipeline:
         stage, raw = self.cascade(clips, texts, score, candidates, progress)
         if raw is None:
             return stage
-        return {d: self.likelihood.combine(stage[d], raw[d], d) if d in raw else stage[d] for d in DIRECTIONS}
+        out = {d: self.likelihood.combine(stage[d], raw[d], d) if d in raw else stage[d] for d in DIRECTIONS}
+        reread = self.reread(clips, texts, out["v2t"], progress)
+        if reread is not None:
+            out["v2t"] = self.reader.combine(out["v2t"], reread)
+        return out
+
+    def reread(self, clips: ClipSide, texts: TextSide, v2t: np.ndarray, progress: Progress | None = None
+               ) -> np.ndarray | None:
+        """The reader stage's raw scores of each V2T query's first candidates by the full score `v2t`, or None
+        when there is no reader or the clips come without its token states."""
+        if self.reader is None or clips.reader_tokens is None:
+            return None
+        return self.reader.pair_scores(v2t, clips.reader_tokens, texts.texts, progress)
 
     def rank(self, direction: str, clips: ClipSide, texts: TextSide, score: str) -> tuple[np.ndarray, np.ndarray]:
         """One query against its candidates (T2V: one sentence and N clips; V2T: one clip and N
         sentences) -> (candidate positions best first, their scores). Candidates the likelihood stage
         does not reach keep the previous stage's score."""
         stage, raw = self.cascade(clips, texts, score, None, None, directions=(direction,))
-        previous = stage[direction].ravel()
+        ordered = final = stage[direction].ravel()
         if raw is not None and direction in raw:
             ordered = self.likelihood.combine(stage[direction], raw[direction], direction).ravel()
-            final = np.where(np.isnan(raw[direction].ravel()), previous, ordered)
-        else:
-            ordered = final = previous
+            final = np.where(np.isnan(raw[direction].ravel()), final, ordered)
+        reread = self.reread(clips, texts, ordered[None, :]) if raw is not None and direction == "v2t" else None
+        if reread is not None:
+            ordered = self.reader.combine(ordered[None, :], reread).ravel()
+            final = np.where(np.isnan(reread.ravel()), final, ordered)
         return np.argsort(-ordered, kind="stable"), final.astype(np.float32)
 
     def sentence_hubs(self, texts: TextSide) -> np.ndarray:
@@ -203,12 +229,14 @@ class RankingPipeline:
 
 
 def fit_stages(model: RetrievalModel, clips: ClipSide, texts: TextSide, lexicon: Lexicon | None = None,
-               likelihood_depth: int | None = None, bank: ClipSide | None = None) -> dict[str, dict]:
+               likelihood_depth: int | None = None, bank: ClipSide | None = None,
+               reader: ReaderStage | None = None) -> dict[str, dict]:
     """Fit the ranking stages of `model` on a paired dev set (clip i says texts[i]), in place: a new,
     uncalibrated `lexicon` gets its fusion weights (on the CiCo matrix) and becomes the model's; a `bank`
     of training clips makes a new hubness stage (V2T), and one the model has already is fitted again on
     what is below it now; with `likelihood_depth` the decoder-likelihood stage is fitted on what the
-    stages before it rank. Returns what was picked per stage. Save with `model.save_stages()`."""
+    stages before it rank; a new `reader` (or the model's own) is fitted on V2T after the likelihood stage, from
+    `clips.reader_tokens`. Returns what was picked per stage. Save with `model.save_stages()`."""
     cico = cico_matrix(clips.tokens, texts.tokens, model.temperature)
     report: dict[str, dict] = {}
     if lexicon is not None:
@@ -234,4 +262,13 @@ def fit_stages(model: RetrievalModel, clips: ClipSide, texts: TextSide, lexicon:
         likelihood.fit(model.net, stage, clips.tokens, texts.texts, fast_decoder=model.fast_decoder)
         model.likelihood = likelihood
         report["likelihood"] = likelihood.fusion
+    reader = reader or model.reader
+    model.reader = None  # not applied while its weight is picked
+    if reader is not None and model.likelihood is not None:
+        if clips.reader_tokens is None:
+            raise ValueError("fitting the reader stage needs the dev clips' reader token states (ClipSide.reader_tokens)")
+        stage, raw = RankingPipeline(model).cascade(clips, texts, "full", None, None, cico=cico, directions=("v2t",))
+        full = model.likelihood.combine(stage["v2t"], raw["v2t"], "v2t") if "v2t" in raw else stage["v2t"]
+        report["reader"] = reader.fit(full, clips.reader_tokens, texts.texts)
+        model.reader = reader
     return report

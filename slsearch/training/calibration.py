@@ -21,6 +21,8 @@ from slsearch.models.lexicon import Lexicon
 from slsearch.progress import Progress
 from slsearch.rank import ClipSide, RetrievalModel, TextSide, fit_stages, load_retrieval_model
 from slsearch.rank.hubness_stage import BANK_SIZE
+from slsearch.rank.likelihood_stage import LikelihoodStage
+from slsearch.rank.reader_stage import ReaderStage, check_reader
 from slsearch.training.data import load_features, read_training_manifest
 from slsearch.training.dev_eval import encode_dev
 from slsearch.training.recipe import LexiconConfig
@@ -57,18 +59,24 @@ def hubness_bank(net, features: Sequence, size: int, seed: int = 0,
 
 
 def calibrate_stages(model: RetrievalModel, dev: tuple[ClipSide, TextSide], lexicon: Lexicon | None = None,
-                     likelihood_depth: int | None = None, bank: ClipSide | None = None) -> dict[str, dict]:
+                     likelihood_depth: int | None = None, bank: ClipSide | None = None,
+                     reader: ReaderStage | None = None) -> dict[str, dict]:
     """Fit the stages on the encoded dev set (see `slsearch.rank.fit_stages`) and save them beside the
     model's weights."""
-    report = fit_stages(model, *dev, lexicon=lexicon, likelihood_depth=likelihood_depth, bank=bank)
+    report = fit_stages(model, *dev, lexicon=lexicon, likelihood_depth=likelihood_depth, bank=bank, reader=reader)
     model.save_stages()
     return report
 
 
-def _encoded_dev(model: RetrievalModel, dev: str | Path, progress: Progress | None) -> tuple[ClipSide, TextSide]:
+def _encoded_dev(model: RetrievalModel, dev: str | Path, progress: Progress | None,
+                 reader: ReaderStage | None = None) -> tuple[ClipSide, TextSide]:
+    """The dev set encoded by the model, and by `reader` (its own token states) when given."""
     net = model.net
     dev_set = load_features(read_training_manifest(dev), net.video.front_end, net.temporal_stride, dev, progress)
-    return encode_dev(net, dev_set.features, dev_set.texts, progress=progress)
+    clips, texts = encode_dev(net, dev_set.features, dev_set.texts, progress=progress)
+    if reader is not None:
+        clips.reader_tokens = reader.encode(dev_set.features, progress)
+    return clips, texts
 
 
 def relearn_lexicon(checkpoint: str | Path, manifest: str | Path, dev: str | Path, config: LexiconConfig,
@@ -99,14 +107,16 @@ def relearn_lexicon(checkpoint: str | Path, manifest: str | Path, dev: str | Pat
         raise SlsearchError(f"{manifest}: no clip has glosses (a 'gloss' column) to learn a lexicon from" +
                             ("" if from_readings else "; --from-readings learns from the model's own readings"))
     depth = model.likelihood.depth if model.likelihood is not None else None
-    calibrate_stages(model, _encoded_dev(model, dev, progress), lexicon, depth)
+    calibrate_stages(model, _encoded_dev(model, dev, progress, model.reader), lexicon, depth)
     return model
 
 
 def recalibrate(checkpoint: str | Path, dev: str | Path, depth: int, bank: str | Path | None = None,
-                bank_size: int = BANK_SIZE, progress: Progress | None = None) -> RetrievalModel:
+                bank_size: int = BANK_SIZE, progress: Progress | None = None,
+                reader: str | Path | None = None) -> RetrievalModel:
     """Fit the decoder-likelihood stage of an existing checkpoint whose decoder was trained (loss.lm_weight > 0),
-    and with `bank` (a training manifest) a new hubness stage on a sample of `bank_size` of its clips."""
+    with `bank` (a training manifest) a new hubness stage on a sample of `bank_size` of its clips, and with
+    `reader` (a translate-stage checkpoint) a V2T reader stage; a reader the model has already is fitted again."""
     model = load_retrieval_model(checkpoint)
     if not (model.recipe.get("loss") or {}).get("lm_weight", 1.0):
         raise SlsearchError(f"{checkpoint}: its decoder was not trained (loss.lm_weight = 0), so its likelihood "
@@ -119,5 +129,11 @@ def recalibrate(checkpoint: str | Path, dev: str | Path, depth: int, bank: str |
         pick = np.sort(np.random.default_rng(seed).choice(len(clips), min(bank_size, len(clips)), replace=False))
         bank_set = load_features([clips[i] for i in pick], net.video.front_end, net.temporal_stride, bank, progress)
         bank_side = hubness_bank(net, bank_set.features, len(pick), seed, progress)
-    calibrate_stages(model, _encoded_dev(model, dev, progress), likelihood_depth=depth, bank=bank_side)
+    reader_stage = None
+    if reader is not None:
+        reader_stage = ReaderStage(Path(reader), LikelihoodStage(depth=depth))
+        check_reader(model.net, reader_stage.net, str(reader))
+    reader_stage = reader_stage or model.reader
+    calibrate_stages(model, _encoded_dev(model, dev, progress, reader_stage), likelihood_depth=depth, bank=bank_side,
+                     reader=reader_stage)
     return model
