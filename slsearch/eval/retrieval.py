@@ -4,7 +4,8 @@ Two sources: an index folder (its stored token states and vectors, so nothing is
 checkpoint, when still there with the same weights, lends the lexicon and the decoder) or a checkpoint
 plus a manifest (encoded here). The matrices come from the ranking cascade (`slsearch.rank`), the same
 code a search ranks with. Scores: `full` (CiCo + gloss lexicon, V2T less each sentence's hubness, then the
-decoder likelihood on each query's first candidates: what search ranks by when the model has every stage),
+decoder likelihood on each query's first candidates, and V2T re-read by a reader stage where the clips are
+encoded here: what search ranks by when the model has every stage),
 `fused` (CiCo + gloss lexicon, V2T less hubness), `cico`, `lexical` (the lexicon alone) and `global` (first-stage vectors). The default is the
 best the model has.
 """
