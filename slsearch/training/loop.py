@@ -195,7 +195,11 @@ def train(recipe_path: str | Path | None, manifest: str | Path, dev: str | Path,
         notify, progress = _silent, None  # rank 0 reports for all
     run = _start(recipe_path, manifest, dev, Path(out), overrides, resume, progress, notify)
     try:
-        return _train(run, progress, notify)
+        result = _train(run, progress, notify)
+        if run.recipe.train.stage == "translate" and result.best_epoch:
+            notify("note", f"to let it re-read V2T candidates too: slsearch calibrate --model {run.recipe.train.init} "
+                           f"--dev {dev} --reader {run.out}")
+        return result
     finally:
         if run.world is not None and run.world.owned:
             run.world.shutdown()
@@ -229,9 +233,6 @@ def _train(run: _Run, progress: Progress | None, notify: Notify) -> TrainResult:
     what = (f"BLEU-4 {best.get('BLEU-4', 0):.2f}" if tc.stage == "translate" else
             f"CiCo R@1 T2V {best.get('cico_t2v_R@1', 0):.1f} V2T {best.get('cico_v2t_R@1', 0):.1f}")
     notify("note", f"best dev epoch {state['best_epoch']}: {what}; checkpoint in {run.out}")
-    if tc.stage == "translate" and state["best_epoch"]:
-        notify("note", f"to let it re-read V2T candidates too: slsearch calibrate --model {tc.init} --dev {dev} "
-                       f"--reader {run.out}")
     return TrainResult(run.out, state["best_epoch"], best, state["epoch"], state["train_seconds"] / 60, stopped)
 
 
