@@ -56,6 +56,8 @@ def test_calibrate_reader_then_eval_and_search_rank_alike(joint_and_reader, tiny
     model = load_retrieval_model(run)
     assert model.reader.fitted_on == model.hash and model.reader.reader_hash == load_model(slt).checkpoint_hash
     assert model.reader.scorer.fusion["v2t"] == read
+    # read on a CPU by an int8 copy of its decoder, as fitted
+    assert model.reader.scorer.v2t_fast and model.reader.fast_decoder is not model.reader.net.decoder
     # a non-zero weight, so the test exercises the stage whatever dev picked
     model.reader.scorer.fusion["v2t"]["weight"] = 1.5
     model.reader.save(run)

@@ -7,7 +7,8 @@ log p(s | c) - log p(s) re-ranks V2T candidates better than the retrieval model'
 and the two together better still (benchmarks/RESULTS.md, "V2T re-read by the translation model"). So V2T
 re-reads each query clip's first `depth` candidates (after the likelihood stage) with that model: its own
 encoder's token states of the clip, its own null clip's prior of each sentence; standardised and added with a
-weight picked on dev by mean reciprocal rank.
+weight picked on dev by mean reciprocal rank. On a CPU it reads with an int8 copy of its decoder, as the
+likelihood stage does.
 
 V2T only: a V2T query is one clip, encoded once more (one encoder pass, `depth` decoder reads). T2V would need
 the second encoder's token states of every indexed clip. The translate checkpoint is copied into the retrieval
@@ -66,6 +67,15 @@ class ReaderStage:
                                 "run `slsearch calibrate --reader` again")
         return net
 
+    @cached_property
+    def fast_decoder(self):
+        """What it reads candidates with: on a CPU an int8 copy of its decoder (20 reads of a V2T query 32 -> 11 ms
+        on one core, benchmarks/RESULTS.md), as RetrievalModel.fast_decoder; stages fitted in float32 (no
+        `v2t_fast` in reader.json) keep float32."""
+        from slsearch.rank.model import fast_decoder_of
+
+        return fast_decoder_of(self.net) if self.scorer.v2t_fast else None
+
     def applies(self, direction: str) -> bool:
         return direction == "v2t" and self.scorer.applies("v2t")
 
@@ -87,8 +97,8 @@ class ReaderStage:
     def pair_scores(self, previous: np.ndarray, reader_tokens: Sequence[np.ndarray], texts: Sequence[str],
                     progress: Progress | None = None) -> np.ndarray:
         """The reader's PMI of each V2T query's first `depth` candidates in a (clips, texts) matrix; NaN elsewhere."""
-        # float32: the reader reads `depth` pairs a query; the int8 copy's saving is not worth a second calibration
-        return self.scorer.pair_scores(self.net, previous, reader_tokens, texts, "v2t", self.priors(texts), progress)
+        return self.scorer.pair_scores(self.net, previous, reader_tokens, texts, "v2t", self.priors(texts), progress,
+                                       self.fast_decoder)
 
     def combine(self, previous: np.ndarray, raw: np.ndarray) -> np.ndarray:
         return self.scorer.combine(previous, raw, "v2t")
@@ -97,7 +107,10 @@ class ReaderStage:
         """Pick the V2T weight by MRR on a paired dev set; `previous`: its (clips, texts) matrix after the
         likelihood stage."""
         self.reader_hash = self.net.checkpoint_hash
-        self.scorer.fit(self.net, {"v2t": previous}, reader_tokens, texts, directions=("v2t",), by="MRR")
+        self.scorer.v2t_fast = True  # fitted, and so read, with the fast decoder from now on
+        self.__dict__.pop("fast_decoder", None)
+        self.scorer.fit(self.net, {"v2t": previous}, reader_tokens, texts, directions=("v2t",), by="MRR",
+                        fast_decoder=self.fast_decoder)
         return self.scorer.fusion.get("v2t", {})
 
     # --- files ----------------------------------------------------------------------------------
@@ -120,7 +133,8 @@ class ReaderStage:
         path = folder / READER_FILE
         tmp_json = path.with_name(path.name + ".tmp")
         tmp_json.write_text(json.dumps({"depth": self.scorer.depth, "fusion": self.scorer.fusion,
-                                        "reader_hash": self.reader_hash, "fitted_on": self.fitted_on}, indent=2))
+                                        "reader_hash": self.reader_hash, "fitted_on": self.fitted_on,
+                                        "v2t_fast": self.scorer.v2t_fast}, indent=2))
         tmp_json.replace(path)
         return path
 
@@ -130,7 +144,8 @@ class ReaderStage:
         path = Path(folder) / READER_FILE
         try:
             d = json.loads(path.read_text())
-            scorer = LikelihoodStage(depth=int(d.get("depth", DEFAULT_DEPTH)), fusion=dict(d["fusion"]))
+            scorer = LikelihoodStage(depth=int(d.get("depth", DEFAULT_DEPTH)), fusion=dict(d["fusion"]),
+                                     v2t_fast=bool(d.get("v2t_fast", False)))
             stage = cls(Path(folder) / READER_DIR, scorer, d.get("reader_hash"), d.get("fitted_on"))
         except FileNotFoundError:
             return None
