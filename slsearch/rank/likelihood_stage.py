@@ -140,11 +140,18 @@ class LikelihoodStage:
         return fusion
 
     # --- files ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"depth": self.depth, "fusion": self.fusion, "fitted_on": self.fitted_on, "v2t_fast": self.v2t_fast}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LikelihoodStage":
+        return cls(depth=int(d["depth"]), fusion=dict(d["fusion"]), fitted_on=d.get("fitted_on"),
+                   v2t_fast=bool(d.get("v2t_fast", False)))
+
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / LIKELIHOOD_FILE
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"depth": self.depth, "fusion": self.fusion, "fitted_on": self.fitted_on,
-                                   "v2t_fast": self.v2t_fast}, indent=2))
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
         tmp.replace(path)
         return path
 
@@ -153,9 +160,7 @@ class LikelihoodStage:
         """The stage saved in a checkpoint folder, or None when it has none."""
         path = Path(folder) / LIKELIHOOD_FILE
         try:
-            d = json.loads(path.read_text())
-            return cls(depth=int(d["depth"]), fusion=dict(d["fusion"]), fitted_on=d.get("fitted_on"),
-                       v2t_fast=bool(d.get("v2t_fast", False)))
+            return cls.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as e:

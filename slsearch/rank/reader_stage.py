@@ -28,7 +28,7 @@ import numpy as np
 
 from slsearch.errors import SlsearchError
 from slsearch.progress import Progress
-from slsearch.rank.likelihood_stage import DEFAULT_DEPTH, LikelihoodStage
+from slsearch.rank.likelihood_stage import LikelihoodStage
 
 READER_FILE = "reader.json"
 READER_DIR = "reader"
@@ -132,9 +132,8 @@ class ReaderStage:
             self.folder = target
         path = folder / READER_FILE
         tmp_json = path.with_name(path.name + ".tmp")
-        tmp_json.write_text(json.dumps({"depth": self.scorer.depth, "fusion": self.scorer.fusion,
-                                        "reader_hash": self.reader_hash, "fitted_on": self.fitted_on,
-                                        "v2t_fast": self.scorer.v2t_fast}, indent=2))
+        tmp_json.write_text(json.dumps({**self.scorer.to_dict(), "reader_hash": self.reader_hash,
+                                        "fitted_on": self.fitted_on}, indent=2))
         tmp_json.replace(path)
         return path
 
@@ -144,9 +143,7 @@ class ReaderStage:
         path = Path(folder) / READER_FILE
         try:
             d = json.loads(path.read_text())
-            scorer = LikelihoodStage(depth=int(d.get("depth", DEFAULT_DEPTH)), fusion=dict(d["fusion"]),
-                                     v2t_fast=bool(d.get("v2t_fast", False)))
-            stage = cls(Path(folder) / READER_DIR, scorer, d.get("reader_hash"), d.get("fitted_on"))
+            stage = cls(Path(folder) / READER_DIR, LikelihoodStage.from_dict(d), d.get("reader_hash"), d.get("fitted_on"))
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as e:
