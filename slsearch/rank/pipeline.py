@@ -263,8 +263,8 @@ def fit_stages(model: RetrievalModel, clips: ClipSide, texts: TextSide, lexicon:
         model.likelihood = likelihood
         report["likelihood"] = likelihood.fusion
     reader = reader or model.reader
-    model.reader = None  # not applied while its weight is picked
     if reader is not None and model.likelihood is not None:
+        model.reader = None  # not applied while its weight is picked
         if clips.reader_tokens is None:
             raise ValueError("fitting the reader stage needs the dev clips' reader token states (ClipSide.reader_tokens)")
         stage, raw = RankingPipeline(model).cascade(clips, texts, "full", None, None, cico=cico, directions=("v2t",))
